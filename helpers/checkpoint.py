@@ -1,0 +1,225 @@
+"""Checkpoint files: what they hold, how they are written, read, checked and stripped.
+
+Two kinds, with the keys of the user's document (`step`, `model_state_dict`,
+`optimizer_state_dict`, `loss`, `config`) and a few of our own beside them:
+
+- full (`model_step_{step}.pt`, `model_final_full.pt`): everything needed to resume exactly.
+- deployment (`model_final.pt`, `model_best.pt`): the weights alone, about a third of the size.
+
+Every file holds only tensors, numbers, strings, lists and dicts, so it loads with
+`torch.load(path, weights_only=True)`, and every write is atomic (see helpers.fileio).
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from helpers.fileio import atomic_torch_save
+from helpers.model import GPT, GPTConfig
+
+FORMAT = "gpt2-124m-colab"
+FORMAT_VERSION = 1
+FULL = "full"
+DEPLOYMENT = "deployment"
+WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # added by torch.compile and DistributedDataParallel
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Keys each kind must have: the document's, then ours.
+REQUIRED = {
+    FULL: ("step", "model_state_dict", "optimizer_state_dict", "loss", "config", "model_args"),
+    DEPLOYMENT: ("step", "model_state_dict", "loss", "config", "model_args"),
+}
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+        self.problem = problem
+
+
+def clean_state_dict(state_dict: dict) -> dict:
+    """The state dict with torch.compile's `_orig_mod.` and DDP's `module.` prefixes removed."""
+    cleaned = {}
+    for key, value in state_dict.items():
+        stripped = True
+        while stripped:
+            stripped = False
+            for prefix in WRAPPER_PREFIXES:
+                if key.startswith(prefix):
+                    key, stripped = key[len(prefix):], True
+        cleaned[key] = value
+    return cleaned
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain GPT inside torch.compile and DistributedDataParallel wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def make_checkpoint(
+    kind: str,
+    *,
+    step: int,
+    model: torch.nn.Module,
+    loss: float,
+    config: dict,
+    optimizer: torch.optim.Optimizer | None = None,
+    **extra: object,
+) -> dict:
+    """A checkpoint dict of the given kind; extra keys (val_loss, rng_state, ...) go beside."""
+    plain = unwrap_model(model)
+    ckpt = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "step": int(step),
+        "model_state_dict": clean_state_dict(plain.state_dict()),
+        "loss": float(loss),
+        "config": dict(config),
+        "model_args": plain.config.to_dict(),
+    }
+    if kind == FULL:
+        if optimizer is None:
+            raise ValueError("a full checkpoint needs the optimizer")
+        ckpt["optimizer_state_dict"] = optimizer.state_dict()
+    ckpt.update(extra)
+    return ckpt
+
+
+def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
+    """Write a checkpoint dict atomically."""
+    return atomic_torch_save(ckpt, path)
+
+
+def read_checkpoint(path: str | Path, mmap: bool = True) -> dict:
+    """torch.load(weights_only=True) on the CPU, memory-mapped; any failure is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(path, "file is empty")
+    if not zipfile.is_zipfile(path):
+        # torch.save writes a zip archive; a truncated one loses its directory at the end.
+        raise CheckpointError(path, "not a torch checkpoint, or truncated (no complete zip archive)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(path, f"refused: holds objects that are not plain data ({first})") from None
+    except Exception as e:  # zip, storage and EOF errors from a damaged file
+        raise CheckpointError(path, f"damaged, cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(path, f"holds a {type(ckpt).__name__}, not a checkpoint dict")
+    return ckpt
+
+
+def checkpoint_kind(ckpt: dict) -> str:
+    """'full' if the checkpoint can resume training, else 'deployment'."""
+    return FULL if "optimizer_state_dict" in ckpt else DEPLOYMENT
+
+
+def check_checkpoint(path: str | Path, ckpt: dict, kind: str | None = None) -> dict:
+    """Raise CheckpointError unless ckpt is a well-formed checkpoint (of the given kind)."""
+    actual = checkpoint_kind(ckpt)
+    if kind == FULL and actual != FULL:
+        raise CheckpointError(path, "is a deployment checkpoint (no optimizer_state_dict); resuming needs a full one")
+    missing = [k for k in REQUIRED[actual] if k not in ckpt]
+    if missing:
+        raise CheckpointError(path, f"missing key(s): {', '.join(missing)}")
+    version = ckpt.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(path, f"format version {version!r} is newer than this code reads ({FORMAT_VERSION})")
+    if not isinstance(ckpt["model_state_dict"], dict) or not ckpt["model_state_dict"]:
+        raise CheckpointError(path, "model_state_dict is empty or not a dict")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None, mmap: bool = True) -> dict:
+    """Read and check a checkpoint; the state dict comes back without wrapper prefixes."""
+    ckpt = check_checkpoint(path, read_checkpoint(path, mmap=mmap), kind)
+    ckpt["model_state_dict"] = clean_state_dict(ckpt["model_state_dict"])
+    return ckpt
+
+
+def model_config_of(path: str | Path, ckpt: dict) -> GPTConfig:
+    """The GPTConfig a checkpoint was made with."""
+    try:
+        return GPTConfig(**ckpt["model_args"])
+    except TypeError as e:
+        raise CheckpointError(path, f"model_args do not describe a GPT ({e})") from None
+
+
+def check_architecture(path: str | Path, ckpt: dict, expected: GPTConfig) -> None:
+    """Raise CheckpointError if the checkpoint's model is not the expected architecture."""
+    found = model_config_of(path, ckpt)
+    fields = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias")
+    diffs = [f"{f} {getattr(found, f)} (expected {getattr(expected, f)})" for f in fields if getattr(found, f) != getattr(expected, f)]
+    if diffs:
+        raise CheckpointError(path, f"is a different model size: {', '.join(diffs)}")
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, ckpt: dict) -> None:
+    """Load ckpt's weights into model (strict), as a CheckpointError naming the mismatch if any."""
+    try:
+        unwrap_model(model).load_state_dict(ckpt["model_state_dict"], strict=True)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())
+        raise CheckpointError(path, f"weights do not fit the model ({detail[:300]})") from None
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
+    """A ready model in eval mode from any checkpoint: weights memory-mapped, assigned in place."""
+    ckpt = load_checkpoint(path)
+    with torch.device("meta"):
+        model = GPT(model_config_of(path, ckpt))
+    state = {k: v.float() for k, v in ckpt["model_state_dict"].items()}  # half-precision files too
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as e:
+        raise CheckpointError(path, f"weights do not fit the model ({' '.join(str(e).split())[:300]})") from None
+    model.lm_head.weight = model.transformer.wte.weight  # assign=True replaced the tied tensor
+    return model.to(device).eval(), ckpt
+
+
+def tensor_identity(t: torch.Tensor) -> tuple:
+    """What makes two tensors the same memory: storage, offset, shape, strides and dtype."""
+    return (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+
+
+def convert_state_dict(state_dict: dict, dtype: torch.dtype) -> dict:
+    """Floating tensors cast to dtype; tensors that shared storage (the tied embedding) still do."""
+    converted: dict[tuple, torch.Tensor] = {}
+    out = {}
+    for key, t in state_dict.items():
+        if not t.is_floating_point() or t.dtype == dtype:
+            out[key] = t
+            continue
+        identity = tensor_identity(t)
+        if identity not in converted:
+            converted[identity] = t.to(dtype)
+        out[key] = converted[identity]
+    return out
+
+
+def to_deployment(ckpt: dict, dtype: str = "float32") -> dict:
+    """The deployment checkpoint of a full one: same keys, less the training state."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}")
+    training_only = ("optimizer_state_dict", "scaler_state_dict", "rng_state", "sampler_state")
+    deploy = {k: v for k, v in ckpt.items() if k not in training_only}
+    deploy["kind"] = DEPLOYMENT
+    deploy["dtype"] = dtype
+    deploy["model_state_dict"] = convert_state_dict(ckpt["model_state_dict"], DTYPES[dtype])
+    return deploy

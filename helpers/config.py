@@ -1,0 +1,147 @@
+"""Training settings: one dataclass, presets chosen by hardware, overrides from the environment.
+
+nbval cannot pass arguments to a notebook, so the notebook reads its settings from the
+environment: `GPT2_PRESET` picks a preset (default: by hardware) and `GPT2_<FIELD>` overrides
+any field, e.g. `GPT2_MAX_STEPS=20 GPT2_CHECKPOINT_DIR=/some/dir`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass
+
+import torch
+
+from helpers.data import SHAKESPEARE_URL
+
+ENV_PREFIX = "GPT2_"
+# Variables with the prefix that are not fields: the preset itself, and the repository URL the
+# notebook's setup cell reads before helpers/ can be imported.
+ENV_NOT_FIELDS = {"GPT2_PRESET", "GPT2_REPO_URL"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs to know; saved in every checkpoint as `config`."""
+
+    preset: str = "cpu"
+    # model (GPT-2 124M by default)
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    block_size: int = 1024
+    dropout: float = 0.0
+    bias: bool = True
+    init_from: str = "scratch"  # "scratch", or "gpt2": OpenAI's weights (a hub name or a local folder)
+    # data
+    data_dir: str = "data"
+    data_url: str = SHAKESPEARE_URL  # a file:// URL works too
+    # optimisation: tokens per step = batch_size * block_size * grad_accum_steps
+    batch_size: int = 8  # micro-batch, per process
+    grad_accum_steps: int = 8  # micro-batches per optimizer step, over all processes
+    max_steps: int = 2000
+    learning_rate: float = 6e-4
+    min_lr: float = 6e-5
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    # evaluation
+    eval_every: int = 100
+    eval_iters: int = 20
+    target_loss: float = 0.0  # stop once the validation loss is at or below it; 0 disables
+    # checkpoints
+    checkpoint_dir: str = "checkpoints"
+    save_every: int = 500
+    keep_last: int = 3
+    resume: str = "auto"  # "auto" (newest full checkpoint in checkpoint_dir), "never", or a path
+    stop_after_steps: int = 0  # end this session after so many steps (and save); 0: run to max_steps
+    async_save: bool = True  # write periodic checkpoints in the background
+    use_drive: bool = True  # in Colab: keep checkpoint_dir on Google Drive
+    drive_dir: str = "/content/drive/MyDrive/gpt2-124m-shakespeare"
+    # system
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    dtype: str = "auto"  # "auto", "float32", "bfloat16", "float16"
+    compile: bool = False
+    seed: int = 1337
+    log_every: int = 10
+    sample_tokens: int = 200
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.block_size * self.grad_accum_steps
+
+    def to_dict(self) -> dict:
+        """The settings as a plain dict of numbers, strings and booleans."""
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict] = {
+    # A small model that learns visibly in a few minutes on two CPU cores.
+    "cpu": dict(
+        n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=8, grad_accum_steps=1,
+        max_steps=250, learning_rate=2e-3, min_lr=2e-4, warmup_steps=20, eval_every=50,
+        eval_iters=10, save_every=100, log_every=10,
+    ),
+    # GPT-2 124M on a 16 GB T4: fp16, micro-batches of 8 x 1024, 64 Ki tokens per step.
+    "t4": dict(
+        batch_size=8, grad_accum_steps=8, max_steps=2000, learning_rate=6e-4, min_lr=6e-5,
+        warmup_steps=100, eval_every=100, eval_iters=20, save_every=500, compile=False,
+    ),
+    # GPT-2 124M on an A100 (or L4, H100): bf16, torch.compile, 128 Ki tokens per step.
+    "a100": dict(
+        batch_size=32, grad_accum_steps=4, max_steps=2000, learning_rate=6e-4, min_lr=6e-5,
+        warmup_steps=100, eval_every=100, eval_iters=20, save_every=500, compile=True,
+    ),
+    # A tiny model and a handful of steps, for tests and CI.
+    "ci": dict(
+        n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, grad_accum_steps=2,
+        max_steps=20, learning_rate=1e-2, min_lr=1e-3, warmup_steps=2, eval_every=5,
+        eval_iters=2, save_every=5, keep_last=2, log_every=1, sample_tokens=20,
+        async_save=False, use_drive=False,
+    ),
+}
+
+
+def detect_preset() -> str:
+    """The preset for this machine: a100 for compute capability 8.0+, t4 for older GPUs, else cpu."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    major, _ = torch.cuda.get_device_capability()
+    return "a100" if major >= 8 else "t4"
+
+
+def _parse(name: str, text: str, kind: type) -> object:
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name}={text!r}: expected a boolean (true/false/1/0)")
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: expected {kind.__name__}") from None
+
+
+def make_config(preset: str | None = None, env: typing.Mapping[str, str] | None = None) -> TrainConfig:
+    """A preset's settings with `GPT2_*` overrides from env (default: os.environ) applied."""
+    env = os.environ if env is None else env
+    preset = preset or env.get("GPT2_PRESET") or detect_preset()
+    if preset not in PRESETS:
+        raise ValueError(f"GPT2_PRESET={preset!r}: unknown preset; choose one of {', '.join(PRESETS)}")
+    values = dict(PRESETS[preset], preset=preset)
+    hints = typing.get_type_hints(TrainConfig)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for var, text in env.items():
+        if not var.startswith(ENV_PREFIX) or var in ENV_NOT_FIELDS:
+            continue
+        field = var[len(ENV_PREFIX):].lower()
+        if field not in fields or field == "preset":
+            raise ValueError(f"{var}: unknown setting; known settings: {', '.join(sorted(fields - {'preset'}))}")
+        values[field] = _parse(var, text, hints[field])
+    return TrainConfig(**values)

@@ -1,0 +1,91 @@
+"""What the notebook shows: a settings table, a live loss chart, and the checkpoint table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+from helpers.policy import BEST, FINAL, FINAL_FULL, file_size_mb, periodic_checkpoints
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter/Colab kernel, False in a plain Python script."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def table(rows: list[tuple[str, object]]) -> str:
+    """Two aligned columns of text."""
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+class LossChart:
+    """Training and validation loss, redrawn in place in a notebook and saved as a PNG.
+
+    In a notebook it updates one display handle (never clear_output, which would also wipe the
+    progress bar); in a script it only writes the PNG.
+    """
+
+    def __init__(self, png_path: str | Path | None = None, live: bool | None = None):
+        self.live = in_notebook() if live is None else live
+        if not self.live:
+            matplotlib.use("Agg")  # no display needed
+        import matplotlib.pyplot as plt
+
+        self.png_path = Path(png_path) if png_path else None
+        self.fig, self.ax = plt.subplots(figsize=(7, 3.5))
+        plt.close(self.fig)  # shown through the display handle only, not again at cell end
+        self.handle = None
+
+    def update(self, history: dict) -> None:
+        """Redraw from history {'train': [[step, loss], ...], 'val': [[step, loss], ...]}."""
+        ax = self.ax
+        ax.clear()
+        for split, style in (("train", "-"), ("val", "o-")):
+            points = history.get(split, [])
+            if points:
+                steps, losses = zip(*points)
+                ax.plot(steps, losses, style, label=f"{split} ({losses[-1]:.3f})", markersize=3)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+        if self.live:
+            from IPython.display import display
+
+            if self.handle is None:
+                self.handle = display(self.fig, display_id=True)
+            else:
+                self.handle.update(self.fig)
+
+    def save(self) -> Path | None:
+        """Write the chart as a PNG (atomically), if a path was given."""
+        if self.png_path is None:
+            return None
+        from helpers.fileio import atomic_write
+
+        return atomic_write(self.png_path, lambda f: self.fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+
+
+def checkpoint_table(checkpoint_dir: str | Path) -> str:
+    """The user's checkpoint table for the files in checkpoint_dir, with their measured sizes."""
+    directory = Path(checkpoint_dir)
+    rows = [("file", "size", "contains", "use it to")]
+    for _, path in periodic_checkpoints(directory):
+        rows.append((path.name, f"{file_size_mb(path):,.1f} MB", "model + optimizer", "resume training"))
+    for name, contains, use in (
+        (FINAL, "model only", "deploy to Hugging Face"),
+        (FINAL_FULL, "model + optimizer", "fine-tune / keep training"),
+        (BEST, "model only", "deploy the lowest validation loss"),
+    ):
+        if (directory / name).exists():
+            rows.append((name, f"{file_size_mb(directory / name):,.1f} MB", contains, use))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)

@@ -1,0 +1,83 @@
+"""Crash-safe file writes: a temporary file beside the target, fsync, rename, fsync the directory.
+
+A reader, or a run resumed after a crash or `kill -9`, sees either the old file or the complete
+new one, never a partial write. Temporary files are named `.NAME.tmp-*` so that they never match
+a checkpoint's name and can be swept up after a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import torch
+
+TMP_MARK = ".tmp-"
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some file systems (e.g. on Windows) cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # e.g. FUSE mounts such as Google Drive that do not support fsync on directories
+    finally:
+        os.close(fd)
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()  # read once: os.umask can only be read by setting it
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write a file atomically: write(f) fills a temporary file that then replaces path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TMP_MARK}")
+    try:
+        os.chmod(tmp_name, 0o666 & ~UMASK)  # mkstemp makes files private (0600)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        # A failed write (a full disk, an interrupt) leaves no half-written file behind.
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:
+    """Write bytes to path atomically."""
+    return atomic_write(path, lambda f: f.write(payload))
+
+
+def atomic_torch_save(obj: object, path: str | Path) -> Path:
+    """torch.save obj to path atomically."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete temporary files left by writes that a crash interrupted; return what was removed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if p.name.startswith(".") and TMP_MARK in p.name]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale

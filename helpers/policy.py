@@ -1,0 +1,177 @@
+"""The checkpoint policy of the user's document: periodic, best and final files, and resuming.
+
+- periodic `model_step_{step}.pt`: full, every `save_every` steps, the newest `keep_last` kept;
+- best `model_best.pt`: deployment, rewritten whenever the validation loss improves;
+- final `model_final.pt` (deployment) and `model_final_full.pt` (full).
+
+A new file is always in place before an old one is deleted.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from helpers.checkpoint import (
+    FULL,
+    CheckpointError,
+    check_architecture,
+    load_checkpoint,
+    save_checkpoint,
+    tensor_identity,
+    to_deployment,
+)
+from helpers.model import GPTConfig
+
+BEST = "model_best.pt"
+FINAL = "model_final.pt"
+FINAL_FULL = "model_final_full.pt"
+PERIODIC_PATTERN = re.compile(r"^model_step_(\d+)\.pt$")
+
+
+def periodic_path(checkpoint_dir: str | Path, step: int) -> Path:
+    """Where the periodic checkpoint of a step goes."""
+    return Path(checkpoint_dir) / f"model_step_{step}.pt"
+
+
+def periodic_checkpoints(checkpoint_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of the periodic checkpoints in checkpoint_dir, oldest first."""
+    directory = Path(checkpoint_dir)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := PERIODIC_PATTERN.match(p.name))]
+    return sorted(found)
+
+
+def rotate(checkpoint_dir: str | Path, keep_last: int) -> list[Path]:
+    """Delete all but the newest keep_last periodic checkpoints; return the deleted paths."""
+    if keep_last < 1:
+        raise ValueError("keep_last must be at least 1")
+    old = [p for _, p in periodic_checkpoints(checkpoint_dir)[:-keep_last]]
+    for p in old:
+        p.unlink(missing_ok=True)
+    return old
+
+
+def file_size_mb(path: str | Path) -> float:
+    """A file's size in MB (10^6 bytes)."""
+    return Path(path).stat().st_size / 1e6
+
+
+def save_best(checkpoint_dir: str | Path, full_ckpt: dict) -> Path:
+    """Write model_best.pt, the deployment form of a full checkpoint dict."""
+    return save_checkpoint(to_deployment(full_ckpt), Path(checkpoint_dir) / BEST)
+
+
+def save_final(checkpoint_dir: str | Path, full_ckpt: dict) -> tuple[Path, Path]:
+    """Write model_final.pt (deployment) and model_final_full.pt (full)."""
+    directory = Path(checkpoint_dir)
+    deploy = save_checkpoint(to_deployment(full_ckpt), directory / FINAL)
+    full = save_checkpoint(full_ckpt, directory / FINAL_FULL)
+    return deploy, full
+
+
+def save_periodic(checkpoint_dir: str | Path, full_ckpt: dict, keep_last: int) -> tuple[Path, list[Path]]:
+    """Write model_step_{step}.pt, then rotate; return the new path and the deleted ones."""
+    path = save_checkpoint(full_ckpt, periodic_path(checkpoint_dir, full_ckpt["step"]))
+    return path, rotate(checkpoint_dir, keep_last)
+
+
+def snapshot(obj: object, _copies: dict | None = None) -> object:
+    """A deep copy of a checkpoint dict with every tensor copied to the CPU.
+
+    Training may go on changing the model and optimizer in place while the copy is written.
+    Tensors that shared memory (the tied embedding and output head) share their copy too, so
+    the file stores them once.
+    """
+    copies = {} if _copies is None else _copies
+    if isinstance(obj, torch.Tensor):
+        key = tensor_identity(obj)
+        if key not in copies:
+            copies[key] = obj.detach().to("cpu", copy=True)
+        return copies[key]
+    if isinstance(obj, dict):
+        return {k: snapshot(v, copies) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(snapshot(v, copies) for v in obj)
+    return obj
+
+
+class BackgroundWriter:
+    """Runs checkpoint writes on a thread, one at a time, so the training loop does not wait."""
+
+    def __init__(self, background: bool = True) -> None:
+        self.background = background  # False: submit() writes at once, in the caller's thread
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.last_result: object = None
+
+    def submit(self, write: Callable[[], object]) -> None:
+        """Start write() in the background once the previous write has finished."""
+        self.wait()
+        if not self.background:
+            self.last_result = write()
+            return
+
+        def run() -> None:
+            try:
+                self.last_result = write()
+            except BaseException as e:  # re-raised in the training loop by wait()
+                self._error = e
+
+        self._thread = threading.Thread(target=run, name="checkpoint-writer", daemon=False)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Block until the current write is done; re-raise its error, if any."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
+def full_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
+    """Full checkpoints to resume from, newest step first (by file name, before any is opened)."""
+    candidates = [(step, 0, p) for step, p in periodic_checkpoints(checkpoint_dir)]
+    final_full = Path(checkpoint_dir) / FINAL_FULL
+    if final_full.exists():
+        # Its step is only known once opened; try it first, since it is written last.
+        candidates.append((float("inf"), 1, final_full))
+    return [p for _, _, p in sorted(candidates, reverse=True)]
+
+
+def find_resume_checkpoint(
+    checkpoint_dir: str | Path, resume: str, expected: GPTConfig, report: Callable[[str], None] = print
+) -> tuple[Path, dict] | None:
+    """The checkpoint to resume from: `never`, `auto` (the newest full one that loads), or a path.
+
+    In `auto` mode a file that does not load or fails its checks is reported and the next newest
+    tried; a path given explicitly must be good, or a CheckpointError is raised.
+    """
+    if resume == "never":
+        return None
+    if resume != "auto":
+        ckpt = load_checkpoint(resume, kind=FULL)
+        check_architecture(resume, ckpt, expected)
+        return Path(resume), ckpt
+    loaded = []
+    for path in full_checkpoints(checkpoint_dir):
+        try:
+            ckpt = load_checkpoint(path, kind=FULL)
+            check_architecture(path, ckpt, expected)
+        except CheckpointError as e:
+            report(f"skipping {e}")
+            continue
+        loaded.append((ckpt["step"], path.name == FINAL_FULL, path, ckpt))
+        if path.name != FINAL_FULL:
+            break  # periodic files are tried newest first; the first good one is the newest
+    if not loaded:
+        return None
+    _, _, path, ckpt = max(loaded, key=lambda item: (item[0], item[1]))
+    return path, ckpt

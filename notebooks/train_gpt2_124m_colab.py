@@ -1,0 +1,421 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Train GPT-2 124M on Shakespeare
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/gpt2-notebook/gpt2-124m-shakespeare/blob/main/notebooks/train_gpt2_124m_colab.ipynb)
+#
+# Run all cells. On a Colab T4 or A100 this trains GPT-2 124M on tiny Shakespeare, saves
+# checkpoints as it goes, and ends with `checkpoints/model_final.pt`, the file to deploy on
+# Hugging Face. If the runtime resets, run all cells again: training resumes where the last
+# checkpoint left it. On a computer without a GPU it trains a small model instead.
+#
+# The model, the data and the checkpoint code live in `helpers/`; the training loop is here.
+
+# %% [markdown]
+# ## Setup
+# Find the project's `helpers/` package. In Colab the notebook arrives alone, so it clones the
+# repository first and installs only what Colab lacks (never torch or ipywidgets: Colab's own
+# builds match its GPU drivers).
+
+# %%
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_URL = os.environ.get("GPT2_REPO_URL", "https://github.com/gpt2-notebook/gpt2-124m-shakespeare.git")
+try:
+    import google.colab  # noqa: F401  (present only in Colab)
+
+    IN_COLAB = True
+except ImportError:
+    IN_COLAB = False
+
+
+def find_repo_root() -> Path | None:
+    start = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+    return next((p for p in (start, *start.parents) if (p / "helpers" / "__init__.py").is_file()), None)
+
+
+REPO_ROOT = find_repo_root()
+if REPO_ROOT is None and IN_COLAB:
+    REPO_ROOT = Path.cwd() / Path(REPO_URL).stem
+    if not REPO_ROOT.exists():
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, str(REPO_ROOT)], check=True)
+    missing = [p for p in ("tiktoken", "tqdm") if importlib.util.find_spec(p) is None]
+    if missing:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+if REPO_ROOT is None:
+    raise RuntimeError("cannot find the project's helpers/ package above this notebook")
+sys.path.insert(0, str(REPO_ROOT))
+print(f"project: {REPO_ROOT}  (Colab: {IN_COLAB})")
+
+# %% [markdown]
+# ## Settings
+# One dataclass holds every setting. The preset follows the hardware (`a100` for Ampere and
+# newer GPUs, `t4` for older ones, `cpu` without a GPU); to change anything without editing
+# code, set `GPT2_PRESET` or `GPT2_<SETTING>` in the environment, e.g. `GPT2_MAX_STEPS=500`.
+# The checkpoint policy's settings are `save_every`, `keep_last` and `target_loss`.
+#
+# In Colab, checkpoints go to Google Drive (`use_drive`): a runtime reset wipes `/content`, and
+# with the files on Drive, running all cells again resumes training instead of starting over.
+
+# %%
+import torch
+
+from helpers import colab
+from helpers.config import make_config
+from helpers.display import table
+from helpers.training import detect_hardware, enable_tf32, init_processes, process_device
+
+cfg = make_config()
+procs = init_processes(cfg.device)
+hw = detect_hardware(process_device(procs, cfg.device), cfg.dtype)
+if hw.dtype != "float16":
+    enable_tf32()
+if cfg.grad_accum_steps % procs.world_size:
+    raise ValueError(f"grad_accum_steps={cfg.grad_accum_steps} must be a multiple of the {procs.world_size} processes")
+if IN_COLAB and cfg.use_drive:
+    checkpoint_dir = colab.mount_drive(cfg.drive_dir)
+else:
+    checkpoint_dir = REPO_ROOT / cfg.checkpoint_dir  # an absolute checkpoint_dir stays as it is
+data_dir = REPO_ROOT / cfg.data_dir
+if procs.is_main:
+    print(table([
+        ("preset", cfg.preset),
+        ("device", f"{hw.name} x {procs.world_size}" if procs.world_size > 1 else hw.name),
+        ("precision", hw.dtype),
+        ("model", f"{cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, context {cfg.block_size}"),
+        ("batch", f"{cfg.batch_size} x {cfg.block_size} tokens x {cfg.grad_accum_steps} micro-batches"),
+        ("tokens per step", f"{cfg.tokens_per_step:,}"),
+        ("steps", cfg.max_steps),
+        ("compile", cfg.compile),
+        ("checkpoints", checkpoint_dir),
+    ]))
+
+# %% [markdown]
+# ## Data
+# Tiny Shakespeare (1.1 MB of plays), tokenised with GPT-2's own BPE: 301,966 training and 36,059
+# validation tokens. Made once and reused; batches are drawn by a seeded generator whose state
+# goes into every checkpoint, so a resumed run sees exactly the batches it would have seen.
+
+# %%
+import torch.distributed as dist
+
+from helpers.data import load_tokens, prepare_data
+
+if procs.is_main:
+    meta = prepare_data(data_dir, cfg.data_url)
+    print(f"train {meta['train_tokens']:,} tokens, val {meta['val_tokens']:,} tokens"
+          f"{' (reused)' if meta['reused'] else ''}")
+if procs.world_size > 1:
+    dist.barrier()  # the others wait until the main process has made the files
+train_tokens = load_tokens(data_dir, "train")
+val_tokens = load_tokens(data_dir, "val")
+sampler = torch.Generator().manual_seed(cfg.seed)
+
+# %% [markdown]
+# ## Model
+# GPT-2 from `helpers/model.py` (nanoGPT's design): with the default sizes it is GPT-2 124M.
+
+# %%
+from helpers.model import GPT, GPTConfig
+from helpers.training import seed_everything
+
+seed_everything(cfg.seed)
+model_config = GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                         block_size=cfg.block_size, dropout=cfg.dropout, bias=cfg.bias)
+model = GPT(model_config).to(hw.device)
+if procs.is_main:
+    print(f"{model.num_params() / 1e6:.2f}M parameters")
+
+# %% [markdown]
+# ## Optimizer
+# AdamW (fused on CUDA), weight decay on matrices only. On a T4 training runs in float16, whose
+# small range needs a GradScaler to keep gradients from underflowing; bf16 and fp32 need none.
+
+# %%
+optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
+                                      fused=hw.device_type == "cuda")
+scaler = torch.amp.GradScaler(hw.device_type, enabled=hw.dtype == "float16")
+
+# %% [markdown]
+# ## Resume
+# If `checkpoint_dir` holds full checkpoints, training continues from the newest one that loads
+# and passes its checks (a damaged file is reported and the next newest is tried). Everything
+# comes back: weights, optimizer, GradScaler, step, best loss, the data sampler and every random
+# generator, so the resumed run is the run that was interrupted. `GPT2_RESUME=never` starts over.
+
+# %%
+from helpers.checkpoint import load_weights
+from helpers.fileio import remove_stale_temporaries
+from helpers.policy import find_resume_checkpoint
+from helpers.training import restore_rng_state
+
+step, best_val_loss, best_step = 0, float("inf"), None
+history = {"train": [], "val": []}
+if procs.is_main:
+    for stale in remove_stale_temporaries(checkpoint_dir):
+        print(f"removed {stale.name}, left by an interrupted write")
+resumed = find_resume_checkpoint(checkpoint_dir, cfg.resume, model_config,
+                                 report=print if procs.is_main else lambda _: None)
+if resumed:
+    resume_path, ckpt = resumed
+    load_weights(model, resume_path, ckpt)
+    optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+    if ckpt.get("scaler_state_dict"):
+        scaler.load_state_dict(ckpt["scaler_state_dict"])
+    step, best_val_loss, best_step = ckpt["step"], ckpt["best_val_loss"], ckpt["best_step"]
+    history = ckpt["history"]
+    sampler.set_state(ckpt["sampler_state"])
+    restore_rng_state(ckpt["rng_state"])
+    del ckpt
+    if procs.is_main:
+        print(f"resumed from {resume_path} at step {step} (best validation loss {best_val_loss:.4f})")
+elif procs.is_main:
+    print("starting from scratch")
+
+# %% [markdown]
+# ## Speed-ups and several GPUs
+# `torch.compile` fuses the model's operations (on by default on Ampere and newer; if it fails,
+# training carries on uncompiled). Under `torchrun --nproc_per_node=N` the model is wrapped in
+# DistributedDataParallel; only process 0 writes checkpoints and shows progress.
+
+# %%
+from torch.nn.parallel import DistributedDataParallel
+
+raw_model = model  # what checkpoints save: never the compiled or distributed wrapper
+if cfg.compile:
+    try:
+        model = torch.compile(model)
+    except Exception as e:  # e.g. no C compiler, or an unsupported platform
+        print(f"torch.compile failed, training uncompiled: {e}")
+if procs.world_size > 1:
+    model = DistributedDataParallel(model, device_ids=[procs.local_rank] if hw.device_type == "cuda" else None)
+
+# %% [markdown]
+# ## Train
+# Each step: draw the step's batch, run `grad_accum_steps` micro-batches in mixed precision,
+# clip the gradient norm, take an AdamW step at the scheduled learning rate (warm-up, then
+# cosine). Every `eval_every` steps the validation loss is measured; an improvement rewrites
+# `model_best.pt`. Every `save_every` steps a full checkpoint `model_step_{step}.pt` is written in
+# the background and old ones beyond `keep_last` are deleted. Training ends at `max_steps`, or
+# early once the validation loss reaches `target_loss`.
+
+# %%
+import contextlib
+import time
+
+from tqdm.auto import tqdm
+
+from helpers.checkpoint import DEPLOYMENT, FULL, make_checkpoint
+from helpers.data import get_batch, step_offsets
+from helpers.display import LossChart
+from helpers.policy import BackgroundWriter, save_best, save_periodic, snapshot
+from helpers.training import autocast, capture_rng_state, estimate_loss, learning_rate, mean_over_processes
+
+
+def full_checkpoint(loss: float, val_loss: float | None) -> dict:
+    """Everything needed to resume from this moment (tensors are references, not copies)."""
+    return make_checkpoint(FULL, step=step, model=raw_model, loss=loss, config=cfg.to_dict(),
+                           optimizer=optimizer, val_loss=val_loss, best_val_loss=best_val_loss,
+                           best_step=best_step, scaler_state_dict=scaler.state_dict(),
+                           rng_state=capture_rng_state(), sampler_state=sampler.get_state(),
+                           history=history)
+
+
+def finished() -> bool:
+    return step >= cfg.max_steps or (cfg.target_loss > 0 and best_val_loss <= cfg.target_loss)
+
+
+writer = BackgroundWriter(background=cfg.async_save)
+chart = LossChart(checkpoint_dir / "loss.png") if procs.is_main else None
+flops_per_step = raw_model.flops_per_token(cfg.block_size) * cfg.tokens_per_step
+session_start, train_loss, val_loss = step, float("nan"), None
+progress = tqdm(total=cfg.max_steps, initial=step, disable=not procs.is_main, unit="step")
+t_log, steps_since_log = time.time(), 0
+while not finished() and not (cfg.stop_after_steps and step - session_start >= cfg.stop_after_steps):
+    lr = learning_rate(step, cfg.learning_rate, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    # This process's share of the step's global batch (see helpers.data.step_offsets).
+    rows = step_offsets(sampler, len(train_tokens), cfg.block_size, cfg.batch_size,
+                        cfg.grad_accum_steps)[procs.rank :: procs.world_size]
+    step_loss = torch.zeros((), device=hw.device)
+    for micro, offsets in enumerate(rows):
+        x, y = get_batch(train_tokens, offsets, cfg.block_size, hw.device)
+        # Under DDP, gradients are averaged across processes on the last micro-batch only.
+        last = micro == len(rows) - 1
+        with model.no_sync() if procs.world_size > 1 and not last else contextlib.nullcontext():
+            with autocast(hw):
+                _, loss = model(x, y)
+            loss = loss / len(rows)
+            scaler.scale(loss).backward()
+        step_loss += loss.detach()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    step += 1
+    steps_since_log += 1
+
+    if step % cfg.log_every == 0 or finished():
+        train_loss = mean_over_processes(step_loss, procs).item()  # the loop's only host sync
+        history["train"].append([step, train_loss])
+        elapsed, t_log = time.time() - t_log, time.time()
+        tokens_per_s = steps_since_log * cfg.tokens_per_step / elapsed
+        mfu = flops_per_step * steps_since_log / elapsed / (hw.peak_flops * procs.world_size) if hw.peak_flops else None
+        progress.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}",
+                             mfu=f"{mfu:.1%}" if mfu is not None else "n/a", refresh=False)
+        progress.update(steps_since_log)
+        steps_since_log = 0
+    if step % cfg.eval_every == 0 or step == cfg.max_steps:
+        val_loss = estimate_loss(raw_model, {"val": val_tokens}, cfg.eval_iters, cfg.batch_size,
+                                 cfg.block_size, hw)["val"]
+        history["val"].append([step, val_loss])
+        if val_loss < best_val_loss:
+            best_val_loss, best_step = val_loss, step
+            if procs.is_main:
+                best = snapshot(make_checkpoint(DEPLOYMENT, step=step, model=raw_model, loss=train_loss,
+                                                config=cfg.to_dict(), val_loss=val_loss))
+                writer.submit(lambda ckpt=best: save_best(checkpoint_dir, ckpt))
+        if chart:
+            chart.update(history)
+        progress.write(f"step {step}: val loss {val_loss:.4f} (best {best_val_loss:.4f} at step {best_step})")
+    if procs.is_main and step % cfg.save_every == 0:
+        ckpt = snapshot(full_checkpoint(train_loss, val_loss))  # copied now, written in the background
+        writer.submit(lambda ckpt=ckpt: save_periodic(checkpoint_dir, ckpt, cfg.keep_last))
+progress.update(steps_since_log)
+progress.close()
+writer.wait()
+
+# %% [markdown]
+# ## Evaluate
+# The loss on held-out text (the last 10% of the plays) tells how well the model generalises;
+# a training loss far below it means the model is memorising. Here is where the run ended:
+
+# %%
+final_losses = estimate_loss(raw_model, {"train": train_tokens, "val": val_tokens}, cfg.eval_iters,
+                             cfg.batch_size, cfg.block_size, hw)
+if procs.is_main:
+    print(f"step {step}: train loss {final_losses['train']:.4f}, val loss {final_losses['val']:.4f}; "
+          f"best val loss {best_val_loss:.4f} at step {best_step}")
+
+# %% [markdown]
+# ## Save the final model
+# At the end of training the policy writes the final pair: `model_final.pt` (weights only, the
+# one to deploy) and `model_final_full.pt` (with the optimizer, to fine-tune or train on). If the
+# session stopped early (`stop_after_steps`), a full checkpoint keeps the work for the next run.
+
+# %%
+from helpers.display import checkpoint_table
+from helpers.policy import FINAL, periodic_path, save_final
+
+if procs.is_main:
+    if finished():
+        if step > session_start or not (checkpoint_dir / FINAL).exists():
+            for path in save_final(checkpoint_dir, full_checkpoint(train_loss, val_loss)):
+                print(f"saved {path} ({path.stat().st_size / 1e6:,.1f} MB)")
+    else:
+        if not periodic_path(checkpoint_dir, step).exists():
+            save_periodic(checkpoint_dir, full_checkpoint(train_loss, val_loss), cfg.keep_last)
+        print(f"stopped at step {step} of {cfg.max_steps}; run the notebook again to continue")
+    chart.update(history)
+    chart.save()
+    print()
+    print(checkpoint_table(checkpoint_dir))
+
+# %% [markdown]
+# ## Which checkpoint is which
+#
+# | file | contains | use it to |
+# |---|---|---|
+# | `model_step_{step}.pt` (periodic, the newest `keep_last`) | model + optimizer + training state | resume training |
+# | `model_final.pt` | model only | **deploy to Hugging Face** |
+# | `model_final_full.pt` | model + optimizer + training state | fine-tune, or train further |
+# | `model_best.pt` | model only, lowest validation loss | deploy the best model |
+#
+# The optimizer's two moment estimates are twice the size of the weights, so a full checkpoint
+# is about three times a deployment one; the table printed above has this run's sizes. Load a
+# deployment checkpoint for inference with:
+#
+# ```python
+# checkpoint = torch.load("model_final.pt", map_location="cpu")
+# model = GPT(GPTConfig(**checkpoint["model_args"]))   # GPTConfig() for GPT-2 124M
+# model.load_state_dict(checkpoint["model_state_dict"])
+# model.eval()
+# ```
+
+# %% [markdown]
+# ## A sample
+# The trained model continues a prompt (temperature 0.8, top-k 200, a fixed seed).
+
+# %%
+from helpers.data import get_encoding
+
+enc = get_encoding()
+if procs.is_main:
+    prompt = torch.tensor([enc.encode("ROMEO:")], device=hw.device)
+    with autocast(hw):
+        out = raw_model.generate(prompt, cfg.sample_tokens, temperature=0.8, top_k=200, seed=cfg.seed)
+    print(enc.decode(out[0].tolist()))
+
+# %% [markdown]
+# ## Play with the model
+# Type a prompt, pick a length and a temperature, press Generate. This uses `model_best.pt`,
+# the lowest validation loss of the run. (Run as a script, the cell prints one sample instead.)
+
+# %%
+from helpers.checkpoint import load_model
+from helpers.playground import generation_panel
+
+if procs.is_main:
+    play_file = checkpoint_dir / "model_best.pt"
+    play_model, _ = load_model(play_file if play_file.exists() else checkpoint_dir / FINAL, hw.device)
+    generation_panel(play_model, enc, hw.device, seed=cfg.seed)
+
+# %% [markdown]
+# ## Take the model home
+# `model_final.pt` is the file to deploy. A browser download of 500 MB from Colab is slow and
+# can stall; with `use_drive` the file is already in your Google Drive, which is the easier way
+# to get it. The float16 copy is half the size, for deployments that run in half precision.
+
+# %%
+from helpers.checkpoint import load_checkpoint, save_checkpoint, to_deployment
+
+if procs.is_main and (checkpoint_dir / FINAL).exists():
+    final_path = checkpoint_dir / FINAL
+    half_path = checkpoint_dir / "model_final_fp16.pt"
+    save_checkpoint(to_deployment(load_checkpoint(final_path), dtype="float16"), half_path)
+    print(f"{final_path}: {final_path.stat().st_size / 1e6:,.1f} MB")
+    print(f"{half_path}: {half_path.stat().st_size / 1e6:,.1f} MB (float16)")
+    if IN_COLAB:
+        colab.download(final_path)
+        print("downloading model_final.pt; for the float16 copy: colab.download(half_path)")
+
+# %% [markdown]
+# ## Finish
+# In Colab, push everything to Google Drive before the runtime can go away.
+
+# %%
+if IN_COLAB and cfg.use_drive and procs.is_main:
+    colab.flush_drive()
+if procs.world_size > 1:
+    dist.destroy_process_group()

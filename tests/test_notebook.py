@@ -1,0 +1,71 @@
+"""The notebook as a file (paired, stripped, no magics) and the ci-preset script run's results."""
+
+import json
+import re
+
+import jupytext
+import torch
+
+from conftest import NOTEBOOK, SCRIPT
+from helpers.checkpoint import check_checkpoint, read_checkpoint
+from helpers.model import GPT, GPTConfig
+
+
+def cells(nb):
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+def test_ipynb_and_py_hold_the_same_cells():
+    assert cells(jupytext.read(NOTEBOOK)) == cells(jupytext.read(SCRIPT))
+
+
+def test_ipynb_is_committed_without_outputs():
+    nb = json.loads(NOTEBOOK.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+
+
+def test_notebook_asks_colab_for_a_gpu():
+    metadata = json.loads(NOTEBOOK.read_text())["metadata"]
+    assert metadata["accelerator"] == "GPU"
+
+
+def test_no_shell_or_magic_lines():
+    for _, source in cells(jupytext.read(SCRIPT)):
+        assert not re.search(r"^\s*[!%]", source, re.M), source
+
+
+def test_every_code_cell_follows_a_markdown_cell():
+    kinds = [kind for kind, _ in cells(jupytext.read(SCRIPT))]
+    for i, kind in enumerate(kinds):
+        if kind == "code":
+            assert i > 0 and kinds[i - 1] == "markdown", f"code cell {i} has no markdown cell before it"
+
+
+def test_ci_run_writes_the_policy_files(ci_run):
+    checkpoint_dir, proc = ci_run
+    names = sorted(p.name for p in checkpoint_dir.iterdir())
+    # ci preset: 20 steps, save_every 5, keep_last 2
+    assert [n for n in names if n.startswith("model_step_")] == ["model_step_15.pt", "model_step_20.pt"]
+    for name in ("model_best.pt", "model_final.pt", "model_final_full.pt", "loss.png"):
+        assert name in names
+    assert (checkpoint_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "ROMEO:" in proc.stdout  # a sample was printed
+    assert "model_final.pt" in proc.stdout  # and what was saved, with its size
+
+
+def test_final_checkpoint_loads_strict(ci_run):
+    checkpoint_dir, _ = ci_run
+    ckpt = torch.load(checkpoint_dir / "model_final.pt", map_location="cpu", weights_only=True)
+    model = GPT(GPTConfig(**ckpt["model_args"]))
+    model.load_state_dict(ckpt["model_state_dict"], strict=True)
+    assert ckpt["step"] == 20
+
+
+def test_validation_loss_falls(ci_run):
+    checkpoint_dir, _ = ci_run
+    history = read_checkpoint(checkpoint_dir / "model_final_full.pt")["history"]
+    val = [loss for _, loss in history["val"]]
+    assert len(val) == 4 and val[-1] < val[0] - 1.0
+    assert [s for s, _ in history["train"]] == list(range(1, 21))
