@@ -2,6 +2,7 @@
 
     python -m helpers.create_deployment_checkpoint checkpoints/model_final_full.pt
     python -m helpers.create_deployment_checkpoint model_step_2000.pt out.pt --dtype float16
+    python -m helpers.create_deployment_checkpoint model_final_full.pt model_final.safetensors
 
 The input is memory-mapped, so the optimizer state (two thirds of the file) is never read into
 memory. The output is written atomically; the input is never touched.
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from helpers.checkpoint import DTYPES, FULL, CheckpointError, load_checkpoint, save_checkpoint, to_deployment
+from helpers.safetensors_io import SUFFIX, save_safetensors
 
 DTYPE_SUFFIX = {"float32": "", "float16": "_fp16", "bfloat16": "_bf16"}
 
@@ -35,14 +37,17 @@ def create_deployment_checkpoint(input_path: str | Path, output_path: str | Path
     if output_path.exists() and not force:
         raise CheckpointError(output_path, "already exists; pass --force to replace it")
     full = load_checkpoint(input_path, kind=FULL)
-    return save_checkpoint(to_deployment(full, dtype), output_path)
+    deploy = to_deployment(full, dtype)
+    if output_path.suffix == SUFFIX:  # tensors and JSON metadata only: loading it runs no pickle
+        return save_safetensors(deploy, output_path)
+    return save_checkpoint(deploy, output_path)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.create_deployment_checkpoint",
                                      description="Strip the optimizer state from a full checkpoint.")
     parser.add_argument("input", type=Path, help="full checkpoint (model_step_N.pt, model_final_full.pt)")
-    parser.add_argument("output", type=Path, nargs="?", help="default: beside the input, model_final_full.pt -> model_final.pt")
+    parser.add_argument("output", type=Path, nargs="?", help="default: beside the input, model_final_full.pt -> model_final.pt; a .safetensors name writes safetensors")
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="precision of the weights (default float32)")
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
     args = parser.parse_args(argv)

@@ -17,7 +17,8 @@ import torch
 TMP_MARK = ".tmp-"
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory, so that a rename in it survives a crash (where the file system allows)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:  # some file systems (e.g. on Windows) cannot open directories
@@ -58,7 +59,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -77,7 +78,7 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    stale = [p for p in directory.iterdir() if p.name.startswith(".") and TMP_MARK in p.name]
+    stale = [p for p in directory.iterdir() if p.name.startswith(".") and TMP_MARK in p.name and p.is_file()]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

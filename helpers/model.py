@@ -154,13 +154,15 @@ class GPT(nn.Module):
     def configure_optimizer(
         self, weight_decay: float, learning_rate: float, betas: tuple[float, float], fused: bool
     ) -> torch.optim.AdamW:
-        """AdamW with weight decay on matrices only (not on biases, LayerNorms)."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+        """AdamW over all parameters in one group.
+
+        One group, not nanoGPT's two (decay for matrices, none for biases and LayerNorms), so that
+        the optimizer state loads into `torch.optim.AdamW(model.parameters())`, as the user's
+        "Loading Full Checkpoint" snippet does. The cost is a slight pull of biases and LayerNorm
+        gains towards zero, which over a run this short is negligible.
+        """
+        return torch.optim.AdamW(self.parameters(), lr=learning_rate, betas=betas,
+                                 weight_decay=weight_decay, fused=fused)
 
     def flops_per_token(self, seq_len: int) -> int:
         """Training FLOPs per token, nanoGPT's estimate: 6N + 12*L*H*Q*T."""

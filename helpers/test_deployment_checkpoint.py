@@ -1,6 +1,7 @@
 """Check that a deployment checkpoint loads, matches its full checkpoint, and generates text.
 
     python -m helpers.test_deployment_checkpoint checkpoints/model_final.pt --full checkpoints/model_final_full.pt
+    python -m helpers.test_deployment_checkpoint model_final.safetensors --full checkpoints/model_final_full.pt
 
 It loads the file the way the user's "Loading Deployment Checkpoint" snippet does, compares every
 tensor with the full checkpoint's when --full is given (bit for bit in float32, to the dtype's
@@ -28,6 +29,7 @@ from helpers.checkpoint import (
     read_checkpoint,
 )
 from helpers.model import GPT
+from helpers.safetensors_io import SUFFIX, load_safetensors
 
 
 def compare_weights(deploy: dict, full: dict) -> list[str]:
@@ -52,7 +54,10 @@ def run_checks(deploy_path: Path, full_path: Path | None, prompt: str, tokens: i
     failures = []
     t0 = time.perf_counter()
     # As the document's snippet: torch.load(path, map_location="cpu"), then GPT(GPTConfig(...)).
-    ckpt = check_checkpoint(deploy_path, read_checkpoint(deploy_path, mmap=False))
+    if deploy_path.suffix == SUFFIX:  # tensors and JSON metadata; the tied embedding comes back tied
+        ckpt = load_safetensors(deploy_path)
+    else:
+        ckpt = check_checkpoint(deploy_path, read_checkpoint(deploy_path, mmap=False))
     kind = "full" if "optimizer_state_dict" in ckpt else DEPLOYMENT
     if kind != DEPLOYMENT:
         failures.append(f"{deploy_path}: holds optimizer_state_dict; a deployment checkpoint has none")
@@ -88,7 +93,7 @@ def run_checks(deploy_path: Path, full_path: Path | None, prompt: str, tokens: i
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.test_deployment_checkpoint",
                                      description="Verify a deployment checkpoint.")
-    parser.add_argument("deploy", type=Path, help="deployment checkpoint (model_final.pt, model_best.pt)")
+    parser.add_argument("deploy", type=Path, help="deployment checkpoint (model_final.pt, model_best.pt, or a .safetensors one)")
     parser.add_argument("--full", type=Path, help="the full checkpoint it came from, to compare every tensor")
     parser.add_argument("--prompt", default="ROMEO:", help="text to continue (default ROMEO:)")
     parser.add_argument("--tokens", type=int, default=50, help="tokens to generate (default 50)")

@@ -132,16 +132,23 @@ sampler = torch.Generator().manual_seed(cfg.seed)
 
 # %% [markdown]
 # ## Model
-# GPT-2 from `helpers/model.py` (nanoGPT's design): with the default sizes it is GPT-2 124M.
+# GPT-2 from `helpers/model.py` (nanoGPT's design): with the default sizes it is GPT-2 124M,
+# trained from scratch. With `init_from = "gpt2"` training starts from OpenAI's pretrained
+# GPT-2 124M instead (downloaded from the Hugging Face Hub, or read from a local folder).
 
 # %%
+from helpers.hf import load_hf_gpt2
 from helpers.model import GPT, GPTConfig
 from helpers.training import seed_everything
 
 seed_everything(cfg.seed)
-model_config = GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                         block_size=cfg.block_size, dropout=cfg.dropout, bias=cfg.bias)
-model = GPT(model_config).to(hw.device)
+if cfg.init_from == "scratch":
+    model_config = GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                             block_size=cfg.block_size, dropout=cfg.dropout, bias=cfg.bias)
+    model = GPT(model_config).to(hw.device)
+else:  # "gpt2" or a transformers folder, its context cropped to block_size
+    model = load_hf_gpt2(cfg.init_from, block_size=cfg.block_size, dropout=cfg.dropout).to(hw.device)
+    model_config = model.config  # the pretrained model's size: resuming checks files against it
 if procs.is_main:
     print(f"{model.num_params() / 1e6:.2f}M parameters")
 

@@ -1,0 +1,207 @@
+"""The checkpoint formats and the policy of the user's document."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from helpers.checkpoint import (
+    DEPLOYMENT,
+    FULL,
+    clean_state_dict,
+    load_checkpoint,
+    load_model,
+    make_checkpoint,
+    save_checkpoint,
+    to_deployment,
+)
+from helpers.create_deployment_checkpoint import create_deployment_checkpoint
+from helpers.model import GPT, GPTConfig
+from helpers.policy import BEST, periodic_checkpoints, periodic_path, rotate, save_best, save_final, save_periodic
+
+TINY = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16)
+DOC_FULL_KEYS = {"step", "model_state_dict", "optimizer_state_dict", "loss", "config"}
+DOC_DEPLOY_KEYS = {"step", "model_state_dict", "loss", "config"}
+
+
+def trained_tiny(steps: int = 1, seed: int = 0):
+    torch.manual_seed(seed)
+    model = GPT(TINY)
+    opt = model.configure_optimizer(0.1, 1e-3, (0.9, 0.95), fused=False)
+    for _ in range(steps):
+        x = torch.randint(0, 50257, (2, 16))
+        _, loss = model(x, x)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return model, opt, loss.item()
+
+
+def full_ckpt(model, opt, step=1, loss=1.0, **extra):
+    return make_checkpoint(FULL, step=step, model=model, loss=loss, config={"preset": "test"}, optimizer=opt, **extra)
+
+
+def test_full_and_deployment_keys(tmp_path):
+    model, opt, loss = trained_tiny()
+    full = save_checkpoint(full_ckpt(model, opt, loss=loss), tmp_path / "full.pt")
+    deploy, final_full = save_final(tmp_path, torch.load(full, weights_only=True))
+    for path, keys in ((final_full, DOC_FULL_KEYS), (deploy, DOC_DEPLOY_KEYS)):
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        assert keys <= ckpt.keys()
+        assert isinstance(ckpt["config"], dict) and isinstance(ckpt["step"], int) and isinstance(ckpt["loss"], float)
+        assert ckpt["model_args"] == TINY.to_dict()
+    assert "optimizer_state_dict" not in torch.load(deploy, weights_only=True)
+
+
+def test_stripped_weights_equal_full_and_file_is_smaller(tmp_path):
+    model, opt, _ = trained_tiny(steps=2)
+    full_path = save_checkpoint(full_ckpt(model, opt), tmp_path / "model_final_full.pt")
+    deploy_path = create_deployment_checkpoint(full_path)
+    assert deploy_path.name == "model_final.pt"
+    full, deploy = load_checkpoint(full_path), load_checkpoint(deploy_path)
+    assert full["model_state_dict"].keys() == deploy["model_state_dict"].keys()
+    for key, value in full["model_state_dict"].items():
+        assert torch.equal(value, deploy["model_state_dict"][key]), key
+    assert deploy_path.stat().st_size < full_path.stat().st_size / 2
+
+
+def test_half_precision_keeps_tied_embedding_once(tmp_path):
+    model, opt, _ = trained_tiny()
+    full_path = save_checkpoint(full_ckpt(model, opt), tmp_path / "model_final_full.pt")
+    fp32 = create_deployment_checkpoint(full_path, tmp_path / "a.pt")
+    fp16 = create_deployment_checkpoint(full_path, tmp_path / "b.pt", dtype="float16")
+    sd = torch.load(fp16, weights_only=True)["model_state_dict"]
+    assert sd["lm_head.weight"].dtype == torch.float16
+    assert sd["lm_head.weight"].data_ptr() == sd["transformer.wte.weight"].data_ptr()
+    assert fp16.stat().st_size < 0.55 * fp32.stat().st_size
+
+
+def test_prefixes_of_compile_and_ddp_are_stripped(tmp_path):
+    model, opt, _ = trained_tiny()
+    sd = model.state_dict()
+    wrapped = {f"module._orig_mod.{k}": v for k, v in sd.items()}
+    assert clean_state_dict(wrapped).keys() == sd.keys()
+    ckpt = full_ckpt(model, opt)
+    ckpt["model_state_dict"] = wrapped
+    save_checkpoint(ckpt, tmp_path / "elsewhere.pt")
+    loaded, _ = load_model(tmp_path / "elsewhere.pt")
+    assert torch.equal(loaded.transformer.wte.weight, model.transformer.wte.weight)
+
+
+def test_saving_a_compiled_model_writes_plain_keys():
+    model, opt, _ = trained_tiny()
+    wrapper = torch.nn.Module()
+    wrapper._orig_mod = model  # how torch.compile wraps a module
+    ckpt = make_checkpoint(DEPLOYMENT, step=1, model=wrapper, loss=0.0, config={})
+    assert ckpt["model_state_dict"].keys() == model.state_dict().keys()
+
+
+def test_load_model_gives_a_ready_tied_model(tmp_path):
+    model, opt, _ = trained_tiny()
+    path = save_checkpoint(to_deployment(full_ckpt(model, opt)), tmp_path / "d.pt")
+    loaded, ckpt = load_model(path)
+    assert not loaded.training
+    assert loaded.lm_head.weight is loaded.transformer.wte.weight
+    x = torch.randint(0, 50257, (1, 8))
+    assert torch.equal(loaded(x)[0], model.eval()(x)[0])
+
+
+def test_rotation_keeps_exactly_the_newest(tmp_path):
+    model, opt, _ = trained_tiny()
+    (tmp_path / BEST).write_bytes(b"best")
+    for step in (5, 10, 15, 20, 25):
+        _, deleted = save_periodic(tmp_path, full_ckpt(model, opt, step=step), keep_last=3)
+    assert [s for s, _ in periodic_checkpoints(tmp_path)] == [15, 20, 25]
+    assert (tmp_path / BEST).read_bytes() == b"best"  # rotation never touches the best file
+    # numeric, not lexicographic, order: step 100 is newer than step 25
+    save_periodic(tmp_path, full_ckpt(model, opt, step=100), keep_last=2)
+    assert [s for s, _ in periodic_checkpoints(tmp_path)] == [25, 100]
+    with pytest.raises(ValueError):
+        rotate(tmp_path, 0)
+
+
+def test_new_periodic_is_written_before_old_is_deleted(tmp_path, monkeypatch):
+    model, opt, _ = trained_tiny()
+    save_periodic(tmp_path, full_ckpt(model, opt, step=1), keep_last=1)
+    import helpers.policy as policy
+
+    seen = []
+    real_rotate = policy.rotate
+    monkeypatch.setattr(policy, "rotate", lambda d, k: (seen.append(periodic_path(d, 2).exists()), real_rotate(d, k))[1])
+    save_periodic(tmp_path, full_ckpt(model, opt, step=2), keep_last=1)
+    assert seen == [True]
+    assert [s for s, _ in periodic_checkpoints(tmp_path)] == [2]
+
+
+def test_best_is_deployment_format(tmp_path):
+    model, opt, _ = trained_tiny()
+    path = save_best(tmp_path, full_ckpt(model, opt, val_loss=3.0))
+    ckpt = torch.load(path, weights_only=True)
+    assert "optimizer_state_dict" not in ckpt and ckpt["val_loss"] == 3.0
+
+
+def test_ci_run_best_is_the_lowest_validation_loss(ci_run):
+    checkpoint_dir, _ = ci_run
+    history = load_checkpoint(checkpoint_dir / "model_final_full.pt")["history"]
+    best_step, best_val = min(history["val"], key=lambda sv: sv[1])
+    best = torch.load(checkpoint_dir / BEST, weights_only=True)
+    assert best["step"] == best_step and best["val_loss"] == best_val
+    full = load_checkpoint(checkpoint_dir / "model_final_full.pt")
+    assert full["best_step"] == best_step and full["best_val_loss"] == best_val
+
+
+def test_every_file_the_notebook_wrote_loads_weights_only(ci_run):
+    checkpoint_dir, _ = ci_run
+    files = sorted(checkpoint_dir.glob("*.pt"))
+    assert len(files) >= 5
+    for path in files:
+        assert isinstance(torch.load(path, map_location="cpu", weights_only=True), dict)
+
+
+def test_documents_loading_snippets_run(ci_run):
+    """The user's two snippets, with GPTConfig built from the checkpoint (the ci model is tiny)."""
+    checkpoint_dir, _ = ci_run
+    # Loading Deployment Checkpoint
+    checkpoint = torch.load(checkpoint_dir / "model_final.pt", map_location="cpu")
+    model = GPT(GPTConfig(**checkpoint["model_args"]))
+    model.load_state_dict(checkpoint["model_state_dict"])
+    model.eval()
+    # Loading Full Checkpoint for Training
+    checkpoint = torch.load(checkpoint_dir / "model_final_full.pt", map_location="cpu")
+    model = GPT(GPTConfig(**checkpoint["model_args"]))
+    model.load_state_dict(checkpoint["model_state_dict"])
+    optimizer = torch.optim.AdamW(model.parameters())
+    optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+    start_step = checkpoint["step"]
+    assert start_step == 20
+    x = torch.randint(0, 50257, (1, 8))
+    _, loss = model(x, x)
+    loss.backward()
+    optimizer.step()  # training continues
+
+
+def test_gpt2_124m_sizes(tmp_path):
+    """The document's sizes: deployment <= 500 MB, full about three times, float16 <= 250 MB."""
+    code = f"""
+import torch
+from pathlib import Path
+from helpers.checkpoint import FULL, make_checkpoint, save_checkpoint
+from helpers.create_deployment_checkpoint import create_deployment_checkpoint
+from helpers.model import GPT, GPTConfig
+model = GPT(GPTConfig())
+opt = model.configure_optimizer(0.1, 6e-4, (0.9, 0.95), fused=False)
+x = torch.randint(0, 50257, (1, 64))
+model(x, x)[1].backward()
+opt.step()
+d = Path({str(tmp_path)!r})
+full = save_checkpoint(make_checkpoint(FULL, step=1, model=model, loss=1.0, config={{}}, optimizer=opt), d / "model_final_full.pt")
+print(full.stat().st_size, create_deployment_checkpoint(full).stat().st_size,
+      create_deployment_checkpoint(full, d / "half.pt", dtype="float16").stat().st_size)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    full, deploy, half = map(int, out.stdout.split())
+    print(f"124M sizes in bytes: full {full:,}, deployment {deploy:,}, float16 {half:,}")
+    assert deploy <= 500_000_000
+    assert 2.8 < full / deploy < 3.2
+    assert half <= 250_000_000
