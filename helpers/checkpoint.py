@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from helpers.fileio import atomic_torch_save
 from helpers.model import GPT, GPTConfig
@@ -134,7 +135,7 @@ def check_checkpoint(path: str | Path, ckpt: dict, kind: str | None = None) -> d
     """Raise CheckpointError unless ckpt is a well-formed checkpoint (of the given kind)."""
     actual = checkpoint_kind(ckpt)
     if kind == FULL and actual != FULL:
-        raise CheckpointError(path, "is a deployment checkpoint (no optimizer_state_dict); resuming needs a full one")
+        raise CheckpointError(path, "is a deployment checkpoint (no optimizer_state_dict); a full checkpoint is needed here")
     missing = [k for k in REQUIRED[actual] if k not in ckpt]
     if missing:
         raise CheckpointError(path, f"missing key(s): {', '.join(missing)}")
@@ -179,17 +180,39 @@ def load_weights(model: torch.nn.Module, path: str | Path, ckpt: dict) -> None:
         raise CheckpointError(path, f"weights do not fit the model ({detail[:300]})") from None
 
 
-def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
-    """A ready model in eval mode from any checkpoint: weights memory-mapped, assigned in place."""
-    ckpt = load_checkpoint(path)
-    with torch.device("meta"):
-        model = GPT(model_config_of(path, ckpt))
-    state = {k: v.float() for k, v in ckpt["model_state_dict"].items()}  # half-precision files too
+class _SkipInit(TorchFunctionMode):
+    """torch.nn.init's initialisers as no-ops, in this thread only (function modes are thread-local).
+
+    Initialising a model whose weights are about to be replaced is wasted work, and slow on the
+    meta device: the first meta normal_ imports torch._dynamo, seconds in a fresh process.
+    """
+
+    NAMES = frozenset(n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_"))
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", None) in self.NAMES:
+            return args[0] if args else kwargs["tensor"]  # the tensor, untouched
+        return func(*args, **kwargs)
+
+
+def model_with_weights(config: GPTConfig, state_dict: dict, path: str | Path) -> GPT:
+    """A GPT whose parameters are state_dict's tensors themselves: no copy, no initialisation, strict."""
+    with torch.device("meta"), _SkipInit():
+        model = GPT(config)
     try:
-        model.load_state_dict(state, strict=True, assign=True)
+        model.load_state_dict(state_dict, strict=True, assign=True)
     except RuntimeError as e:
         raise CheckpointError(path, f"weights do not fit the model ({' '.join(str(e).split())[:300]})") from None
     model.lm_head.weight = model.transformer.wte.weight  # assign=True replaced the tied tensor
+    return model
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
+    """A ready model in eval mode from any checkpoint: weights memory-mapped, assigned in place."""
+    ckpt = load_checkpoint(path)
+    state = {k: v.float() for k, v in ckpt["model_state_dict"].items()}  # half-precision files too
+    model = model_with_weights(model_config_of(path, ckpt), state, path)
     return model.to(device).eval(), ckpt
 
 

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="precision of the weights (default float32)")
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
     args = parser.parse_args(argv)
+    args.output = args.output or default_output(args.input, args.dtype)
     try:
         output = create_deployment_checkpoint(args.input, args.output, args.dtype, args.force)
     except CheckpointError as e:

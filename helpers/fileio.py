@@ -40,6 +40,15 @@ def _read_umask() -> int:
 UMASK = _read_umask()  # read once: os.umask can only be read by setting it
 
 
+def _os_error_in(error: BaseException) -> OSError | None:
+    """The first OSError in an exception's chain of causes, if any."""
+    while error is not None:
+        if isinstance(error, OSError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     """Write a file atomically: write(f) fills a temporary file that then replaces path."""
     path = Path(path)
@@ -52,12 +61,18 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as e:
         # A failed write (a full disk, an interrupt) leaves no half-written file behind.
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
+        os_error = _os_error_in(e)
+        if os_error is not None and (os_error is not e or os_error.filename is None):
+            # torch.save reports a failed write as a RuntimeError about stream positions; the
+            # OSError underneath ("No space left on device"), with the file named, is what the
+            # user needs to see.
+            raise OSError(os_error.errno, os_error.strerror or str(os_error), str(path)) from None
         raise
     fsync_dir(path.parent)
     return path

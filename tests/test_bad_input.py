@@ -1,0 +1,187 @@
+"""Bad input: one clear line naming the file and the problem, a non-zero exit, nothing lost."""
+
+import errno
+import os
+import pickle
+
+import pytest
+import torch
+
+import helpers.fileio as fileio
+from helpers.checkpoint import FULL, CheckpointError, make_checkpoint, save_checkpoint, to_deployment
+from helpers.create_deployment_checkpoint import main as create_main
+from helpers.model import GPT, GPTConfig
+from helpers.policy import find_resume_checkpoint, periodic_checkpoints, save_best, save_periodic
+from helpers.test_deployment_checkpoint import main as verify_main
+
+TINY = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16)
+
+
+def full_ckpt(config=TINY, step=1):
+    torch.manual_seed(0)
+    model = GPT(config)
+    opt = model.configure_optimizer(0.1, 1e-3, (0.9, 0.95), fused=False)
+    x = torch.randint(0, 50257, (2, 16))
+    model(x, x)[1].backward()
+    opt.step()
+    return make_checkpoint(FULL, step=step, model=model, loss=1.0, config={}, optimizer=opt)
+
+
+class RunsCode:
+    """Unpickling this would create a marker file: a stand-in for a malicious checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def make_bad(kind, path, tmp_path):
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        save_checkpoint(full_ckpt(), path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    elif kind == "random bytes":
+        path.write_bytes(os.urandom(4096))
+    elif kind == "code-running pickle":
+        torch.save({"step": 1, "model_state_dict": RunsCode(str(tmp_path / "PWNED"))}, path)
+    elif kind == "plain pickle":
+        path.write_bytes(pickle.dumps(RunsCode(str(tmp_path / "PWNED"))))
+    elif kind == "missing keys":
+        ckpt = full_ckpt()
+        del ckpt["loss"], ckpt["config"]
+        save_checkpoint(ckpt, path)
+    elif kind == "not a dict":
+        torch.save([1, 2, 3], path)
+    return path
+
+
+BAD = {
+    "empty": "file is empty",
+    "truncated": "not a torch checkpoint, or truncated",
+    "random bytes": "not a torch checkpoint, or truncated",
+    "code-running pickle": "refused: holds objects that are not plain data",
+    "plain pickle": "not a torch checkpoint, or truncated",
+    "missing keys": "missing key(s): loss, config",
+    "not a dict": "holds a list, not a checkpoint dict",
+}
+
+
+def snapshot_dir(directory):
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("kind", BAD)
+@pytest.mark.parametrize("tool", ["create", "verify"])
+def test_tools_reject_bad_files(kind, tool, tmp_path, capsys):
+    bad = make_bad(kind, tmp_path / "model_final_full.pt", tmp_path)
+    before = snapshot_dir(tmp_path)
+    rc = create_main([str(bad)]) if tool == "create" else verify_main([str(bad)])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert str(bad) in lines[0] and BAD[kind] in lines[0]
+    assert snapshot_dir(tmp_path) == before  # nothing written, nothing deleted
+    assert not (tmp_path / "PWNED").exists()  # the pickle's code never ran
+
+
+@pytest.mark.parametrize("kind", BAD)
+def test_resume_from_a_bad_path_is_refused(kind, tmp_path):
+    bad = make_bad(kind, tmp_path / "model_step_5.pt", tmp_path)
+    with pytest.raises(CheckpointError) as info:
+        find_resume_checkpoint(tmp_path, str(bad), TINY)
+    assert str(info.value).startswith(f"{bad}: ") and BAD[kind] in str(info.value)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("kind", BAD)
+def test_auto_resume_skips_bad_files_and_reports_them(kind, tmp_path):
+    save_checkpoint(full_ckpt(step=5), tmp_path / "model_step_5.pt")
+    bad = make_bad(kind, tmp_path / "model_step_10.pt", tmp_path)
+    reports = []
+    path, ckpt = find_resume_checkpoint(tmp_path, "auto", TINY, report=reports.append)
+    assert path.name == "model_step_5.pt" and ckpt["step"] == 5
+    assert len(reports) == 1 and str(bad) in reports[0] and BAD[kind] in reports[0]
+    assert bad.exists()
+
+
+def test_deployment_checkpoint_where_full_is_needed(tmp_path, capsys):
+    deploy = save_checkpoint(to_deployment(full_ckpt()), tmp_path / "model_final.pt")
+    assert create_main([str(deploy), str(tmp_path / "out.pt")]) == 1
+    assert "is a deployment checkpoint (no optimizer_state_dict)" in capsys.readouterr().err
+    assert not (tmp_path / "out.pt").exists()
+    with pytest.raises(CheckpointError, match="is a deployment checkpoint"):
+        find_resume_checkpoint(tmp_path, str(deploy), TINY)
+    assert verify_main([str(deploy), "--full", str(deploy)]) == 1
+    assert "model_final.pt: is a deployment checkpoint" in capsys.readouterr().err
+
+
+def test_checkpoint_of_another_model_size(tmp_path, capsys):
+    other = GPTConfig(n_layer=3, n_head=2, n_embd=64, block_size=16)
+    path = save_checkpoint(full_ckpt(other), tmp_path / "model_step_5.pt")
+    with pytest.raises(CheckpointError, match=r"model_step_5.pt: is a different model size: n_layer 3 \(expected 2\), n_embd 64 \(expected 32\)"):
+        find_resume_checkpoint(tmp_path, str(path), TINY)
+    assert find_resume_checkpoint(tmp_path, "auto", TINY, report=lambda _: None) is None
+    # a deployment file checked against a full checkpoint of another size
+    deploy = save_checkpoint(to_deployment(full_ckpt()), tmp_path / "d.pt")
+    assert verify_main([str(deploy), "--full", str(path), "--tokens", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "tensor transformer.h.2.attn.c_attn.weight: missing from the deployment checkpoint" in err
+    assert "tensor transformer.wte.weight: shape (50304, 32), full checkpoint has (50304, 64)" in err
+
+
+def failing_disk(monkeypatch, after_bytes=1000):
+    """Make every atomic write fail with ENOSPC after writing after_bytes, as a full disk would."""
+    real = fileio.os.fdopen
+
+    class Full:
+        def __init__(self, f):
+            self.f, self.written = f, 0
+
+        def write(self, data):
+            if self.written + len(data) > after_bytes:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.written += len(data)
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(fileio.os, "fdopen", lambda fd, mode: Full(real(fd, mode)))
+
+
+def test_full_disk_keeps_previous_checkpoints(tmp_path, monkeypatch):
+    for step in (5, 10):
+        save_periodic(tmp_path, full_ckpt(step=step), keep_last=2)
+    save_best(tmp_path, full_ckpt(step=10))
+    before = snapshot_dir(tmp_path)
+    failing_disk(monkeypatch)
+    with pytest.raises(OSError, match="No space left"):
+        save_periodic(tmp_path, full_ckpt(step=15), keep_last=2)
+    with pytest.raises(OSError, match="No space left"):
+        save_best(tmp_path, full_ckpt(step=15))
+    assert snapshot_dir(tmp_path) == before  # no partial file, no rotation, best untouched
+    assert [s for s, _ in periodic_checkpoints(tmp_path)] == [5, 10]
+    monkeypatch.undo()
+    path, ckpt = find_resume_checkpoint(tmp_path, "auto", TINY)
+    assert ckpt["step"] == 10
+
+
+def test_full_disk_in_the_tool(tmp_path, monkeypatch, capsys):
+    full = save_checkpoint(full_ckpt(), tmp_path / "model_final_full.pt")
+    before = snapshot_dir(tmp_path)
+    failing_disk(monkeypatch)
+    assert create_main([str(full)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'model_final.pt'}: No space left on device"]
+    assert snapshot_dir(tmp_path) == before

@@ -1,0 +1,114 @@
+"""Exact, crash-safe resume: the notebook's .py run as separate processes on the ci preset."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from conftest import REPO, SCRIPT, run_script, script_env
+from helpers.checkpoint import load_checkpoint
+from helpers.fileio import TMP_MARK
+
+
+def assert_same_weights(a, b):
+    sa, sb = load_checkpoint(a)["model_state_dict"], load_checkpoint(b)["model_state_dict"]
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+def test_stop_and_resume_is_bit_identical(ci_run, tmp_path):
+    """20 steps in one process == 10 steps, stop, a new process resumes and runs to 20."""
+    reference_dir, _ = ci_run
+    first = run_script(tmp_path, stop_after_steps=10)
+    assert "stopped at step 10 of 20" in first.stdout
+    assert not (tmp_path / "model_final.pt").exists()
+    second = run_script(tmp_path)
+    assert f"resumed from {tmp_path / 'model_step_10.pt'} at step 10" in second.stdout
+    reference = load_checkpoint(reference_dir / "model_final_full.pt")
+    resumed = load_checkpoint(tmp_path / "model_final_full.pt")
+    assert resumed["history"]["train"] == reference["history"]["train"]  # every step's loss, exactly
+    assert resumed["history"]["val"] == reference["history"]["val"]
+    assert_same_weights(reference_dir / "model_final.pt", tmp_path / "model_final.pt")
+    assert_same_weights(reference_dir / "model_best.pt", tmp_path / "model_best.pt")
+    for key in ("torch_cpu",):
+        assert torch.equal(resumed["rng_state"][key], reference["rng_state"][key])
+
+
+def test_rerun_after_finishing_trains_nothing(ci_run, tmp_path):
+    run_script(tmp_path, max_steps=10)
+    before = (tmp_path / "model_final.pt").stat().st_mtime_ns
+    again = run_script(tmp_path, max_steps=10)
+    assert "resumed from" in again.stdout and "at step 10" in again.stdout
+    assert (tmp_path / "model_final.pt").stat().st_mtime_ns == before  # nothing rewritten
+
+
+def test_resume_never_starts_over(ci_run, tmp_path):
+    run_script(tmp_path, max_steps=10)
+    again = run_script(tmp_path, max_steps=10, resume="never")
+    assert "starting from scratch" in again.stdout
+
+
+def test_damaged_newest_checkpoint_is_skipped(ci_run, tmp_path):
+    run_script(tmp_path, stop_after_steps=10)
+    newest = tmp_path / "model_step_10.pt"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # as if copied half-way
+    again = run_script(tmp_path, stop_after_steps=2)
+    assert f"skipping {newest}: not a torch checkpoint, or truncated" in again.stdout
+    assert "at step 5" in again.stdout  # the next newest
+    # the damaged file is reported, not deleted: it is the user's to look at
+    assert newest.exists()
+
+
+def wait_for_a_write(directory, proc, timeout=10.0):
+    """Return as soon as a checkpoint's temporary file appears (or the process ends)."""
+    end = time.time() + timeout
+    while time.time() < end and proc.poll() is None:
+        if any(TMP_MARK in name for name in os.listdir(directory)):
+            return
+        time.sleep(0.001)
+
+
+def test_kill_at_random_moments_and_resume(ci_run, tmp_path):
+    """kill -9 the training at random moments, 10 times, resuming each time."""
+    reference_dir, _ = ci_run
+    rng = random.Random(1234)
+    settings = dict(save_every=1, keep_last=2, async_save="true")  # a write at every step
+    env = script_env(tmp_path, **settings)
+    env["PYTHONUNBUFFERED"] = "1"
+    kills = in_write = 0
+    started = time.time()
+    while kills < 10:
+        proc = subprocess.Popen([sys.executable, str(SCRIPT)], env=env, cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = []
+        for line in proc.stdout:  # wait until training is under way
+            lines.append(line)
+            if "starting from scratch" in line or "resumed from" in line:
+                break
+        assert not any("skipping" in line for line in lines), "".join(lines)  # never a damaged file
+        if kills % 2:
+            time.sleep(rng.uniform(0.0, 1.5))  # any moment
+        else:
+            wait_for_a_write(tmp_path, proc)  # aim at the middle of a checkpoint write
+        if proc.poll() is not None:
+            break  # finished before the kill
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        leftovers = [p.name for p in tmp_path.iterdir() if TMP_MARK in p.name]
+        in_write += bool(leftovers)
+        for path in tmp_path.glob("*.pt"):  # every checkpoint in place is complete
+            load_checkpoint(path)
+    final = run_script(tmp_path, **settings)
+    assert "skipping" not in final.stdout
+    print(f"\nkill test: {kills} kills, {in_write} inside a checkpoint write, {time.time() - started:.0f} s")
+    assert kills >= 10 and in_write >= 1
+    assert not [p for p in tmp_path.iterdir() if TMP_MARK in p.name]
+    assert_same_weights(reference_dir / "model_final.pt", tmp_path / "model_final.pt")
+    ref = load_checkpoint(reference_dir / "model_final_full.pt")["history"]
+    assert load_checkpoint(tmp_path / "model_final_full.pt")["history"] == ref
