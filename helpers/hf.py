@@ -1,14 +1,8 @@
 """Hugging Face interop: our GPT to a transformers GPT-2 folder and back, and upload to the Hub.
 
-Our model and transformers' `GPT2LMHeadModel` are the same network with two differences in the
-weights:
-
-- transformers' GPT-2 uses `Conv1D` layers, which store their weight as (in, out): the
-  c_attn, c_proj and c_fc weights are the transposes of our `nn.Linear` ones.
-- our token embedding has 50,304 rows (padded to a multiple of 64 for fast GPU matmuls), GPT-2's
-  has 50,257. Export drops the 47 padding rows; import adds them as zeros. They are never
-  targets and never sampled, so their value does not change any real token's logits; zeros
-  make the import deterministic, so export then import gives back bit-identical real weights.
+Our model and transformers' `GPT2LMHeadModel` are the same network, with one difference in the
+weights: transformers' GPT-2 uses `Conv1D` layers, which store their weight as (in, out), so the
+c_attn, c_proj and c_fc weights are the transposes of our `nn.Linear` ones.
 
 The folder written here loads with `GPT2LMHeadModel.from_pretrained(folder)` and
 `pipeline("text-generation", model=folder)` with no code of ours. Nothing here needs
@@ -50,22 +44,19 @@ SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")  # both are GELU's tan
 # ----------------------------------------------------------------------------- weights
 
 def to_hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
-    """Our weights under GPT2LMHeadModel's names: Conv1D weights transposed, vocabulary unpadded."""
-    vocab = model.config.vocab_size
+    """Our weights under GPT2LMHeadModel's names, Conv1D weights transposed."""
     out = {}
     for key, t in model.state_dict().items():
         if key == "lm_head.weight":
             continue  # tied to wte; transformers re-ties it (tie_word_embeddings)
         if key.endswith(TRANSPOSED):
             t = t.t()
-        if key == "transformer.wte.weight":
-            t = t[:vocab]
         out[key] = t.detach().cpu().contiguous()  # safetensors stores contiguous tensors only
     return out
 
 
 def from_hf_state_dict(hf_state: dict[str, torch.Tensor], config: GPTConfig, where: str | Path) -> dict[str, torch.Tensor]:
-    """A transformers GPT-2 state dict as ours: transposed back, vocabulary padded with zeros, wpe cropped."""
+    """A transformers GPT-2 state dict as ours: transposed back, wpe cropped to block_size."""
     state = {}
     for key, t in hf_state.items():
         if key.endswith((".attn.bias", ".attn.masked_bias")):
@@ -81,9 +72,7 @@ def from_hf_state_dict(hf_state: dict[str, torch.Tensor], config: GPTConfig, whe
     head = state.pop("lm_head.weight", None)
     if head is not None and not torch.equal(head.float(), wte):
         raise CheckpointError(where, "lm_head.weight differs from the token embedding; only tied GPT-2 models can be imported")
-    padding = wte.new_zeros(config.padded_vocab_size - config.vocab_size, wte.shape[1])
-    state["transformer.wte.weight"] = torch.cat([wte, padding])
-    state["lm_head.weight"] = state["transformer.wte.weight"]
+    state["lm_head.weight"] = wte
     if "transformer.wpe.weight" in state:
         state["transformer.wpe.weight"] = state["transformer.wpe.weight"][: config.block_size].contiguous()
     return state

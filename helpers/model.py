@@ -1,9 +1,10 @@
 """GPT-2 in one file, after nanoGPT's model.py.
 
-`GPT(GPTConfig())` is GPT-2 124M. The token embedding is padded from GPT-2's 50,257 tokens up
-to 50,304 rows (a multiple of 64) because matrix multiplies on a GPU are markedly faster on
-such shapes; the 47 extra rows are never targets, so training drives their logits down, and
-`generate()` never samples them. The output head shares the token embedding's weights.
+`GPT(GPTConfig())` is GPT-2 124M: 12 layers, 12 heads, width 768, a context of 1024 tokens and
+GPT-2's vocabulary of 50,257 tokens. The vocabulary is not padded (nanoGPT pads it to 50,304 for a
+few per cent of GPU speed) so that checkpoints keep the shapes of OpenAI's GPT-2 and of the
+user's existing deployment code, whose `GPT(GPTConfig())` has a 50,257 x 768 token embedding.
+The output head shares the token embedding's weights.
 """
 
 from __future__ import annotations
@@ -18,26 +19,17 @@ from torch.nn import functional as F
 GPT2_VOCAB_SIZE = 50257  # tokens in tiktoken's "gpt2" encoding
 
 
-def pad_to_multiple(n: int, multiple: int = 64) -> int:
-    """Round n up to the next multiple of `multiple`."""
-    return ((n + multiple - 1) // multiple) * multiple
-
-
 @dataclass
 class GPTConfig:
     """The model's architecture; the defaults are GPT-2 124M."""
 
     block_size: int = 1024  # longest context, in tokens
-    vocab_size: int = GPT2_VOCAB_SIZE  # real tokens; the embedding has padded_vocab_size rows
+    vocab_size: int = GPT2_VOCAB_SIZE
     n_layer: int = 12
     n_head: int = 12
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True  # biases in Linear layers and LayerNorms, as GPT-2 has them
-
-    @property
-    def padded_vocab_size(self) -> int:
-        return pad_to_multiple(self.vocab_size)
 
     def to_dict(self) -> dict:
         """The config as a plain dict (what checkpoints store as `model_args`)."""
@@ -103,14 +95,14 @@ class GPT(nn.Module):
         self.config = config
         self.transformer = nn.ModuleDict(
             dict(
-                wte=nn.Embedding(config.padded_vocab_size, config.n_embd),
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
                 wpe=nn.Embedding(config.block_size, config.n_embd),
                 drop=nn.Dropout(config.dropout),
                 h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
                 ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
             )
         )
-        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         # Weight tying (GPT-2 does it): one matrix embeds tokens and scores them.
         self.transformer.wte.weight = self.lm_head.weight
         self.apply(self._init_weights)
@@ -135,7 +127,7 @@ class GPT(nn.Module):
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits over the padded vocabulary, and the mean cross-entropy when targets are given."""
+        """Logits over the vocabulary, and the mean cross-entropy when targets are given."""
         B, T = idx.size()
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
@@ -189,8 +181,7 @@ class GPT(nn.Module):
         for _ in range(max_new_tokens):
             context = idx[:, -self.config.block_size :]
             logits, _ = self(context)
-            # Only real tokens: the padding rows of the vocabulary are never sampled.
-            logits = logits[:, -1, : self.config.vocab_size].float() / temperature
+            logits = logits[:, -1, :].float() / temperature
             if top_k is not None:
                 kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
                 logits[logits < kth] = -float("inf")

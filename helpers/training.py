@@ -190,3 +190,25 @@ def mean_over_processes(value: torch.Tensor, procs: Processes) -> torch.Tensor:
     value = value.clone()
     dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value / procs.world_size
+
+
+def compile_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, hw: Hardware) -> torch.nn.Module:
+    """torch.compile(model), tried on one batch; the model itself if compiling fails.
+
+    torch.compile compiles lazily, at the first forward pass, so a failure (no C compiler, an
+    unsupported GPU) only shows there: this runs one forward and backward pass to find out, then
+    clears the gradients it made.
+    """
+    cuda_devices = [torch.device(hw.device).index or 0] if hw.device_type == "cuda" else []
+    try:
+        # random state forked: dropout in the trial must not shift a resumed run's random numbers
+        with torch.random.fork_rng(devices=cuda_devices):
+            compiled = torch.compile(model)
+            with autocast(hw):
+                _, loss = compiled(x, y)
+            loss.backward()
+    except Exception as e:  # any failure to compile means: train uncompiled
+        print(f"torch.compile failed, training uncompiled: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        compiled = model
+    model.zero_grad(set_to_none=True)
+    return compiled

@@ -188,10 +188,14 @@ if resumed:
     optimizer.load_state_dict(ckpt["optimizer_state_dict"])
     if ckpt.get("scaler_state_dict"):
         scaler.load_state_dict(ckpt["scaler_state_dict"])
-    step, best_val_loss, best_step = ckpt["step"], ckpt["best_val_loss"], ckpt["best_step"]
-    history = ckpt["history"]
-    sampler.set_state(ckpt["sampler_state"])
-    restore_rng_state(ckpt["rng_state"])
+    step = ckpt["step"]
+    # A full checkpoint made elsewhere may have only the summary's keys: resume it, less exactly.
+    best_val_loss, best_step = ckpt.get("best_val_loss", float("inf")), ckpt.get("best_step")
+    history = ckpt.get("history", history)
+    if "sampler_state" in ckpt:
+        sampler.set_state(ckpt["sampler_state"])
+    if "rng_state" in ckpt:
+        restore_rng_state(ckpt["rng_state"])
     del ckpt
     if procs.is_main:
         print(f"resumed from {resume_path} at step {step} (best validation loss {best_val_loss:.4f})")
@@ -207,12 +211,14 @@ elif procs.is_main:
 # %%
 from torch.nn.parallel import DistributedDataParallel
 
+from helpers.data import get_batch, sample_offsets
+from helpers.training import compile_model
+
 raw_model = model  # what checkpoints save: never the compiled or distributed wrapper
 if cfg.compile:
-    try:
-        model = torch.compile(model)
-    except Exception as e:  # e.g. no C compiler, or an unsupported platform
-        print(f"torch.compile failed, training uncompiled: {e}")
+    # tried on a batch of its own generator, so the training batches stay as they were
+    trial = sample_offsets(torch.Generator().manual_seed(0), len(train_tokens), cfg.block_size, cfg.batch_size)
+    model = compile_model(model, *get_batch(train_tokens, trial, cfg.block_size, hw.device), hw)
 if procs.world_size > 1:
     model = DistributedDataParallel(model, device_ids=[procs.local_rank] if hw.device_type == "cuda" else None)
 
@@ -255,8 +261,13 @@ writer = BackgroundWriter(background=cfg.async_save)
 chart = LossChart(checkpoint_dir / "loss.png") if procs.is_main else None
 flops_per_step = raw_model.flops_per_token(cfg.block_size) * cfg.tokens_per_step
 session_start, train_loss, val_loss = step, float("nan"), None
+if step == 0:  # the untrained model's loss, where the chart starts (about ln 50257 = 10.8)
+    val_loss = estimate_loss(raw_model, {"val": val_tokens}, cfg.eval_iters, cfg.batch_size, cfg.block_size, hw)["val"]
+    history["val"].append([0, val_loss])
+    if procs.is_main:
+        print(f"step 0: val loss {val_loss:.4f}")
 progress = tqdm(total=cfg.max_steps, initial=step, disable=not procs.is_main, unit="step")
-t_log, steps_since_log = time.time(), 0
+t_log, steps_since_log, log_windows = time.time(), 0, 0
 while not finished() and not (cfg.stop_after_steps and step - session_start >= cfg.stop_after_steps):
     lr = learning_rate(step, cfg.learning_rate, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
     for group in optimizer.param_groups:
@@ -292,6 +303,11 @@ while not finished() and not (cfg.stop_after_steps and step - session_start >= c
         progress.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}",
                              mfu=f"{mfu:.1%}" if mfu is not None else "n/a", refresh=False)
         progress.update(steps_since_log)
+        log_windows += 1
+        if log_windows == 2 and step < cfg.max_steps:  # the first window also paid for warm-up
+            remaining = (cfg.max_steps - step) * elapsed / steps_since_log
+            progress.write(f"measured {elapsed / steps_since_log:.2f} s per step: about "
+                           f"{remaining / 60:.0f} min for the remaining {cfg.max_steps - step} steps")
         steps_since_log = 0
     if step % cfg.eval_every == 0 or step == cfg.max_steps:
         val_loss = estimate_loss(raw_model, {"val": val_tokens}, cfg.eval_iters, cfg.batch_size,

@@ -131,7 +131,7 @@ def test_checkpoint_of_another_model_size(tmp_path, capsys):
     assert verify_main([str(deploy), "--full", str(path), "--tokens", "2"]) == 1
     err = capsys.readouterr().err
     assert "tensor transformer.h.2.attn.c_attn.weight: missing from the deployment checkpoint" in err
-    assert "tensor transformer.wte.weight: shape (50304, 32), full checkpoint has (50304, 64)" in err
+    assert "tensor transformer.wte.weight: shape (50257, 32), full checkpoint has (50257, 64)" in err
 
 
 def failing_disk(monkeypatch, after_bytes=1000):

@@ -11,24 +11,23 @@ TINY = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16)
 def test_default_config_is_gpt2_124m():
     c = GPTConfig()
     assert (c.n_layer, c.n_head, c.n_embd, c.block_size, c.vocab_size) == (12, 12, 768, 1024, 50257)
-    assert c.padded_vocab_size == 50304  # padded up to a multiple of 64 for fast matmuls
 
 
 def test_gpt2_124m_parameter_count():
     model = GPT(GPTConfig())
-    # GPT-2 124M has 124,439,808 parameters with its 50,257-row embedding; the 47 padding rows
-    # add 47 * 768 = 36,096.
-    assert model.num_params() == 124_439_808 + 47 * 768 == 124_475_904
+    # OpenAI's GPT-2 124M: 124,439,808 parameters (the tied embedding counted once)
+    assert model.num_params() == 124_439_808
+    assert model.transformer.wte.weight.shape == (50257, 768)
 
 
 def test_output_shapes_and_tied_weights():
     model = GPT(TINY)
     x = torch.randint(0, GPT2_VOCAB_SIZE, (3, 16))
     logits, loss = model(x, x)
-    assert logits.shape == (3, 16, TINY.padded_vocab_size)
+    assert logits.shape == (3, 16, TINY.vocab_size)
     assert loss.shape == ()
     logits, loss = model(x)
-    assert logits.shape == (3, 1, TINY.padded_vocab_size) and loss is None
+    assert logits.shape == (3, 1, TINY.vocab_size) and loss is None
     assert model.lm_head.weight is model.transformer.wte.weight
     assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
 
@@ -66,7 +65,7 @@ def test_generate_is_reproducible_for_a_seed_and_stays_in_vocabulary():
     c = model.generate(idx, 40, temperature=1.0, top_k=None, seed=8)
     assert a.shape == (1, 41)
     assert torch.equal(a, b) and not torch.equal(a, c)
-    assert a.max().item() < GPT2_VOCAB_SIZE  # padding rows are never sampled
+    assert a.max().item() < GPT2_VOCAB_SIZE
 
 
 def test_generate_top_k_1_is_greedy():
@@ -76,7 +75,7 @@ def test_generate_top_k_1_is_greedy():
     ctx = idx
     for _ in range(5):
         logits, _ = model(ctx)
-        ctx = torch.cat([ctx, logits[:, -1, :GPT2_VOCAB_SIZE].argmax(-1, keepdim=True)], dim=1)
+        ctx = torch.cat([ctx, logits[:, -1, :].argmax(-1, keepdim=True)], dim=1)
     assert torch.equal(out, ctx)
 
 
