@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from helpers.checkpoint import DTYPES, CheckpointError, unwrap_model
+from helpers.checkpoint import DTYPES, CheckpointError, model_with_weights, unwrap_model
 from helpers.fileio import UMASK, atomic_write_bytes, fsync_dir
 from helpers.model import GPT2_VOCAB_SIZE, GPT, GPTConfig
 
@@ -300,15 +300,7 @@ def load_hf_gpt2(source: str | Path, block_size: int | None = None, dropout: flo
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(config_file, f"cannot be read ({type(e).__name__}: {e})") from None
     config = gpt_config_from_hf(hf, config_file, block_size, dropout)
-    state = from_hf_state_dict(read_hf_weights(folder), config, folder)
-    with torch.device("meta"):
-        model = GPT(config)
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as e:
-        raise CheckpointError(folder, f"weights do not fit GPT-2 ({' '.join(str(e).split())[:300]})") from None
-    model.lm_head.weight = model.transformer.wte.weight  # assign=True replaced the tied tensor
-    return model
+    return model_with_weights(config, from_hf_state_dict(read_hf_weights(folder), config, folder), folder)
 
 
 # ----------------------------------------------------------------------------- the Hub

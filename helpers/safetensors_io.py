@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 
 from helpers.checkpoint import (
     CheckpointError,
@@ -20,6 +19,7 @@ from helpers.checkpoint import (
     clean_state_dict,
     load_model,
     model_config_of,
+    model_with_weights,
     tensor_identity,
     to_deployment,
 )
@@ -93,15 +93,8 @@ def load_safetensors(path: str | Path) -> dict:
 def load_safetensors_model(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
     """A ready model in eval mode from a .safetensors deployment checkpoint (half precision too)."""
     ckpt = load_safetensors(path)
-    with torch.device("meta"):
-        model = GPT(model_config_of(path, ckpt))
-    state = {k: v.float() for k, v in ckpt["model_state_dict"].items()}
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as e:
-        raise CheckpointError(path, f"weights do not fit the model ({' '.join(str(e).split())[:300]})") from None
-    model.lm_head.weight = model.transformer.wte.weight  # assign=True replaced the tied tensor
-    return model.to(device).eval(), ckpt
+    state = {k: v.float() for k, v in ckpt["model_state_dict"].items()}  # half precision too
+    return model_with_weights(model_config_of(path, ckpt), state, path).to(device).eval(), ckpt
 
 
 def load_any_model(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:

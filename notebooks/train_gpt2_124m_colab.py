@@ -64,7 +64,8 @@ if REPO_ROOT is None and IN_COLAB:
 if REPO_ROOT is None:
     raise RuntimeError("cannot find the project's helpers/ package above this notebook")
 sys.path.insert(0, str(REPO_ROOT))
-print(f"project: {REPO_ROOT}  (Colab: {IN_COLAB})")
+if os.environ.get("RANK", "0") == "0":  # under torchrun, the first process speaks for all
+    print(f"project: {REPO_ROOT}  (Colab: {IN_COLAB})")
 
 # %% [markdown]
 # ## Settings
@@ -304,7 +305,7 @@ while not finished() and not (cfg.stop_after_steps and step - session_start >= c
                              mfu=f"{mfu:.1%}" if mfu is not None else "n/a", refresh=False)
         progress.update(steps_since_log)
         log_windows += 1
-        if log_windows == 2 and step < cfg.max_steps:  # the first window also paid for warm-up
+        if log_windows == 2 and step < cfg.max_steps and procs.is_main:  # the first window paid for warm-up
             remaining = (cfg.max_steps - step) * elapsed / steps_since_log
             progress.write(f"measured {elapsed / steps_since_log:.2f} s per step: about "
                            f"{remaining / 60:.0f} min for the remaining {cfg.max_steps - step} steps")
@@ -316,15 +317,17 @@ while not finished() and not (cfg.stop_after_steps and step - session_start >= c
         if val_loss < best_val_loss:
             best_val_loss, best_step = val_loss, step
             if procs.is_main:
-                best = snapshot(make_checkpoint(DEPLOYMENT, step=step, model=raw_model, loss=train_loss,
-                                                config=cfg.to_dict(), val_loss=val_loss))
-                writer.submit(lambda ckpt=best: save_best(checkpoint_dir, ckpt))
+                best = make_checkpoint(DEPLOYMENT, step=step, model=raw_model, loss=train_loss,
+                                       config=cfg.to_dict(), val_loss=val_loss)
+                writer.submit(lambda ckpt=snapshot(best): save_best(checkpoint_dir, ckpt))
         if chart:
             chart.update(history)
-        progress.write(f"step {step}: val loss {val_loss:.4f} (best {best_val_loss:.4f} at step {best_step})")
+        if procs.is_main:
+            progress.write(f"step {step}: val loss {val_loss:.4f} (best {best_val_loss:.4f} at step {best_step})")
     if procs.is_main and step % cfg.save_every == 0:
-        ckpt = snapshot(full_checkpoint(train_loss, val_loss))  # copied now, written in the background
-        writer.submit(lambda ckpt=ckpt: save_periodic(checkpoint_dir, ckpt, cfg.keep_last))
+        # copied now (the copy lives only as long as its write), written in the background
+        writer.submit(lambda ckpt=snapshot(full_checkpoint(train_loss, val_loss)):
+                      save_periodic(checkpoint_dir, ckpt, cfg.keep_last))
 progress.update(steps_since_log)
 progress.close()
 writer.wait()

@@ -19,14 +19,21 @@ def script_env(checkpoint_dir: Path, **settings: object) -> dict:
     env = dict(os.environ)
     env["GPT2_CHECKPOINT_DIR"] = str(checkpoint_dir)
     env["PYTHONHASHSEED"] = "0"
+    # The ci model is tiny: one thread per process is faster than two fighting over 2 cores.
+    env["OMP_NUM_THREADS"] = "1"
     for name, value in settings.items():
         env[f"GPT2_{name.upper()}"] = str(value)
     return env
 
 
-def run_script(checkpoint_dir: Path, timeout: float = 300, check: bool = True, **settings: object) -> subprocess.CompletedProcess:
-    """Run the notebook's .py to completion on the ci preset; fail the test if it fails."""
-    proc = subprocess.run([sys.executable, str(SCRIPT)], env=script_env(checkpoint_dir, **settings),
+def run_script(checkpoint_dir: Path, timeout: float = 300, check: bool = True, python_args: tuple = (),
+               extra_env: dict | None = None, **settings: object) -> subprocess.CompletedProcess:
+    """Run the notebook's .py to completion on the ci preset; fail the test if it fails.
+
+    python_args go before the script, e.g. ("-m", "torch.distributed.run", "--nproc_per_node=2").
+    """
+    env = dict(script_env(checkpoint_dir, **settings), **(extra_env or {}))
+    proc = subprocess.run([sys.executable, *python_args, str(SCRIPT)], env=env,
                           capture_output=True, text=True, timeout=timeout, cwd=REPO)
     if check and proc.returncode != 0:
         pytest.fail(f"script exited {proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-5000:]}")

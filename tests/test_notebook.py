@@ -7,7 +7,7 @@ import jupytext
 import torch
 
 from conftest import NOTEBOOK, SCRIPT
-from helpers.checkpoint import check_checkpoint, read_checkpoint
+from helpers.checkpoint import read_checkpoint
 from helpers.model import GPT, GPTConfig
 
 
