@@ -19,7 +19,7 @@ def sample(model: GPT, enc: tiktoken.Encoding, prompt: str, tokens: int, tempera
 def generation_panel(model: GPT, enc: tiktoken.Encoding, device: str, seed: int | None = None):
     """Show an ipywidgets panel in a notebook; in a script, print one sample. Returns the panel."""
     if not in_notebook():
-        print(sample(model, enc, "ROMEO:", 100, 0.8, device, seed))
+        print(sample(model, enc, "JULIET:", 100, 0.8, device, seed))  # the sample cell had ROMEO
         return None
     import ipywidgets as widgets
     from IPython.display import display

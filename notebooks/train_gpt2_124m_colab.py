@@ -437,6 +437,23 @@ if procs.is_main and (checkpoint_dir / FINAL).exists():
         print("downloading model_final.pt; for the float16 copy: colab.download(half_path)")
 
 # %% [markdown]
+# ## Share on the Hugging Face Hub (optional)
+# With `hub_repo` set (e.g. `GPT2_HUB_REPO=you/gpt2-shakespeare`) and a token (the Colab secret
+# `HF_TOKEN`, or the `HF_TOKEN` variable), the final model is exported as a transformers GPT-2
+# folder, which `pipeline("text-generation", model="you/gpt2-shakespeare")` loads, and uploaded.
+# Without a token this cell says so and does nothing.
+
+# %%
+from helpers.export_hf import export_hf
+from helpers.hf import hub_token, upload_to_hub
+
+if procs.is_main and cfg.hub_repo and (checkpoint_dir / FINAL).exists():
+    if hub_token() is None:
+        print(f"not uploading to {cfg.hub_repo}: no Hugging Face token (add the Colab secret HF_TOKEN)")
+    else:
+        upload_to_hub(export_hf(checkpoint_dir / FINAL, checkpoint_dir / "hf_export", force=True), cfg.hub_repo)
+
+# %% [markdown]
 # ## Finish
 # In Colab, push everything to Google Drive before the runtime can go away.
 
