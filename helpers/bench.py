@@ -266,14 +266,13 @@ def bench_checkpoint_io(work_dir: Path, repeats: int = 3, config: GPTConfig | No
         save_checkpoint(ckpt, full_path)
         blocking.append(time.perf_counter() - start)
         start = time.perf_counter()
-        # what the notebook's loop pays; `copy` lives on until the next one, as the notebook's `ckpt` does
-        copy = snapshot(ckpt)
-        writer.submit(lambda copy=copy: save_periodic(work_dir, copy, keep_last=1))
+        # what the notebook's loop pays: a copy (into the last copy's memory) handed to the writer
+        writer.save(ckpt, lambda copy: save_periodic(work_dir, copy, keep_last=1), slot="periodic")
         stalls.append(time.perf_counter() - start)
         writer.wait()
         backgrounds.append(time.perf_counter() - start)
     stall = statistics.median(stalls) / statistics.median(blocking)
-    del ckpt, copy
+    del ckpt, writer
     gc.collect()
 
     # (1) Strip the full checkpoint to a deployment one, in a fresh process.
@@ -295,7 +294,7 @@ def bench_checkpoint_io(work_dir: Path, repeats: int = 3, config: GPTConfig | No
         ("load: first read", f"{load['touch_seconds']:.3f} s to read every weight once after loading "
                              f"(memory-mapped, so paid on first use)"),
         ("save: blocking", f"{runs(blocking)} for save_checkpoint (torch.save + fsync, atomic)"),
-        ("save: loop stall", f"{runs(stalls)} for snapshot + BackgroundWriter.submit"),
+        ("save: loop stall", f"{runs(stalls)} for BackgroundWriter.save (snapshot + hand-off)"),
         ("stall / blocking", f"{stall:.0%} (limit {STALL_FRACTION:.0%}) {verdict(stall, STALL_FRACTION)}; median against median"),
         ("save: background", f"{runs(backgrounds)} until the background write was done"),
         ("machine", f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; files in {work_dir}"),
@@ -345,7 +344,7 @@ def resume_check(cfg: TrainConfig, work_dir: Path, steps: int = 2) -> dict:
                                     history={"train": [], "val": []}))
     writer = BackgroundWriter()
     start = time.perf_counter()
-    writer.submit(lambda: save_periodic(work_dir, ckpt, keep_last=1))
+    writer.save(ckpt, lambda copy: save_periodic(work_dir, copy, keep_last=1), slot="periodic")
     writer.wait()
     save_seconds = time.perf_counter() - start
 

@@ -241,7 +241,7 @@ from tqdm.auto import tqdm
 from helpers.checkpoint import DEPLOYMENT, FULL, make_checkpoint
 from helpers.data import get_batch, step_offsets
 from helpers.display import LossChart
-from helpers.policy import BackgroundWriter, save_best, save_periodic, snapshot
+from helpers.policy import BackgroundWriter, save_best, save_periodic
 from helpers.training import autocast, capture_rng_state, estimate_loss, learning_rate, mean_over_processes
 
 
@@ -319,15 +319,15 @@ while not finished() and not (cfg.stop_after_steps and step - session_start >= c
             if procs.is_main:
                 best = make_checkpoint(DEPLOYMENT, step=step, model=raw_model, loss=train_loss,
                                        config=cfg.to_dict(), val_loss=val_loss)
-                writer.submit(lambda ckpt=snapshot(best): save_best(checkpoint_dir, ckpt))
+                writer.save(best, lambda ckpt: save_best(checkpoint_dir, ckpt), slot="best")
         if chart:
             chart.update(history)
         if procs.is_main:
             progress.write(f"step {step}: val loss {val_loss:.4f} (best {best_val_loss:.4f} at step {best_step})")
     if procs.is_main and step % cfg.save_every == 0:
-        # copied now (the copy lives only as long as its write), written in the background
-        writer.submit(lambda ckpt=snapshot(full_checkpoint(train_loss, val_loss)):
-                      save_periodic(checkpoint_dir, ckpt, cfg.keep_last))
+        # copied now, written in the background while training goes on
+        writer.save(full_checkpoint(train_loss, val_loss),
+                    lambda ckpt: save_periodic(checkpoint_dir, ckpt, cfg.keep_last), slot="periodic")
 progress.update(steps_since_log)
 progress.close()
 writer.wait()

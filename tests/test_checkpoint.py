@@ -205,3 +205,58 @@ print(full.stat().st_size, create_deployment_checkpoint(full).stat().st_size,
     assert deploy <= 500_000_000
     assert 2.8 < full / deploy < 3.2
     assert half <= 250_000_000
+
+
+def test_snapshot_reuses_the_last_copy_and_keeps_ties():
+    from helpers.policy import snapshot
+
+    model, opt, _ = trained_tiny()
+    first = snapshot(full_ckpt(model, opt))
+    sd = first["model_state_dict"]
+    assert sd["lm_head.weight"] is sd["transformer.wte.weight"]  # tied: one copy
+    assert sd["lm_head.weight"].data_ptr() != model.lm_head.weight.data_ptr()  # a copy, not a view
+    with torch.no_grad():
+        model.transformer.wte.weight.add_(1.0)
+    second = snapshot(full_ckpt(model, opt, step=2), into=first)
+    sd2 = second["model_state_dict"]
+    assert sd2["transformer.wte.weight"].data_ptr() == sd["transformer.wte.weight"].data_ptr()  # reused memory
+    assert sd2["lm_head.weight"] is sd2["transformer.wte.weight"]
+    assert torch.equal(sd2["transformer.wte.weight"], model.transformer.wte.weight)
+    for key, value in model.state_dict().items():
+        assert torch.equal(sd2[key], value), key
+    assert second["step"] == 2
+    exp_avg = next(iter(opt.state.values()))["exp_avg"]
+    assert torch.equal(next(iter(second["optimizer_state_dict"]["state"].values()))["exp_avg"], exp_avg)
+
+
+def test_background_writes_are_the_state_at_save_time(tmp_path):
+    from helpers.policy import BackgroundWriter
+
+    model, opt, _ = trained_tiny()
+    writer = BackgroundWriter(background=True)
+    expected = {}
+    for step in (1, 2, 3):
+        with torch.no_grad():
+            model.transformer.h[0].mlp.c_fc.weight.fill_(float(step))
+        writer.save(full_ckpt(model, opt, step=step), lambda c: save_periodic(tmp_path, c, keep_last=3), slot="periodic")
+        with torch.no_grad():
+            model.transformer.h[0].mlp.c_fc.weight.fill_(-1.0)  # training goes on while it is written
+        expected[step] = float(step)
+    writer.wait()
+    for step, value in expected.items():
+        weights = load_checkpoint(periodic_path(tmp_path, step))["model_state_dict"]["transformer.h.0.mlp.c_fc.weight"]
+        assert torch.all(weights == value), step
+
+
+def test_background_write_errors_reach_the_loop(tmp_path):
+    from helpers.policy import BackgroundWriter
+
+    model, opt, _ = trained_tiny()
+    writer = BackgroundWriter()
+
+    def fail(_):
+        raise OSError(28, "No space left on device")
+
+    writer.save(full_ckpt(model, opt), fail, slot="periodic")
+    with pytest.raises(OSError, match="No space left"):
+        writer.wait()
