@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers.checkpoint import FULL, load_model, load_weights, make_checkpoint, save_checkpoint, tensor_identity
-from helpers.config import TrainConfig, detect_preset, make_config
+from helpers.checkpoint import FULL, CheckpointError, load_model, load_weights, make_checkpoint, save_checkpoint, tensor_identity
+from helpers.config import PRESETS, TrainConfig, detect_preset, make_config
 from helpers.create_deployment_checkpoint import create_deployment_checkpoint
 from helpers.data import get_batch, sample_offsets, step_offsets
 from helpers.display import table
@@ -317,7 +317,7 @@ class Case:
 GPU_CASES = [
     Case("t4-like: float16 + GradScaler, eager, 8 x 1024", "t4", dict(dtype="float16", compile=False)),
     # Where the notebook picks the a100 preset: Ampere and newer (bf16).
-    Case("a100: bf16 + torch.compile, 32 x 1024", "a100", {}, min_capability=(8, 0)),
+    Case("a100: bf16 + torch.compile, 16 x 1024", "a100", {}, min_capability=(8, 0)),
 ]
 
 
@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="tokens/s, MFU and peak GPU memory of the notebook's training step")
-    train.add_argument("--preset", help="cpu, t4, a100 or ci (default: by hardware)")
+    train.add_argument("--preset", choices=list(PRESETS), help="default: by hardware")
     train.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     train.add_argument("--warmup", type=int, default=3, help="untimed steps first, at least 1 (default 3)")
     train.add_argument("--device", help="override the preset: cpu, cuda, cuda:1")
@@ -454,6 +454,18 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("path")
 
     args = parser.parse_args(argv)
+    for name in ("steps", "warmup", "repeats"):
+        if getattr(args, name, 1) < 1:
+            parser.error(f"--{name} {getattr(args, name)}: must be at least 1")
+    try:
+        return run(args)
+    except (ValueError, OSError, CheckpointError) as e:  # bad settings, a bad --dir: one line, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command; its exit status."""
     if args.command == "train":
         print(train_report(bench_train(train_config(args), args.steps, args.warmup, args.peak_flops)))
     elif args.command == "checkpoint-io":

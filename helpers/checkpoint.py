@@ -28,11 +28,14 @@ FULL = "full"
 DEPLOYMENT = "deployment"
 WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # added by torch.compile and DistributedDataParallel
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# Keys each kind must have: the document's, then ours.
+# Keys each kind must have: the document's. Files of this project also carry `model_args`;
+# files in the document's own format describe the model in `config` (GPTConfig's fields).
 REQUIRED = {
-    FULL: ("step", "model_state_dict", "optimizer_state_dict", "loss", "config", "model_args"),
-    DEPLOYMENT: ("step", "model_state_dict", "loss", "config", "model_args"),
+    FULL: ("step", "model_state_dict", "optimizer_state_dict", "loss", "config"),
+    DEPLOYMENT: ("step", "model_state_dict", "loss", "config"),
 }
+# Causal-mask buffers that some GPT-2 implementations keep in their state dict; ours has none.
+MASK_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
 
 class CheckpointError(Exception):
@@ -45,7 +48,7 @@ class CheckpointError(Exception):
 
 
 def clean_state_dict(state_dict: dict) -> dict:
-    """The state dict with torch.compile's `_orig_mod.` and DDP's `module.` prefixes removed."""
+    """The state dict without torch.compile's `_orig_mod.` and DDP's `module.` prefixes, or causal-mask buffers."""
     cleaned = {}
     for key, value in state_dict.items():
         stripped = True
@@ -54,7 +57,8 @@ def clean_state_dict(state_dict: dict) -> dict:
             for prefix in WRAPPER_PREFIXES:
                 if key.startswith(prefix):
                     key, stripped = key[len(prefix):], True
-        cleaned[key] = value
+        if not key.endswith(MASK_BUFFER_SUFFIXES):
+            cleaned[key] = value
     return cleaned
 
 
@@ -155,11 +159,22 @@ def load_checkpoint(path: str | Path, kind: str | None = None, mmap: bool = True
 
 
 def model_config_of(path: str | Path, ckpt: dict) -> GPTConfig:
-    """The GPTConfig a checkpoint was made with."""
+    """The GPTConfig a checkpoint was made with: its model_args, else the GPTConfig fields of its config."""
+    if "model_args" in ckpt:
+        args, where = ckpt["model_args"], "model_args"
+    else:
+        config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+        args, where = {k: v for k, v in config.items() if k in GPTConfig.__dataclass_fields__}, "config"
+        if "n_layer" not in args:
+            raise CheckpointError(path, "has no model_args, and its config does not describe a GPT (no n_layer)")
     try:
-        return GPTConfig(**ckpt["model_args"])
+        config = GPTConfig(**args)
     except TypeError as e:
-        raise CheckpointError(path, f"model_args do not describe a GPT ({e})") from None
+        raise CheckpointError(path, f"{where} do not describe a GPT ({e})") from None
+    sizes = (config.n_layer, config.n_head, config.n_embd, config.block_size, config.vocab_size)
+    if not all(isinstance(n, int) and n > 0 for n in sizes) or config.n_embd % config.n_head:
+        raise CheckpointError(path, f"{where} do not describe a GPT (sizes {sizes}; n_embd must divide by n_head)")
+    return config
 
 
 def check_architecture(path: str | Path, ckpt: dict, expected: GPTConfig) -> None:

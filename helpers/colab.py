@@ -1,22 +1,14 @@
 """Google Colab's extras: keep checkpoints on Drive, and download files to the user's computer.
 
-Every function here is a no-op outside Colab, so the notebook runs the same as a script.
+The notebook calls these only in Colab (its setup cell finds out, before helpers/ can be imported).
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 DRIVE_MOUNT_POINT = "/content/drive"
-
-
-def in_colab() -> bool:
-    """True when running in Google Colab."""
-    try:
-        import google.colab  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def mount_drive(drive_dir: str | Path) -> Path:
@@ -36,8 +28,16 @@ def flush_drive() -> None:
     drive.flush_and_unmount()
 
 
-def download(path: str | Path) -> None:
-    """Send a file to the browser as a download."""
+def download(path: str | Path, local_copy: bool = False) -> Path:
+    """Send a file to the browser as a download; return the path sent.
+
+    The browser fetches the file after the cell has finished. With local_copy (for files on
+    Drive) it fetches a copy in the working directory, which unmounting Drive cannot cut off.
+    """
     from google.colab import files
 
+    path = Path(path)
+    if local_copy:
+        path = Path(shutil.copyfile(path, Path.cwd() / path.name))
     files.download(str(path))
+    return path

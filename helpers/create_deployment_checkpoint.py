@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"error: {e.filename or args.output}: {e.strerror or e}", file=sys.stderr)
         return 1
+    except ValueError as e:  # e.g. a config value that a .safetensors header (JSON) cannot hold
+        print(f"error: {args.output}: {e}", file=sys.stderr)
+        return 1
     before, after = args.input.stat().st_size, output.stat().st_size
     print(f"{args.input}: {before / 1e6:,.1f} MB (full)")
     print(f"{output}: {after / 1e6:,.1f} MB (deployment, {args.dtype})")

@@ -55,8 +55,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TMP_MARK}")
     try:
-        os.chmod(tmp_name, 0o666 & ~UMASK)  # mkstemp makes files private (0600)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~UMASK)  # mkstemp makes files private (0600)
             write(f)
             f.flush()
             os.fsync(f.fileno())

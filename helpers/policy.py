@@ -62,16 +62,16 @@ def file_size_mb(path: str | Path) -> float:
     return Path(path).stat().st_size / 1e6
 
 
-def save_best(checkpoint_dir: str | Path, full_ckpt: dict) -> Path:
-    """Write model_best.pt, the deployment form of a full checkpoint dict."""
-    return save_checkpoint(to_deployment(full_ckpt), Path(checkpoint_dir) / BEST)
+def save_best(checkpoint_dir: str | Path, ckpt: dict) -> Path:
+    """Write model_best.pt, the deployment form of a checkpoint dict (full or deployment)."""
+    return save_checkpoint(to_deployment(ckpt), Path(checkpoint_dir) / BEST)
 
 
 def save_final(checkpoint_dir: str | Path, full_ckpt: dict) -> tuple[Path, Path]:
-    """Write model_final.pt (deployment) and model_final_full.pt (full)."""
+    """Write model_final_full.pt (full), then model_final.pt (deployment): both exist only once both are done."""
     directory = Path(checkpoint_dir)
-    deploy = save_checkpoint(to_deployment(full_ckpt), directory / FINAL)
     full = save_checkpoint(full_ckpt, directory / FINAL_FULL)
+    deploy = save_checkpoint(to_deployment(full_ckpt), directory / FINAL)
     return deploy, full
 
 
@@ -124,20 +124,19 @@ class BackgroundWriter:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._buffers: dict[str, object] = {}
-        self.last_result: object = None
 
     def save(self, ckpt: dict, write: Callable[[dict], object], slot: str) -> None:
         """write(a copy of ckpt) in the background, once the previous write has finished."""
         self.wait()  # also frees the slot's buffers: nothing is reading them any more
         if not self.background:
-            self.last_result = write(ckpt)
+            write(ckpt)
             return
         copy = snapshot(ckpt, into=self._buffers.get(slot))
         self._buffers[slot] = copy
 
         def run() -> None:
             try:
-                self.last_result = write(copy)
+                write(copy)
             except BaseException as e:  # re-raised in the training loop by wait()
                 self._error = e
 
@@ -152,6 +151,11 @@ class BackgroundWriter:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+
+    def close(self) -> None:
+        """Wait for the last write, then free the copies' memory (2 GB for GPT-2 124M)."""
+        self._buffers.clear()  # the running write holds its own reference until it is done
+        self.wait()
 
 
 def full_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
@@ -170,18 +174,26 @@ def find_resume_checkpoint(
     """The checkpoint to resume from: `never`, `auto` (the newest full one that loads), or a path.
 
     In `auto` mode a file that does not load or fails its checks is reported and the next newest
-    tried; a path given explicitly must be good, or a CheckpointError is raised.
+    tried. A folder that holds checkpoints none of which fits, or `never` in a folder that holds
+    any, is a CheckpointError: starting over there would overwrite another run's files. A path
+    given explicitly must be good. Files are read whole (not memory-mapped): the optimizer state
+    must not stay backed by a file that rotation later deletes.
     """
+    existing = sorted(Path(checkpoint_dir).glob("model_*.pt")) if Path(checkpoint_dir).is_dir() else []
     if resume == "never":
+        if existing:
+            raise CheckpointError(checkpoint_dir, f"holds {len(existing)} checkpoint(s) of an earlier run, which starting "
+                                  "over would overwrite; move them or choose another checkpoint_dir")
         return None
     if resume != "auto":
-        ckpt = load_checkpoint(resume, kind=FULL)
+        ckpt = load_checkpoint(resume, kind=FULL, mmap=False)
         check_architecture(resume, ckpt, expected)
         return Path(resume), ckpt
     loaded = []
-    for path in full_checkpoints(checkpoint_dir):
+    candidates = full_checkpoints(checkpoint_dir)
+    for path in candidates:
         try:
-            ckpt = load_checkpoint(path, kind=FULL)
+            ckpt = load_checkpoint(path, kind=FULL, mmap=False)
             check_architecture(path, ckpt, expected)
         except CheckpointError as e:
             report(f"skipping {e}")
@@ -189,7 +201,10 @@ def find_resume_checkpoint(
         loaded.append((ckpt["step"], path.name == FINAL_FULL, path, ckpt))
         if path.name != FINAL_FULL:
             break  # periodic files are tried newest first; the first good one is the newest
-    if not loaded:
-        return None
-    _, _, path, ckpt = max(loaded, key=lambda item: (item[0], item[1]))
-    return path, ckpt
+    if loaded:
+        _, _, path, ckpt = max(loaded, key=lambda item: (item[0], item[1]))
+        return path, ckpt
+    if candidates:
+        raise CheckpointError(checkpoint_dir, f"holds {len(candidates)} full checkpoint(s), none of which fits this "
+                              "model; starting over would overwrite them: move them or choose another checkpoint_dir")
+    return None

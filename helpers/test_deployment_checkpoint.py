@@ -23,6 +23,7 @@ from helpers.checkpoint import (
     FULL,
     CheckpointError,
     check_checkpoint,
+    checkpoint_kind,
     clean_state_dict,
     load_checkpoint,
     model_config_of,
@@ -49,17 +50,16 @@ def compare_weights(deploy: dict, full: dict) -> list[str]:
     return problems
 
 
-def run_checks(deploy_path: Path, full_path: Path | None, prompt: str, tokens: int, seed: int) -> list[str]:
-    """Run every check, printing progress; return the failed checks."""
-    failures = []
+def run_checks(deploy_path: Path, full_path: Path | None, prompt: str, tokens: int, seed: int,
+               failures: list[str]) -> list[str]:
+    """Run every check, printing progress and adding each failed check to failures; return them."""
     t0 = time.perf_counter()
     # As the document's snippet: torch.load(path, map_location="cpu"), then GPT(GPTConfig(...)).
     if deploy_path.suffix == SUFFIX:  # tensors and JSON metadata; the tied embedding comes back tied
         ckpt = load_safetensors(deploy_path)
     else:
         ckpt = check_checkpoint(deploy_path, read_checkpoint(deploy_path, mmap=False))
-    kind = "full" if "optimizer_state_dict" in ckpt else DEPLOYMENT
-    if kind != DEPLOYMENT:
+    if checkpoint_kind(ckpt) != DEPLOYMENT:
         failures.append(f"{deploy_path}: holds optimizer_state_dict; a deployment checkpoint has none")
     model = GPT(model_config_of(deploy_path, ckpt))
     state = clean_state_dict(ckpt["model_state_dict"])
@@ -69,8 +69,9 @@ def run_checks(deploy_path: Path, full_path: Path | None, prompt: str, tokens: i
         raise CheckpointError(deploy_path, f"weights do not fit the model ({' '.join(str(e).split())[:300]})") from None
     model.eval()
     load_s = time.perf_counter() - t0
+    loss = f"{ckpt['loss']:.4f}" if isinstance(ckpt["loss"], (int, float)) else repr(ckpt["loss"])
     print(f"{deploy_path}: {deploy_path.stat().st_size / 1e6:,.1f} MB, loaded in {load_s:.2f} s "
-          f"(step {ckpt['step']}, loss {ckpt['loss']:.4f}, {model.num_params() / 1e6:.2f}M parameters)")
+          f"(step {ckpt['step']}, loss {loss}, {model.num_params() / 1e6:.2f}M parameters)")
     if full_path is not None:
         full = load_checkpoint(full_path, kind=FULL)
         print(f"{full_path}: {full_path.stat().st_size / 1e6:,.1f} MB")
@@ -81,7 +82,7 @@ def run_checks(deploy_path: Path, full_path: Path | None, prompt: str, tokens: i
     from helpers.data import get_encoding
 
     enc = get_encoding()
-    idx = torch.tensor([enc.encode(prompt)])
+    idx = torch.tensor([enc.encode(prompt or "\n")], dtype=torch.long)  # an empty prompt starts a new line
     out = model.generate(idx, tokens, temperature=0.8, top_k=200, seed=seed)
     text = enc.decode(out[0].tolist())
     print(f"--- sample (seed {seed}) ---\n{text}\n---")
@@ -99,10 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=50, help="tokens to generate (default 50)")
     parser.add_argument("--seed", type=int, default=1337, help="sampling seed (default 1337)")
     args = parser.parse_args(argv)
+    if args.tokens < 1:
+        parser.error(f"--tokens {args.tokens}: must be at least 1")
+    failures: list[str] = []
     try:
-        failures = run_checks(args.deploy, args.full, args.prompt, args.tokens, args.seed)
-    except CheckpointError as e:
-        failures = [str(e)]
+        run_checks(args.deploy, args.full, args.prompt, args.tokens, args.seed, failures)
+    except CheckpointError as e:  # a check that stops the rest; those that failed before still count
+        failures.append(str(e))
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)
     print("all checks passed" if not failures else f"{len(failures)} check(s) failed")

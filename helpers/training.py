@@ -52,7 +52,8 @@ def detect_hardware(device: str = "auto", dtype: str = "auto") -> Hardware:
         name = torch.cuda.get_device_name(index)
         major, _ = torch.cuda.get_device_capability(index)
         best = "bfloat16" if major >= 8 else "float16"
-        peak = next((flops for key, flops in PEAK_FLOPS.items() if key in name), None)
+        # longest names first, so that "L40S" is not taken for "L4"
+        peak = next((PEAK_FLOPS[key] for key in sorted(PEAK_FLOPS, key=len, reverse=True) if key in name), None)
     else:
         name, best, peak = "cpu", "float32", None
     if dtype == "auto":
@@ -71,8 +72,7 @@ def autocast(hw: Hardware) -> contextlib.AbstractContextManager:
 
 def enable_tf32() -> None:
     """Let float32 matrix multiplies use TF32 tensor cores (Ampere and newer)."""
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    torch.set_float32_matmul_precision("high")
 
 
 def learning_rate(step: int, max_lr: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:
@@ -181,6 +181,15 @@ def process_device(procs: Processes, device: str) -> str:
     if device == "auto" and torch.cuda.is_available():
         return f"cuda:{procs.local_rank}" if procs.world_size > 1 else "cuda"
     return "cpu" if device == "auto" else device
+
+
+def from_main_process(value: float, procs: Processes) -> float:
+    """Process 0's value, on every process (the value itself in a single process)."""
+    if procs.world_size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def mean_over_processes(value: torch.Tensor, procs: Processes) -> torch.Tensor:

@@ -177,7 +177,10 @@ from helpers.policy import find_resume_checkpoint
 from helpers.training import restore_rng_state
 
 step, best_val_loss, best_step = 0, float("inf"), None
+train_loss, val_loss = float("nan"), None
 history = {"train": [], "val": []}
+if globals().get("writer") is not None:  # a re-run in the same kernel: an interrupted run's
+    globals()["writer"].close()  # last write must finish before its temporary file is swept up
 if procs.is_main:
     for stale in remove_stale_temporaries(checkpoint_dir):
         print(f"removed {stale.name}, left by an interrupted write")
@@ -189,7 +192,7 @@ if resumed:
     optimizer.load_state_dict(ckpt["optimizer_state_dict"])
     if ckpt.get("scaler_state_dict"):
         scaler.load_state_dict(ckpt["scaler_state_dict"])
-    step = ckpt["step"]
+    step, train_loss, val_loss = ckpt["step"], ckpt["loss"], ckpt.get("val_loss")
     # A full checkpoint made elsewhere may have only the summary's keys: resume it, less exactly.
     best_val_loss, best_step = ckpt.get("best_val_loss", float("inf")), ckpt.get("best_step")
     history = ckpt.get("history", history)
@@ -242,7 +245,8 @@ from helpers.checkpoint import DEPLOYMENT, FULL, make_checkpoint
 from helpers.data import get_batch, step_offsets
 from helpers.display import LossChart
 from helpers.policy import BackgroundWriter, save_best, save_periodic
-from helpers.training import autocast, capture_rng_state, estimate_loss, learning_rate, mean_over_processes
+from helpers.training import (autocast, capture_rng_state, estimate_loss, from_main_process, learning_rate,
+                              mean_over_processes)
 
 
 def full_checkpoint(loss: float, val_loss: float | None) -> dict:
@@ -261,7 +265,7 @@ def finished() -> bool:
 writer = BackgroundWriter(background=cfg.async_save)
 chart = LossChart(checkpoint_dir / "loss.png") if procs.is_main else None
 flops_per_step = raw_model.flops_per_token(cfg.block_size) * cfg.tokens_per_step
-session_start, train_loss, val_loss = step, float("nan"), None
+session_start = step
 if step == 0:  # the untrained model's loss, where the chart starts (about ln 50257 = 10.8)
     val_loss = estimate_loss(raw_model, {"val": val_tokens}, cfg.eval_iters, cfg.batch_size, cfg.block_size, hw)["val"]
     history["val"].append([0, val_loss])
@@ -313,6 +317,7 @@ while not finished() and not (cfg.stop_after_steps and step - session_start >= c
     if step % cfg.eval_every == 0 or step == cfg.max_steps:
         val_loss = estimate_loss(raw_model, {"val": val_tokens}, cfg.eval_iters, cfg.batch_size,
                                  cfg.block_size, hw)["val"]
+        val_loss = from_main_process(val_loss, procs)  # every process must take the same decisions
         history["val"].append([step, val_loss])
         if val_loss < best_val_loss:
             best_val_loss, best_step = val_loss, step
@@ -324,13 +329,13 @@ while not finished() and not (cfg.stop_after_steps and step - session_start >= c
             chart.update(history)
         if procs.is_main:
             progress.write(f"step {step}: val loss {val_loss:.4f} (best {best_val_loss:.4f} at step {best_step})")
-    if procs.is_main and step % cfg.save_every == 0:
+    if procs.is_main and step % cfg.save_every == 0 and not finished():  # the final pair follows
         # copied now, written in the background while training goes on
         writer.save(full_checkpoint(train_loss, val_loss),
                     lambda ckpt: save_periodic(checkpoint_dir, ckpt, cfg.keep_last), slot="periodic")
 progress.update(steps_since_log)
 progress.close()
-writer.wait()
+writer.close()
 
 # %% [markdown]
 # ## Evaluate
@@ -352,11 +357,11 @@ if procs.is_main:
 
 # %%
 from helpers.display import checkpoint_table
-from helpers.policy import FINAL, periodic_path, save_final
+from helpers.policy import FINAL, FINAL_FULL, periodic_path, save_final
 
 if procs.is_main:
     if finished():
-        if step > session_start or not (checkpoint_dir / FINAL).exists():
+        if step > session_start or not all((checkpoint_dir / name).exists() for name in (FINAL, FINAL_FULL)):
             for path in save_final(checkpoint_dir, full_checkpoint(train_loss, val_loss)):
                 print(f"saved {path} ({path.stat().st_size / 1e6:,.1f} MB)")
     else:
@@ -413,8 +418,8 @@ from helpers.checkpoint import load_model
 from helpers.playground import generation_panel
 
 if procs.is_main:
-    play_file = checkpoint_dir / "model_best.pt"
-    play_model, _ = load_model(play_file if play_file.exists() else checkpoint_dir / FINAL, hw.device)
+    play_file = next((p for p in (checkpoint_dir / "model_best.pt", checkpoint_dir / FINAL) if p.exists()), None)
+    play_model = load_model(play_file, hw.device)[0] if play_file else raw_model.eval()
     generation_panel(play_model, enc, hw.device, seed=cfg.seed)
 
 # %% [markdown]
@@ -433,8 +438,8 @@ if procs.is_main and (checkpoint_dir / FINAL).exists():
     print(f"{final_path}: {final_path.stat().st_size / 1e6:,.1f} MB")
     print(f"{half_path}: {half_path.stat().st_size / 1e6:,.1f} MB (float16)")
     if IN_COLAB:
-        colab.download(final_path)
-        print("downloading model_final.pt; for the float16 copy: colab.download(half_path)")
+        sent = colab.download(final_path, local_copy=cfg.use_drive)
+        print(f"downloading {sent.name}; for the float16 copy: colab.download(half_path)")
 
 # %% [markdown]
 # ## Share on the Hugging Face Hub (optional)

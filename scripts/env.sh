@@ -8,7 +8,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # shellcheck disable=SC1091
 . .venv/bin/activate
-# A CPU build of torch; set TORCH_SPEC to choose another (e.g. plain "torch" for a CUDA build).
+# torch 2.13.0, the version the tests run on (this project's CI machines keep a CPU build of it on
+# disk; elsewhere pip fetches PyPI's build). Set TORCH_SPEC to choose another, e.g. "torch".
 python -c "import torch" 2>/dev/null || pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 pip install -q -r "$1"
 SHARED="$(cd "$ROOT/.." && pwd)/shared"

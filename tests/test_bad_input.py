@@ -125,7 +125,8 @@ def test_checkpoint_of_another_model_size(tmp_path, capsys):
     path = save_checkpoint(full_ckpt(other), tmp_path / "model_step_5.pt")
     with pytest.raises(CheckpointError, match=r"model_step_5.pt: is a different model size: n_layer 3 \(expected 2\), n_embd 64 \(expected 32\)"):
         find_resume_checkpoint(tmp_path, str(path), TINY)
-    assert find_resume_checkpoint(tmp_path, "auto", TINY, report=lambda _: None) is None
+    with pytest.raises(CheckpointError, match="holds 1 full checkpoint.s., none of which fits this model"):
+        find_resume_checkpoint(tmp_path, "auto", TINY, report=lambda _: None)
     # a deployment file checked against a full checkpoint of another size
     deploy = save_checkpoint(to_deployment(full_ckpt()), tmp_path / "d.pt")
     assert verify_main([str(deploy), "--full", str(path), "--tokens", "2"]) == 1
@@ -185,3 +186,15 @@ def test_full_disk_in_the_tool(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {tmp_path / 'model_final.pt'}: No space left on device"]
     assert snapshot_dir(tmp_path) == before
+
+
+def test_empty_prompt_and_bad_sizes_in_the_verifier(tmp_path, capsys):
+    deploy = save_checkpoint(to_deployment(full_ckpt()), tmp_path / "d.pt")
+    assert verify_main([str(deploy), "--prompt", "", "--tokens", "3"]) == 0
+    ckpt = torch.load(deploy, weights_only=True)
+    ckpt["model_args"]["n_head"] = 5  # 32 is not a multiple of 5
+    bad = save_checkpoint(ckpt, tmp_path / "bad.pt")
+    capsys.readouterr()
+    assert verify_main([str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.pt: model_args do not describe a GPT" in err[0]

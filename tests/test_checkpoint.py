@@ -18,7 +18,7 @@ from helpers.checkpoint import (
 )
 from helpers.create_deployment_checkpoint import create_deployment_checkpoint
 from helpers.model import GPT, GPTConfig
-from helpers.policy import BEST, periodic_checkpoints, periodic_path, rotate, save_best, save_final, save_periodic
+from helpers.policy import BEST, find_resume_checkpoint, periodic_checkpoints, periodic_path, rotate, save_best, save_final, save_periodic
 
 TINY = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16)
 DOC_FULL_KEYS = {"step", "model_state_dict", "optimizer_state_dict", "loss", "config"}
@@ -260,3 +260,23 @@ def test_background_write_errors_reach_the_loop(tmp_path):
     writer.save(full_ckpt(model, opt), fail, slot="periodic")
     with pytest.raises(OSError, match="No space left"):
         writer.wait()
+
+
+def test_files_in_the_documents_own_format_work(tmp_path):
+    """The user's existing files: the document's keys only, `config` holding GPTConfig's fields,
+    and a causal-mask buffer as some GPT-2 code keeps one."""
+    from helpers.create_deployment_checkpoint import main as create_main
+    from helpers.test_deployment_checkpoint import main as verify_main
+
+    model, opt, loss = trained_tiny()
+    sd = dict(model.state_dict())
+    sd["transformer.h.0.attn.bias"] = torch.ones(1, 1, 16, 16).tril()
+    full = tmp_path / "model_final_full.pt"
+    torch.save({"step": 7, "model_state_dict": sd, "optimizer_state_dict": opt.state_dict(), "loss": loss,
+                "config": TINY.__dict__}, full)
+    assert create_main([str(full)]) == 0
+    assert verify_main([str(tmp_path / "model_final.pt"), "--full", str(full), "--tokens", "3"]) == 0
+    path, ckpt = find_resume_checkpoint(tmp_path, "auto", TINY)
+    assert path == full and ckpt["step"] == 7
+    loaded, _ = load_model(tmp_path / "model_final.pt")
+    assert torch.equal(loaded.transformer.wte.weight, model.transformer.wte.weight)

@@ -63,7 +63,9 @@ def test_colab_run_clones_mounts_drive_and_downloads(tmp_path):
     assert f"project: {clone}  (Colab: True)" in proc.stdout
     events = [json.loads(line) for line in log.read_text().splitlines()]
     checkpoints = drive_dir / "checkpoints"
-    assert events == [["mount", "/content/drive"], ["download", str(checkpoints / "model_final.pt")], ["flush_and_unmount"]]
+    # the download is sent from a local copy: unmounting Drive at the end cannot cut it off
+    assert events == [["mount", "/content/drive"], ["download", str(content / "model_final.pt")], ["flush_and_unmount"]]
+    assert (content / "model_final.pt").read_bytes() == (drive_dir / "checkpoints" / "model_final.pt").read_bytes()
     assert {"model_final.pt", "model_final_full.pt", "model_best.pt", "model_final_fp16.pt", "loss.png"} <= {p.name for p in checkpoints.iterdir()}
     # a second run of the notebook (a runtime reset keeps Drive) resumes instead of starting over
     again = subprocess.run([sys.executable, SCRIPT.name], cwd=content, env=env, capture_output=True, text=True, timeout=300)

@@ -43,3 +43,14 @@ def test_unknown_preset_is_an_error():
 def test_config_is_plain_data():
     d = TrainConfig().to_dict()
     assert all(isinstance(v, (int, float, str, bool)) for v in d.values())
+
+
+@pytest.mark.parametrize("var,value,expected", [
+    ("GPT2_SAVE_EVERY", "0", "must be at least 1"),
+    ("GPT2_KEEP_LAST", "0", "must be at least 1"),
+    ("GPT2_LEARNING_RATE", "-1.0", "must not be negative"),
+    ("GPT2_N_EMBD", "33", "must be a multiple of n_head"),
+])
+def test_out_of_range_is_an_error(var, value, expected):
+    with pytest.raises(ValueError, match=f"{var}={value}: {expected}"):
+        make_config("ci", env={var: value})

@@ -46,8 +46,8 @@ def test_every_code_cell_follows_a_markdown_cell():
 def test_ci_run_writes_the_policy_files(ci_run):
     checkpoint_dir, proc = ci_run
     names = sorted(p.name for p in checkpoint_dir.iterdir())
-    # ci preset: 20 steps, save_every 5, keep_last 2
-    assert [n for n in names if n.startswith("model_step_")] == ["model_step_15.pt", "model_step_20.pt"]
+    # ci preset: 20 steps, save_every 5, keep_last 2; at step 20 the final pair replaces a periodic file
+    assert [n for n in names if n.startswith("model_step_")] == ["model_step_10.pt", "model_step_15.pt"]
     for name in ("model_best.pt", "model_final.pt", "model_final_full.pt", "loss.png"):
         assert name in names
     assert (checkpoint_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

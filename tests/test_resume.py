@@ -45,12 +45,27 @@ def test_rerun_after_finishing_trains_nothing(ci_run, tmp_path):
     again = run_script(tmp_path, max_steps=10)
     assert "resumed from" in again.stdout and "at step 10" in again.stdout
     assert (tmp_path / "model_final.pt").stat().st_mtime_ns == before  # nothing rewritten
+    # a crash between the final pair's two writes: the next run writes the missing one
+    full = load_checkpoint(tmp_path / "model_final_full.pt")
+    (tmp_path / "model_final_full.pt").unlink()
+    third = run_script(tmp_path, max_steps=10)
+    assert "at step 5" in third.stdout  # from the newest periodic file
+    rewritten = load_checkpoint(tmp_path / "model_final_full.pt")
+    assert rewritten["loss"] == full["loss"] and rewritten["step"] == 10
 
 
-def test_resume_never_starts_over(ci_run, tmp_path):
+def test_starting_over_never_overwrites_another_run(ci_run, tmp_path):
     run_script(tmp_path, max_steps=10)
-    again = run_script(tmp_path, max_steps=10, resume="never")
-    assert "starting from scratch" in again.stdout
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    refused = run_script(tmp_path, max_steps=10, resume="never", check=False)
+    assert refused.returncode != 0
+    last = refused.stderr.strip().splitlines()[-1]
+    assert f"{tmp_path}: holds 5 checkpoint(s) of an earlier run" in last
+    # nor does a model of another size: none of the files fits it
+    other = run_script(tmp_path, max_steps=10, n_embd=64, check=False)
+    assert other.returncode != 0
+    assert f"{tmp_path}: holds 2 full checkpoint(s), none of which fits this model" in other.stderr.strip().splitlines()[-1]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_damaged_newest_checkpoint_is_skipped(ci_run, tmp_path):
