@@ -44,6 +44,7 @@ def create_deployment_checkpoint(input_path: str | Path, output_path: str | Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: parse argv, run, and return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m helpers.create_deployment_checkpoint",
                                      description="Strip the optimizer state from a full checkpoint.")
     parser.add_argument("input", type=Path, help="full checkpoint (model_step_N.pt, model_final_full.pt)")

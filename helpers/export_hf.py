@@ -37,6 +37,7 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, force: bool = False, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: parse argv, run, and return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m helpers.export_hf",
                                      description="Export a checkpoint as a Hugging Face transformers GPT-2 folder.")
     parser.add_argument("checkpoint", type=Path, help="model_final.pt, model_best.pt, a full or .safetensors checkpoint")

@@ -37,6 +37,8 @@ class GPTConfig:
 
 
 class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention in which each position sees only itself and earlier positions."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         assert config.n_embd % config.n_head == 0, "n_embd must be divisible by n_head"
@@ -65,6 +67,8 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
+    """The feed-forward part of a block: widen 4x, GELU, project back."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
@@ -77,6 +81,8 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    """One transformer block: attention then MLP, each with a pre-LayerNorm and a residual."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
@@ -90,6 +96,8 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    """GPT-2: token and position embeddings, n_layer blocks, a final LayerNorm, a tied output head."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config

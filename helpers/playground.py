@@ -16,7 +16,7 @@ def sample(model: GPT, enc: tiktoken.Encoding, prompt: str, tokens: int, tempera
     return enc.decode(out[0].tolist())
 
 
-def generation_panel(model: GPT, enc: tiktoken.Encoding, device: str, seed: int | None = None):
+def generation_panel(model: GPT, enc: tiktoken.Encoding, device: str, seed: int | None = None) -> object | None:
     """Show an ipywidgets panel in a notebook; in a script, print one sample. Returns the panel."""
     if not in_notebook():
         print(sample(model, enc, "JULIET:", 100, 0.8, device, seed))  # the sample cell had ROMEO

@@ -92,6 +92,7 @@ def run_checks(deploy_path: Path, full_path: Path | None, prompt: str, tokens: i
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: parse argv, run, and return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m helpers.test_deployment_checkpoint",
                                      description="Verify a deployment checkpoint.")
     parser.add_argument("deploy", type=Path, help="deployment checkpoint (model_final.pt, model_best.pt, or a .safetensors one)")

@@ -160,6 +160,7 @@ class Processes:
 
     @property
     def is_main(self) -> bool:
+        """True for the process that writes checkpoints and shows progress."""
         return self.rank == 0
 
 

@@ -190,6 +190,8 @@ if resumed:
     resume_path, ckpt = resumed
     load_weights(model, resume_path, ckpt)
     optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+    for group in optimizer.param_groups:  # this run's settings win over the file's (lr is set per step)
+        group.update(weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))
     if ckpt.get("scaler_state_dict"):
         scaler.load_state_dict(ckpt["scaler_state_dict"])
     step, train_loss, val_loss = ckpt["step"], ckpt["loss"], ckpt.get("val_loss")
