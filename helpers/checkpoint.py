@@ -186,13 +186,17 @@ def check_architecture(path: str | Path, ckpt: dict, expected: GPTConfig) -> Non
         raise CheckpointError(path, f"is a different model size: {', '.join(diffs)}")
 
 
+def _misfit(path: str | Path, error: RuntimeError) -> CheckpointError:
+    """load_state_dict's complaint (missing, unexpected or misshapen tensors) as one line about path."""
+    return CheckpointError(path, f"weights do not fit the model ({' '.join(str(error).split())[:300]})")
+
+
 def load_weights(model: torch.nn.Module, path: str | Path, ckpt: dict) -> None:
     """Load ckpt's weights into model (strict), as a CheckpointError naming the mismatch if any."""
     try:
         unwrap_model(model).load_state_dict(ckpt["model_state_dict"], strict=True)
     except RuntimeError as e:
-        detail = " ".join(str(e).split())
-        raise CheckpointError(path, f"weights do not fit the model ({detail[:300]})") from None
+        raise _misfit(path, e) from None
 
 
 class _SkipInit(TorchFunctionMode):
@@ -218,7 +222,7 @@ def model_with_weights(config: GPTConfig, state_dict: dict, path: str | Path) ->
     try:
         model.load_state_dict(state_dict, strict=True, assign=True)
     except RuntimeError as e:
-        raise CheckpointError(path, f"weights do not fit the model ({' '.join(str(e).split())[:300]})") from None
+        raise _misfit(path, e) from None
     model.lm_head.weight = model.transformer.wte.weight  # assign=True replaced the tied tensor
     return model
 

@@ -26,6 +26,7 @@ from helpers.checkpoint import (
     checkpoint_kind,
     clean_state_dict,
     load_checkpoint,
+    load_weights,
     model_config_of,
     read_checkpoint,
 )
@@ -62,11 +63,8 @@ def run_checks(deploy_path: Path, full_path: Path | None, prompt: str, tokens: i
     if checkpoint_kind(ckpt) != DEPLOYMENT:
         failures.append(f"{deploy_path}: holds optimizer_state_dict; a deployment checkpoint has none")
     model = GPT(model_config_of(deploy_path, ckpt))
-    state = clean_state_dict(ckpt["model_state_dict"])
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(deploy_path, f"weights do not fit the model ({' '.join(str(e).split())[:300]})") from None
+    state = ckpt["model_state_dict"] = clean_state_dict(ckpt["model_state_dict"])
+    load_weights(model, deploy_path, ckpt)  # strict, as the snippet's load_state_dict
     model.eval()
     load_s = time.perf_counter() - t0
     loss = f"{ckpt['loss']:.4f}" if isinstance(ckpt["loss"], (int, float)) else repr(ckpt["loss"])
