@@ -29,13 +29,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers.checkpoint import FULL, CheckpointError, load_model, load_weights, make_checkpoint, save_checkpoint, tensor_identity
+from helpers.checkpoint import (
+    FULL,
+    CheckpointError,
+    load_model,
+    load_weights,
+    make_checkpoint,
+    save_checkpoint,
+    tensor_identity,
+)
+from helpers.cli import fail
 from helpers.config import PRESETS, TrainConfig, detect_preset, make_config
 from helpers.create_deployment_checkpoint import create_deployment_checkpoint
 from helpers.data import get_batch, sample_offsets, step_offsets
 from helpers.display import table
 from helpers.model import GPT, GPTConfig
-from helpers.policy import BackgroundWriter, find_resume_checkpoint, save_periodic, snapshot
+from helpers.policy import (
+    BackgroundWriter,
+    find_resume_checkpoint,
+    save_periodic,
+    snapshot,
+)
 from helpers.training import (
     Hardware,
     autocast,
@@ -461,8 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except (ValueError, OSError, CheckpointError) as e:  # bad settings, a bad --dir: one line, not a traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return fail(e, getattr(args, "dir", None))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from helpers.checkpoint import DTYPES, FULL, CheckpointError, load_checkpoint, save_checkpoint, to_deployment
+from helpers.checkpoint import (
+    DTYPES,
+    FULL,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    to_deployment,
+)
+from helpers.cli import fail
 from helpers.safetensors_io import SUFFIX, save_safetensors
 
 DTYPE_SUFFIX = {"float32": "", "float16": "_fp16", "bfloat16": "_bf16"}
@@ -55,15 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args.output = args.output or default_output(args.input, args.dtype)
     try:
         output = create_deployment_checkpoint(args.input, args.output, args.dtype, args.force)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"error: {e.filename or args.output}: {e.strerror or e}", file=sys.stderr)
-        return 1
-    except ValueError as e:  # e.g. a config value that a .safetensors header (JSON) cannot hold
-        print(f"error: {args.output}: {e}", file=sys.stderr)
-        return 1
+    # ValueError: e.g. a config value that a .safetensors header (JSON) cannot hold
+    except (CheckpointError, OSError, ValueError) as e:
+        return fail(e, args.output)
     before, after = args.input.stat().st_size, output.stat().st_size
     print(f"{args.input}: {before / 1e6:,.1f} MB (full)")
     print(f"{output}: {after / 1e6:,.1f} MB (deployment, {args.dtype})")

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from helpers.checkpoint import DTYPES, CheckpointError
+from helpers.cli import fail
 from helpers.hf import export_hf_folder, upload_to_hub
 from helpers.safetensors_io import load_any_model
 
@@ -48,12 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         out_dir = export_hf(args.checkpoint, args.out_dir, args.force, args.dtype)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"error: {e.filename or args.out_dir}: {e.strerror or e}", file=sys.stderr)
-        return 1
+    except (CheckpointError, OSError) as e:
+        return fail(e, args.out_dir)
     print(f"wrote {out_dir}: {', '.join(sorted(p.name for p in out_dir.iterdir()))}")
     if args.push:
         try:
