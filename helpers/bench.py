@@ -3,6 +3,7 @@
     python -m helpers.bench train --preset cpu        # tokens/s and MFU of the notebook's training step
     python -m helpers.bench checkpoint-io             # GPT-2 124M: strip, load, and the stall of a save
     python -m helpers.bench gpu-check                 # on a CUDA machine: t4-like and a100 speed, save/resume
+    python -m helpers.bench outcome --preset t4       # the notebook run to its end: epochs, minutes, best loss
 
 These are measurements, not tests: each figure is printed beside its limit with PASS or OVER, and
 the exit status is 0 unless something failed to run (gpu-check: or its save/resume check failed).
@@ -18,6 +19,7 @@ import gc
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -427,6 +429,52 @@ def gpu_check(cases: list[Case], resume_preset: str, steps: int, warmup: int, wo
     return 1 if failed or not ok else 0
 
 
+# --- the outcome: the notebook itself, run to its end --------------------------------------------
+
+NOTEBOOK_SCRIPT = REPO / "notebooks" / "train_gpt2_124m_colab.py"
+
+
+def run_notebook(settings: dict[str, object], checkpoint_dir: Path) -> dict:
+    """Run the notebook's .py with GPT2_* settings into checkpoint_dir; its run_summary.json, with wall time."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPT2_") or k == "GPT2_DATA_URL"}
+    env.update({f"GPT2_{name.upper()}": str(value) for name, value in settings.items()})
+    env.update(GPT2_CHECKPOINT_DIR=str(checkpoint_dir), GPT2_RESUME="never", MPLBACKEND="Agg")
+    started = time.time()
+    proc = subprocess.run([sys.executable, str(NOTEBOOK_SCRIPT)], env=env, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"{NOTEBOOK_SCRIPT.name} exited {proc.returncode}: {last}")
+    summary = json.loads((checkpoint_dir / "run_summary.json").read_text())
+    return dict(summary, wall_seconds=time.time() - started)
+
+
+def outcome_report(s: dict) -> str:
+    """The outcome of one run as a table."""
+    tokens_per_s = s["session_steps"] * s["tokens_per_step"] / s["session_seconds"]
+    mfu = tokens_per_s * s["flops_per_token"] / s["peak_flops"] if s["peak_flops"] else None
+    return table([
+        ("preset", f"{s['preset']} on {s['device']}, {s['parameters'] / 1e6:.2f}M parameters"),
+        ("trained", f"{s['steps']} steps, {s['epochs']:.2f} epochs"),
+        ("wall time", f"{s['wall_seconds'] / 60:.1f} min in all, {s['session_seconds'] / 60:.1f} min in the loop"),
+        ("speed", f"{tokens_per_s:,.0f} tokens/s" + (f", MFU {mfu:.1%}" if mfu is not None else "")),
+        ("peak memory", f"{s['peak_memory_gb']:.1f} GB" if s["peak_memory_gb"] is not None else "n/a (CPU)"),
+        ("best val loss", f"{s['best_val_loss']:.4f} at step {s['best_step']}"),
+        ("final pair", f"step {s['final_step']}, model_final.pt val loss {s['final_val_loss']:.4f}"),
+        ("stopped", s["stop_reason"]),
+    ])
+
+
+def parse_settings(pairs: list[str]) -> dict[str, str]:
+    """FIELD=VALUE pairs as a dict (checked by the notebook's own settings)."""
+    settings = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set {pair!r}: expected FIELD=VALUE, e.g. max_steps=100")
+        settings[name.strip().lower()] = value
+    return settings
+
+
 # --- command line -----------------------------------------------------------------------------
 
 
@@ -462,6 +510,13 @@ def main(argv: list[str] | None = None) -> int:
     gpu.add_argument("--steps", type=int, default=10, help="timed steps per case (default 10)")
     gpu.add_argument("--warmup", type=int, default=3, help="untimed steps per case (default 3)")
 
+    result = sub.add_parser("outcome", help="run the notebook to its end on a preset; epochs, time, best loss, why it stopped")
+    result.add_argument("--preset", choices=list(PRESETS), help="default: by hardware")
+    result.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="any notebook setting, e.g. --set train_fraction=0.05 (repeatable)")
+    result.add_argument("--dir", type=Path, help="keep the run's checkpoints here (default: a temporary folder)")
+    result.add_argument("--chart", type=Path, help="copy the run's loss chart (PNG) here")
+
     strip = sub.add_parser("child-strip", help="(used by checkpoint-io) time one strip in this process")
     strip.add_argument("full")
     strip.add_argument("out")
@@ -474,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name} {getattr(args, name)}: must be at least 1")
     try:
         return run(args)
-    except (ValueError, OSError, CheckpointError) as e:  # bad settings, a bad --dir: one line, not a traceback
+    except (ValueError, OSError, CheckpointError, RuntimeError) as e:  # bad settings, a bad --dir: one line, not a traceback
         return fail(e, getattr(args, "dir", None))
 
 
@@ -493,6 +548,15 @@ def run(args: argparse.Namespace) -> int:
             return 2
         with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
             return gpu_check(GPU_CASES, "a100", args.steps, args.warmup, Path(tmp))
+    elif args.command == "outcome":
+        settings = dict(parse_settings(args.set), preset=args.preset or detect_preset())
+        with tempfile.TemporaryDirectory(prefix="bench-outcome-") as tmp:
+            checkpoint_dir = args.dir or Path(tmp)
+            summary = run_notebook(settings, checkpoint_dir)
+            print(outcome_report(summary))
+            if args.chart:
+                args.chart.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(checkpoint_dir / "loss.png", args.chart)
     elif args.command == "child-strip":
         print(json.dumps(child_strip(args.full, args.out)))
     elif args.command == "child-load":

@@ -111,3 +111,15 @@ def step_offsets(
     return sample_offsets(generator, n_tokens, block_size, grad_accum_steps * batch_size).view(
         grad_accum_steps, batch_size
     )
+
+
+def eval_offsets(n_tokens: int, block_size: int, batch_size: int, max_batches: int = 0) -> list[torch.Tensor]:
+    """Start positions of consecutive, non-overlapping windows over a split, in batches.
+
+    All of them (max_batches=0): one pass that sees every token once, so a loss over it is exact,
+    and the same text every time, so two evaluations differ only by the model. Else the first
+    max_batches batches, for quick runs.
+    """
+    starts = torch.arange((n_tokens - 1) // block_size) * block_size
+    batches = list(starts.split(batch_size))
+    return batches[:max_batches] if max_batches else batches

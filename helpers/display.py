@@ -6,7 +6,7 @@ from pathlib import Path
 
 import matplotlib
 
-from helpers.policy import BEST, FINAL, FINAL_FULL, file_size_mb, periodic_checkpoints
+from helpers.policy import BEST, BEST_FULL, FINAL, FINAL_FULL, file_size_mb, periodic_checkpoints
 
 
 def in_notebook() -> bool:
@@ -32,7 +32,8 @@ class LossChart:
     progress bar); in a script it only writes the PNG.
     """
 
-    def __init__(self, png_path: str | Path | None = None, live: bool | None = None):
+    def __init__(self, png_path: str | Path | None = None, steps_per_epoch: float | None = None,
+                 live: bool | None = None):
         self.live = in_notebook() if live is None else live
         if not self.live:
             matplotlib.use("Agg")  # no display needed
@@ -40,18 +41,31 @@ class LossChart:
 
         self.png_path = Path(png_path) if png_path else None
         self.fig, self.ax = plt.subplots(figsize=(7, 3.5))
+        self.steps_per_epoch = steps_per_epoch
+        if steps_per_epoch:  # a second x axis: how many times the model has seen the training text
+            epoch_axis = self.ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch,
+                                                                   lambda e: e * steps_per_epoch))
+            epoch_axis.set_xlabel("epoch")
         plt.close(self.fig)  # shown through the display handle only, not again at cell end
         self.handle = None
 
     def update(self, history: dict) -> None:
         """Redraw from history {'train': [[step, loss], ...], 'val': [[step, loss], ...]}."""
         ax = self.ax
-        ax.clear()
-        for split, style in (("train", "-"), ("val", "o-")):
+        for line in list(ax.lines) + list(ax.collections):  # not ax.clear(), which drops the epoch axis
+            line.remove()
+        for split, style, color in (("train", "-", "C0"), ("val", "o-", "C1")):
             points = history.get(split, [])
             if points:
                 steps, losses = zip(*points)
-                ax.plot(steps, losses, style, label=f"{split} ({losses[-1]:.3f})", markersize=3)
+                ax.plot(steps, losses, style, color=color, label=f"{split} ({losses[-1]:.3f})", markersize=3)
+        finite = [(s, v) for s, v in history.get("val", [])[1:] if v == v and abs(v) != float("inf")]
+        if finite:  # the best model: the lowest validation loss after step 0
+            best_step, best_loss = min(finite, key=lambda sv: sv[1])
+            ax.plot([best_step], [best_loss], "*", color="C3", markersize=12,
+                    label=f"best (step {best_step}, {best_loss:.3f})")
+        ax.relim()
+        ax.autoscale_view()
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.grid(alpha=0.3)
@@ -84,6 +98,7 @@ def checkpoint_table(checkpoint_dir: str | Path) -> str:
         (FINAL, "model only", "deploy to Hugging Face"),
         (FINAL_FULL, "model + optimizer", "fine-tune / keep training"),
         (BEST, "model only", "deploy the lowest validation loss"),
+        (BEST_FULL, "model + optimizer", "rebuild the final pair after a crash"),
     ):
         if (directory / name).exists():
             rows.append((name, f"{file_size_mb(directory / name):,.1f} MB", contains, use))

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from helpers.data import get_batch, sample_offsets
+from helpers.data import eval_offsets, get_batch
 
 # Peak dense tensor-core throughput in FLOP/s by GPU, for MFU: fp16 on a T4 (it has no bf16),
 # bf16 elsewhere. Substrings of torch.cuda.get_device_name().
@@ -87,33 +87,24 @@ def learning_rate(step: int, max_lr: float, min_lr: float, warmup_steps: int, ma
 
 @torch.no_grad()
 def estimate_loss(
-    model: torch.nn.Module,
-    splits: dict[str, np.ndarray],
-    eval_iters: int,
-    batch_size: int,
-    block_size: int,
-    hw: Hardware,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Mean loss per split over eval_iters batches.
+    model: torch.nn.Module, tokens: np.ndarray, max_batches: int, batch_size: int, block_size: int, hw: Hardware
+) -> float:
+    """Mean loss per token over a split's consecutive windows (all, or the first max_batches batches).
 
-    The batches come from a generator of their own with a fixed seed: every evaluation sees the
-    same text (so losses compare fairly) and training's random state is untouched.
+    No random numbers are drawn: training's random state is untouched, and every evaluation
+    reads the same text, so patience never fires on sampling noise.
     """
     was_training = model.training
     model.eval()
-    out = {}
-    for split, tokens in splits.items():
-        generator = torch.Generator().manual_seed(seed)
-        losses = torch.zeros(eval_iters)
-        for i in range(eval_iters):
-            x, y = get_batch(tokens, sample_offsets(generator, len(tokens), block_size, batch_size), block_size, hw.device)
-            with autocast(hw):
-                _, loss = model(x, y)
-            losses[i] = loss.item()
-        out[split] = losses.mean().item()
+    total, count = torch.zeros((), device=hw.device), 0
+    for offsets in eval_offsets(len(tokens), block_size, batch_size, max_batches):
+        x, y = get_batch(tokens, offsets, block_size, hw.device)
+        with autocast(hw):
+            _, loss = model(x, y)
+        total += loss.float() * len(offsets)
+        count += len(offsets)
     model.train(was_training)
-    return out
+    return (total / count).item()
 
 
 def capture_rng_state() -> dict:

@@ -128,8 +128,10 @@ if procs.is_main:
 if procs.world_size > 1:
     dist.barrier()  # the others wait until the main process has made the files
 train_tokens = load_tokens(data_dir, "train")
+train_tokens = train_tokens[: int(len(train_tokens) * cfg.train_fraction)]  # all of it, unless experimenting
 val_tokens = load_tokens(data_dir, "val")
 sampler = torch.Generator().manual_seed(cfg.seed)
+steps_per_epoch = len(train_tokens) / cfg.tokens_per_step  # an epoch: as many tokens as the training split holds
 
 # %% [markdown]
 # ## Model
@@ -167,18 +169,23 @@ scaler = torch.amp.GradScaler(hw.device_type, enabled=hw.dtype == "float16")
 # ## Resume
 # If `checkpoint_dir` holds full checkpoints, training continues from the newest one that loads
 # and passes its checks (a damaged file is reported and the next newest is tried). Everything
-# comes back: weights, optimizer, GradScaler, step, best loss, the data sampler and every random
-# generator, so the resumed run is the run that was interrupted. `GPT2_RESUME=never` starts over.
+# comes back: weights, optimizer, GradScaler, step, best loss, the early-stopping count, the data
+# sampler and every random generator, so the resumed run is the run that was interrupted. A folder
+# that holds `model_final_full.pt` holds a finished run: it is not trained again.
+# `GPT2_RESUME=never` starts over; `GPT2_RESUME=<path>` continues from that file, finished or not.
 
 # %%
 from helpers.checkpoint import load_weights
 from helpers.fileio import remove_stale_temporaries
 from helpers.policy import find_resume_checkpoint
+from helpers.stopping import EarlyStopping
 from helpers.training import restore_rng_state
 
 step, best_val_loss, best_step = 0, float("inf"), None
 train_loss, val_loss = float("nan"), None
 history = {"train": [], "val": []}
+early_stopping = EarlyStopping(cfg.patience, cfg.min_delta)
+stop_reason = None  # why training ended, once it has
 if globals().get("writer") is not None:  # a re-run in the same kernel: an interrupted run's
     globals()["writer"].close()  # last write must finish before its temporary file is swept up
 if procs.is_main:
@@ -197,7 +204,12 @@ if resumed:
     step, train_loss, val_loss = ckpt["step"], ckpt["loss"], ckpt.get("val_loss")
     # A full checkpoint made elsewhere may have only the summary's keys: resume it, less exactly.
     best_val_loss, best_step = ckpt.get("best_val_loss", float("inf")), ckpt.get("best_step")
-    history = ckpt.get("history", history)
+    history = {split: [p for p in points if p[0] <= step] for split, points in ckpt.get("history", history).items()}
+    if "early_stopping" in ckpt:
+        early_stopping.load_state_dict(ckpt["early_stopping"])
+    if cfg.resume == "auto":  # a finished run stays finished; an explicit path trains on from it
+        stop_reason = ckpt.get("stop_reason")
+        history = ckpt.get("history", history)  # the whole run's, for the chart
     if "sampler_state" in ckpt:
         sampler.set_state(ckpt["sampler_state"])
     if "rng_state" in ckpt:
@@ -232,10 +244,14 @@ if procs.world_size > 1:
 # ## Train
 # Each step: draw the step's batch, run `grad_accum_steps` micro-batches in mixed precision,
 # clip the gradient norm, take an AdamW step at the scheduled learning rate (warm-up, then
-# cosine). Every `eval_every` steps the validation loss is measured; an improvement rewrites
-# `model_best.pt`. Every `save_every` steps a full checkpoint `model_step_{step}.pt` is written in
-# the background and old ones beyond `keep_last` are deleted. Training ends at `max_steps`, or
-# early once the validation loss reaches `target_loss`.
+# cosine). Every `eval_every` steps the validation loss is measured over the whole validation
+# split; a new lowest loss is kept in memory as the best state. A full checkpoint
+# `model_step_{step}.pt` is written in the background every `save_every` steps or every
+# `save_every_minutes`, whichever comes first, with the best pair (`model_best.pt`,
+# `model_best_full.pt`) brought up to date just before it; periodic files beyond `keep_last` are
+# deleted. Training stops at `max_steps`, once the validation loss reaches `target_loss`, or
+# after `patience` evaluations without an improvement of at least `min_delta` (early stopping):
+# the model has started to memorise the plays rather than learn from them.
 
 # %%
 import contextlib
@@ -243,10 +259,11 @@ import time
 
 from tqdm.auto import tqdm
 
-from helpers.checkpoint import DEPLOYMENT, FULL, make_checkpoint
+from helpers.checkpoint import FULL, make_checkpoint
 from helpers.data import get_batch, step_offsets
 from helpers.display import LossChart
-from helpers.policy import BackgroundWriter, save_best, save_periodic
+from helpers.policy import BackgroundWriter, BestState, SaveClock, save_periodic
+from helpers.stopping import improves
 from helpers.training import (autocast, capture_rng_state, estimate_loss, from_main_process, learning_rate,
                               mean_over_processes)
 
@@ -257,25 +274,41 @@ def full_checkpoint(loss: float, val_loss: float | None) -> dict:
                            optimizer=optimizer, val_loss=val_loss, best_val_loss=best_val_loss,
                            best_step=best_step, scaler_state_dict=scaler.state_dict(),
                            rng_state=capture_rng_state(), sampler_state=sampler.get_state(),
-                           history=history)
+                           early_stopping=early_stopping.state_dict(), history=history)
 
 
-def finished() -> bool:
-    return step >= cfg.max_steps or (cfg.target_loss > 0 and best_val_loss <= cfg.target_loss)
+def why_stop() -> str | None:
+    """Why training should end now, or None to go on."""
+    if step >= cfg.max_steps:
+        return f"reached max_steps ({cfg.max_steps})"
+    if cfg.target_loss > 0 and best_val_loss <= cfg.target_loss:
+        return f"validation loss reached target_loss ({cfg.target_loss})"
+    if early_stopping.should_stop:
+        return (f"early stop: {early_stopping.bad_evals} evaluations without an improvement "
+                f"of {cfg.min_delta} (patience {cfg.patience})")
+    return None
+
+
+def val_loss_now() -> float:
+    """The validation loss, the same on every process (each must take the same decisions)."""
+    return from_main_process(estimate_loss(raw_model, val_tokens, cfg.eval_iters, cfg.batch_size,
+                                           cfg.block_size, hw), procs)
 
 
 writer = BackgroundWriter(background=cfg.async_save)
-chart = LossChart(checkpoint_dir / "loss.png") if procs.is_main else None
+best = BestState()  # the best step's full state, in memory until a save writes it
+save_clock = SaveClock(cfg.save_every, cfg.save_every_minutes)
+chart = LossChart(checkpoint_dir / "loss.png", steps_per_epoch) if procs.is_main else None
 flops_per_step = raw_model.flops_per_token(cfg.block_size) * cfg.tokens_per_step
-session_start = step
+session_start, session_clock = step, time.time()
 if step == 0:  # the untrained model's loss, where the chart starts (about ln 50257 = 10.8)
-    val_loss = estimate_loss(raw_model, {"val": val_tokens}, cfg.eval_iters, cfg.batch_size, cfg.block_size, hw)["val"]
+    val_loss = val_loss_now()
     history["val"].append([0, val_loss])
     if procs.is_main:
         print(f"step 0: val loss {val_loss:.4f}")
-progress = tqdm(total=cfg.max_steps, initial=step, disable=not procs.is_main, unit="step")
+progress = tqdm(total=cfg.max_steps, initial=step, disable=not procs.is_main or stop_reason is not None, unit="step")
 t_log, steps_since_log, log_windows = time.time(), 0, 0
-while not finished() and not (cfg.stop_after_steps and step - session_start >= cfg.stop_after_steps):
+while stop_reason is None and not (cfg.stop_after_steps and step - session_start >= cfg.stop_after_steps):
     lr = learning_rate(step, cfg.learning_rate, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -301,79 +334,129 @@ while not finished() and not (cfg.stop_after_steps and step - session_start >= c
     step += 1
     steps_since_log += 1
 
-    if step % cfg.log_every == 0 or finished():
+    if step % cfg.log_every == 0 or step % cfg.eval_every == 0 or step == cfg.max_steps:
         train_loss = mean_over_processes(step_loss, procs).item()  # the loop's only host sync
         history["train"].append([step, train_loss])
         elapsed, t_log = time.time() - t_log, time.time()
         tokens_per_s = steps_since_log * cfg.tokens_per_step / elapsed
         mfu = flops_per_step * steps_since_log / elapsed / (hw.peak_flops * procs.world_size) if hw.peak_flops else None
-        progress.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}",
-                             mfu=f"{mfu:.1%}" if mfu is not None else "n/a", refresh=False)
+        progress.set_postfix(epoch=f"{step / steps_per_epoch:.2f}", loss=f"{train_loss:.4f}", lr=f"{lr:.2e}",
+                             tok_s=f"{tokens_per_s:,.0f}", mfu=f"{mfu:.1%}" if mfu is not None else "n/a",
+                             refresh=False)
         progress.update(steps_since_log)
         log_windows += 1
         if log_windows == 2 and step < cfg.max_steps and procs.is_main:  # the first window paid for warm-up
             remaining = (cfg.max_steps - step) * elapsed / steps_since_log
-            progress.write(f"measured {elapsed / steps_since_log:.2f} s per step: about "
+            progress.write(f"measured {elapsed / steps_since_log:.2f} s per step: at most "
                            f"{remaining / 60:.0f} min for the remaining {cfg.max_steps - step} steps")
         steps_since_log = 0
     if step % cfg.eval_every == 0 or step == cfg.max_steps:
-        val_loss = estimate_loss(raw_model, {"val": val_tokens}, cfg.eval_iters, cfg.batch_size,
-                                 cfg.block_size, hw)["val"]
-        val_loss = from_main_process(val_loss, procs)  # every process must take the same decisions
+        val_loss = val_loss_now()
         history["val"].append([step, val_loss])
-        if val_loss < best_val_loss:
+        early_stopping.update(val_loss)
+        if improves(val_loss, best_val_loss):
             best_val_loss, best_step = val_loss, step
             if procs.is_main:
-                best = make_checkpoint(DEPLOYMENT, step=step, model=raw_model, loss=train_loss,
-                                       config=cfg.to_dict(), val_loss=val_loss)
-                writer.save(best, lambda ckpt: save_best(checkpoint_dir, ckpt), slot="best")
+                best.update(full_checkpoint(train_loss, val_loss))
         if chart:
             chart.update(history)
         if procs.is_main:
-            progress.write(f"step {step}: val loss {val_loss:.4f} (best {best_val_loss:.4f} at step {best_step})")
-    if procs.is_main and step % cfg.save_every == 0 and not finished():  # the final pair follows
+            progress.write(f"step {step} (epoch {step / steps_per_epoch:.2f}): val loss {val_loss:.4f} "
+                           f"(best {best_val_loss:.4f} at step {best_step})")
+    stop_reason = why_stop()
+    if procs.is_main and stop_reason is None and save_clock.due(step):  # at the end, the final pair instead
         # copied now, written in the background while training goes on
+        best_unsaved = best.take_unsaved()
         writer.save(full_checkpoint(train_loss, val_loss),
-                    lambda ckpt: save_periodic(checkpoint_dir, ckpt, cfg.keep_last), slot="periodic")
+                    lambda ckpt: save_periodic(checkpoint_dir, ckpt, cfg.keep_last, best_unsaved), slot="periodic")
+        save_clock.saved()
 progress.update(steps_since_log)
 progress.close()
 writer.close()
 
 # %% [markdown]
-# ## Evaluate
-# The loss on held-out text (the last 10% of the plays) tells how well the model generalises;
-# a training loss far below it means the model is memorising. Here is where the run ended:
-
-# %%
-final_losses = estimate_loss(raw_model, {"train": train_tokens, "val": val_tokens}, cfg.eval_iters,
-                             cfg.batch_size, cfg.block_size, hw)
-if procs.is_main:
-    print(f"step {step}: train loss {final_losses['train']:.4f}, val loss {final_losses['val']:.4f}; "
-          f"best val loss {best_val_loss:.4f} at step {best_step}")
-
-# %% [markdown]
 # ## Save the final model
-# At the end of training the policy writes the final pair: `model_final.pt` (weights only, the
-# one to deploy) and `model_final_full.pt` (with the optimizer, to fine-tune or train on). If the
-# session stopped early (`stop_after_steps`), a full checkpoint keeps the work for the next run.
+# However training ended, the final pair holds the best step's state: `model_final.pt` (weights
+# only, the one to deploy) and `model_final_full.pt` (with the optimizer and training state of
+# that same step, to fine-tune or train on from exactly there). The best state comes from memory,
+# or from `model_best_full.pt` when it was found before a resume. If the session stopped early
+# (`stop_after_steps`), a full checkpoint keeps the work for the next run instead.
 
 # %%
+import json
+
+from helpers.checkpoint import load_checkpoint, load_weights
 from helpers.display import checkpoint_table
-from helpers.policy import FINAL, FINAL_FULL, periodic_path, save_final
+from helpers.fileio import atomic_write_bytes
+from helpers.policy import BEST, BEST_FULL, FINAL, FINAL_FULL, periodic_path, save_final
+
+
+
+def best_full_state() -> dict:
+    """The full state of the best step: from memory, else from model_best_full.pt (found before a resume)."""
+    if best_step is None:  # no evaluation gave a finite loss: the last state is all there is
+        return full_checkpoint(train_loss, val_loss)
+    if best.ckpt is not None and best.ckpt["step"] == best_step:
+        return best.ckpt
+    ckpt = load_checkpoint(checkpoint_dir / BEST_FULL, kind=FULL, mmap=False)
+    if ckpt["step"] != best_step:
+        raise RuntimeError(f"{checkpoint_dir / BEST_FULL}: holds step {ckpt['step']}, not the best step {best_step}")
+    return ckpt
+
 
 if procs.is_main:
-    if finished():
-        if step > session_start or not all((checkpoint_dir / name).exists() for name in (FINAL, FINAL_FULL)):
-            for path in save_final(checkpoint_dir, full_checkpoint(train_loss, val_loss)):
+    if stop_reason is not None:
+        if step > session_start:
+            final = dict(best_full_state(), stop_reason=stop_reason, history=history)  # the whole run's history
+        elif not all((checkpoint_dir / name).exists() for name in (FINAL, FINAL_FULL, BEST)):
+            final = load_checkpoint(checkpoint_dir / FINAL_FULL, kind=FULL, mmap=False)  # finished; a file was lost
+        else:
+            final = None  # a finished run, all in place
+        if final is not None:
+            for path in save_final(checkpoint_dir, final):
                 print(f"saved {path} ({path.stat().st_size / 1e6:,.1f} MB)")
+            del final
+        final_path = checkpoint_dir / FINAL
+        final_ckpt = load_checkpoint(final_path)
+        load_weights(raw_model, final_path, final_ckpt)  # from here on, the model is the final one
+        print(f"training ended: {stop_reason}")
+        print(f"the final pair is step {final_ckpt['step']} (epoch {final_ckpt['step'] / steps_per_epoch:.2f}), "
+              f"validation loss {final_ckpt.get('val_loss', float('nan')):.4f}")
+        last_step = max([step] + [s for s, _ in history["train"]])  # a finished run resumes at its best step
+        summary = {
+            "preset": cfg.preset, "steps": last_step, "epochs": last_step / steps_per_epoch,
+            "tokens_per_step": cfg.tokens_per_step, "stop_reason": stop_reason,
+            "best_step": best_step, "best_val_loss": best_val_loss,
+            "final_step": final_ckpt["step"], "final_val_loss": final_ckpt.get("val_loss"),
+            "session_steps": step - session_start, "session_seconds": time.time() - session_clock,
+            "device": hw.name, "parameters": raw_model.num_params(),
+            "flops_per_token": raw_model.flops_per_token(cfg.block_size), "peak_flops": hw.peak_flops,
+            "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if hw.device_type == "cuda" else None,
+        }
+        atomic_write_bytes(checkpoint_dir / "run_summary.json", json.dumps(summary, indent=2).encode())
+        del final_ckpt
     else:
         if not periodic_path(checkpoint_dir, step).exists():
-            save_periodic(checkpoint_dir, full_checkpoint(train_loss, val_loss), cfg.keep_last)
+            save_periodic(checkpoint_dir, full_checkpoint(train_loss, val_loss), cfg.keep_last, best.take_unsaved())
         print(f"stopped at step {step} of {cfg.max_steps}; run the notebook again to continue")
     chart.update(history)
     chart.save()
     print()
     print(checkpoint_table(checkpoint_dir))
+
+# %% [markdown]
+# ## Evaluate
+# The loss on held-out text (the last 10% of the plays) tells how well the model generalises;
+# a training loss far below it means the model is memorising. For the final model:
+
+# %%
+from helpers.data import eval_offsets
+
+if procs.is_main:  # the training text measured on as many windows as the validation text has
+    val_batches = len(eval_offsets(len(val_tokens), cfg.block_size, cfg.batch_size, cfg.eval_iters))
+    losses = {name: estimate_loss(raw_model, tokens, val_batches, cfg.batch_size, cfg.block_size, hw)
+              for name, tokens in (("train", train_tokens), ("val", val_tokens))}
+    print(f"the final model: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
 
 # %% [markdown]
 # ## Which checkpoint is which

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -55,3 +56,18 @@ def ci_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """One full ci-preset run of the notebook's .py, shared by the tests that only read its files."""
     checkpoint_dir = tmp_path_factory.mktemp("ci-run")
     return checkpoint_dir, run_script(checkpoint_dir)
+
+
+# The ci model over-fitting 905 training tokens (3.5 steps an epoch): an evaluation every 2 steps,
+# patience 4; periodic saves come from the clock alone (every step: any step takes longer than
+# 60 microseconds), so the run leaves the full state of every step behind.
+OVERFIT = dict(train_fraction=0.003, eval_every=2, max_steps=80, patience=4,
+               save_every=1000, save_every_minutes=1e-6, keep_last=100)
+
+
+@pytest.fixture(scope="session")
+def overfit_run(tmp_path_factory) -> tuple[Path, dict]:
+    """One uninterrupted OVERFIT run, which stops early: its folder and run_summary.json."""
+    checkpoint_dir = tmp_path_factory.mktemp("overfit")
+    run_script(checkpoint_dir, **OVERFIT)
+    return checkpoint_dir, json.loads((checkpoint_dir / "run_summary.json").read_text())

@@ -45,7 +45,8 @@ def full_ckpt(model, opt, step=1, loss=1.0, **extra):
 def test_full_and_deployment_keys(tmp_path):
     model, opt, loss = trained_tiny()
     full = save_checkpoint(full_ckpt(model, opt, loss=loss), tmp_path / "full.pt")
-    deploy, final_full = save_final(tmp_path, torch.load(full, weights_only=True))
+    deploy, final_full, best = save_final(tmp_path, torch.load(full, weights_only=True))
+    assert best.read_bytes() == deploy.read_bytes()  # at the end, the best model is the final one
     for path, keys in ((final_full, DOC_FULL_KEYS), (deploy, DOC_DEPLOY_KEYS)):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         assert keys <= ckpt.keys()
@@ -134,11 +135,14 @@ def test_new_periodic_is_written_before_old_is_deleted(tmp_path, monkeypatch):
     assert [s for s, _ in periodic_checkpoints(tmp_path)] == [2]
 
 
-def test_best_is_deployment_format(tmp_path):
+def test_best_pair_is_deployment_and_full(tmp_path):
     model, opt, _ = trained_tiny()
-    path = save_best(tmp_path, full_ckpt(model, opt, val_loss=3.0))
+    path, full_path = save_best(tmp_path, full_ckpt(model, opt, val_loss=3.0))
     ckpt = torch.load(path, weights_only=True)
     assert "optimizer_state_dict" not in ckpt and ckpt["val_loss"] == 3.0
+    full = torch.load(full_path, weights_only=True)
+    assert full_path.name == "model_best_full.pt" and "optimizer_state_dict" in full
+    assert all(torch.equal(full["model_state_dict"][k], v) for k, v in ckpt["model_state_dict"].items())
 
 
 def test_ci_run_best_is_the_lowest_validation_loss(ci_run):
@@ -148,7 +152,7 @@ def test_ci_run_best_is_the_lowest_validation_loss(ci_run):
     best = torch.load(checkpoint_dir / BEST, weights_only=True)
     assert best["step"] == best_step and best["val_loss"] == best_val
     full = load_checkpoint(checkpoint_dir / "model_final_full.pt")
-    assert full["best_step"] == best_step and full["best_val_loss"] == best_val
+    assert full["step"] == full["best_step"] == best_step and full["best_val_loss"] == best_val
 
 
 def test_every_file_the_notebook_wrote_loads_weights_only(ci_run):

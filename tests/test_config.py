@@ -7,7 +7,7 @@ def test_presets_exist_with_policy_defaults():
     assert set(PRESETS) >= {"cpu", "t4", "a100", "ci"}
     cfg = make_config("t4", env={})
     assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size) == (12, 12, 768, 1024)
-    assert (cfg.save_every, cfg.keep_last, cfg.checkpoint_dir) == (500, 3, "checkpoints")
+    assert cfg.checkpoint_dir == "checkpoints" and cfg.keep_last >= 2 and cfg.save_every_minutes > 0
     assert make_config("cpu", env={}).n_embd < 768
 
 
@@ -52,5 +52,40 @@ def test_config_is_plain_data():
     ("GPT2_N_EMBD", "33", "must be a multiple of n_head"),
 ])
 def test_out_of_range_is_an_error(var, value, expected):
+    with pytest.raises(ValueError, match=f"{var}={value}: {expected}"):
+        make_config("ci", env={var: value})
+
+
+TRAIN_TOKENS = 301_966  # tiny Shakespeare's training split in GPT-2 tokens (tests/test_data.py)
+
+
+@pytest.mark.parametrize("preset", ["t4", "a100"])
+def test_gpu_presets_are_sized_in_epochs(preset):
+    cfg = make_config(preset, env={})
+    epoch_steps = TRAIN_TOKENS / cfg.tokens_per_step
+    assert cfg.eval_every / epoch_steps <= 0.25  # the validation minimum is seen
+    assert cfg.eval_iters == 0  # the whole validation split: exact, so patience does not fire on noise
+    assert cfg.patience > 0 and cfg.dropout > 0
+    assert cfg.warmup_steps / epoch_steps <= 1.5
+    assert 5 <= cfg.max_steps / epoch_steps <= 30
+    assert cfg.save_every_minutes == 10
+
+
+def test_starting_from_gpt2_takes_the_finetune_settings_and_the_environment_still_wins():
+    scratch = make_config("t4", env={})
+    tuned = make_config("t4", env={"GPT2_INIT_FROM": "gpt2"})
+    assert tuned.init_from == "gpt2"
+    assert tuned.learning_rate < scratch.learning_rate and tuned.max_steps < scratch.max_steps
+    assert tuned.patience > 0 and tuned.batch_size == scratch.batch_size
+    assert make_config("t4", env={"GPT2_INIT_FROM": "gpt2", "GPT2_LEARNING_RATE": "0.001"}).learning_rate == 0.001
+
+
+@pytest.mark.parametrize("var,value,expected", [
+    ("GPT2_PATIENCE", "-1", "must not be negative"),
+    ("GPT2_TRAIN_FRACTION", "0.0", "must be above 0 and at most 1"),
+    ("GPT2_TRAIN_FRACTION", "1.5", "must be above 0 and at most 1"),
+    ("GPT2_SAVE_EVERY_MINUTES", "-5.0", "must not be negative"),
+])
+def test_stopping_and_saving_settings_are_checked(var, value, expected):
     with pytest.raises(ValueError, match=f"{var}={value}: {expected}"):
         make_config("ci", env={var: value})

@@ -119,8 +119,8 @@ def test_only_rank_0_writes(two_process_run):
     names = {p.name for p in checkpoint_dir.iterdir()}
     assert not [n for n in names if TMP_MARK in n]
     # ci preset: 20 steps, save_every 5, keep_last 2; the same files as one process writes
-    assert names == {"model_step_10.pt", "model_step_15.pt", "model_best.pt", "model_final.pt",
-                     "model_final_full.pt", "model_final_fp16.pt", "loss.png"}
+    assert names == {"model_step_10.pt", "model_step_15.pt", "model_best.pt", "model_best_full.pt", "model_final.pt",
+                     "model_final_full.pt", "model_final_fp16.pt", "loss.png", "run_summary.json"}
 
 
 def test_checkpoint_of_two_processes_resumes_in_one(two_process_run, ci_run, tmp_path):

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from conftest import REPO, SCRIPT, run_script, script_env
+from conftest import OVERFIT, REPO, SCRIPT, run_script, script_env
 from helpers.checkpoint import load_checkpoint
 from helpers.fileio import TMP_MARK
 
@@ -60,7 +60,7 @@ def test_starting_over_never_overwrites_another_run(ci_run, tmp_path):
     refused = run_script(tmp_path, max_steps=10, resume="never", check=False)
     assert refused.returncode != 0
     last = refused.stderr.strip().splitlines()[-1]
-    assert f"{tmp_path}: holds 5 checkpoint(s) of an earlier run" in last
+    assert f"{tmp_path}: holds 6 checkpoint(s) of an earlier run" in last
     # nor does a model of another size: none of the files fits it
     other = run_script(tmp_path, max_steps=10, n_embd=64, check=False)
     assert other.returncode != 0
@@ -88,11 +88,11 @@ def wait_for_a_write(directory, proc, timeout=10.0):
         time.sleep(0.001)
 
 
-def test_kill_at_random_moments_and_resume(ci_run, tmp_path):
-    """kill -9 the training at random moments, 10 times, resuming each time."""
-    reference_dir, _ = ci_run
+def test_kill_at_random_moments_and_resume(overfit_run, tmp_path):
+    """kill -9 the training at random moments, 10 times, resuming each time, with early stopping on."""
+    reference_dir, _ = overfit_run
     rng = random.Random(1234)
-    settings = dict(save_every=1, keep_last=2, async_save="true")  # a write at every step
+    settings = dict(OVERFIT, save_every=1, save_every_minutes=0, keep_last=2, async_save="true")  # a write every step
     env = script_env(tmp_path, **settings)
     env["PYTHONUNBUFFERED"] = "1"
     kills = in_write = 0
@@ -120,10 +120,11 @@ def test_kill_at_random_moments_and_resume(ci_run, tmp_path):
         for path in tmp_path.glob("*.pt"):  # every checkpoint in place is complete
             load_checkpoint(path)
     final = run_script(tmp_path, **settings)
-    assert "skipping" not in final.stdout
+    assert "skipping" not in final.stdout and "training ended: early stop" in final.stdout
     print(f"\nkill test: {kills} kills, {in_write} inside a checkpoint write, {time.time() - started:.0f} s")
     assert kills >= 10 and in_write >= 1
     assert not [p for p in tmp_path.iterdir() if TMP_MARK in p.name]
     assert_same_weights(reference_dir / "model_final.pt", tmp_path / "model_final.pt")
-    ref = load_checkpoint(reference_dir / "model_final_full.pt")["history"]
-    assert load_checkpoint(tmp_path / "model_final_full.pt")["history"] == ref
+    reference, resumed = (load_checkpoint(d / "model_final_full.pt") for d in (reference_dir, tmp_path))
+    for key in ("history", "step", "early_stopping", "stop_reason", "best_step"):
+        assert resumed[key] == reference[key], key
