@@ -17,18 +17,14 @@ from pathlib import Path
 
 from helpers.checkpoint import DTYPES, CheckpointError
 from helpers.cli import fail
-from helpers.hf import export_hf_folder, upload_to_hub
+from helpers.hf import check_out_dir, export_hf_folder, upload_to_hub
 from helpers.safetensors_io import load_any_model
 
 
 def export_hf(checkpoint: str | Path, out_dir: str | Path, force: bool = False, dtype: str = "float32") -> Path:
     """Write the checkpoint's model as a transformers GPT-2 folder; refuse a non-empty out_dir unless forced."""
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    if out_dir.resolve() in checkpoint.resolve().parents:
-        # --force replaces out_dir whole: it would delete the checkpoint it is exporting.
-        raise CheckpointError(out_dir, f"holds the checkpoint {checkpoint.name}; choose another output folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise CheckpointError(out_dir, "is not empty; pass --force to replace it")  # before the slow load
+    check_out_dir(checkpoint, out_dir, force)  # before the slow load
     model, ckpt = load_any_model(checkpoint)
     info = {k: ckpt[k] for k in ("step", "loss", "val_loss") if isinstance(ckpt.get(k), (int, float))}
     try:

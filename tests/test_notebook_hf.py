@@ -20,11 +20,11 @@ def get_token():
 class HfApi:
     def __init__(self, token=None):
         _log("token", token)
-    def create_repo(self, repo_id, exist_ok=False, private=False):
-        _log("create_repo", repo_id, exist_ok)
+    def create_repo(self, repo_id, exist_ok=False, private=False, repo_type=None, space_sdk=None):
+        _log("create_repo", repo_id, exist_ok, repo_type, space_sdk)
         return "https://huggingface.co/" + repo_id
-    def upload_folder(self, repo_id, folder_path, commit_message=None):
-        _log("upload_folder", repo_id, sorted(os.listdir(folder_path)))
+    def upload_folder(self, repo_id, folder_path, repo_type=None, commit_message=None):
+        _log("upload_folder", repo_id, sorted(os.listdir(folder_path)), repo_type)
 '''
 
 
@@ -58,7 +58,7 @@ def test_init_from_a_pretrained_folder_and_upload(tmp_path, pretrained):
     assert torch.allclose(trained, start.transformer.h[0].mlp.c_fc.weight, atol=0.1)
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert events[0] == ["token", "hf_fake"]
-    assert events[1] == ["create_repo", "me/gpt2-test", True]
+    assert events[1] == ["create_repo", "me/gpt2-test", True, "model", None]
     assert events[2][:2] == ["upload_folder", "me/gpt2-test"] and "model.safetensors" in events[2][2]
     assert "uploaded" in proc.stdout
 
