@@ -12,7 +12,6 @@ Git LFS. `cd OUT_DIR && python app.py` runs it as the Space will; nothing in it 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -20,8 +19,8 @@ from pathlib import Path
 from string import Template
 
 from helpers import model as model_module
-from helpers.checkpoint import DTYPES, CheckpointError, load_checkpoint, save_checkpoint, to_deployment
-from helpers.cli import fail
+from helpers.checkpoint import DTYPES, CheckpointError, save_checkpoint, to_deployment
+from helpers.cli import fail, folder_tool_parser
 from helpers.fileio import atomic_write_bytes
 from helpers.hf import check_out_dir, gpt2_tokenizer_files, hub_token, upload_to_hub, write_folder
 from helpers.model import GPT
@@ -123,14 +122,9 @@ def push_space(folder: str | Path, repo_id: str, token: str | None = None) -> st
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: parse argv, run, and return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.make_space",
-                                     description="Write a Hugging Face Space (Gradio) that serves a checkpoint.")
-    parser.add_argument("checkpoint", type=Path, help="model_final.pt, model_best.pt, a full or .safetensors checkpoint")
-    parser.add_argument("out_dir", type=Path, help="folder to write (created; must be empty unless --force)")
-    parser.add_argument("--force", action="store_true", help="replace a non-empty OUT_DIR")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="precision of the Space's weights (default float32)")
+    parser = folder_tool_parser("python -m helpers.make_space", "Write a Hugging Face Space (Gradio) that serves a checkpoint.",
+                                "then create this Space (USER/SPACE) and upload the folder (needs HF_TOKEN)")
     parser.add_argument("--format", dest="fmt", choices=list(FORMATS), default="pt", help="model_final.pt (default) or model_final.safetensors")
-    parser.add_argument("--push", metavar="USER/SPACE", help="then create this Space and upload the folder (needs HF_TOKEN)")
     args = parser.parse_args(argv)
     try:
         out_dir = make_space(args.checkpoint, args.out_dir, args.force, args.dtype, args.fmt)
