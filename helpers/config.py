@@ -67,6 +67,7 @@ class TrainConfig:
     use_drive: bool = True  # in Colab: keep checkpoint_dir on Google Drive
     drive_dir: str = "/content/drive/MyDrive/gpt2-124m-shakespeare"
     hub_repo: str = ""  # "you/name": upload the final model to this Hugging Face repo (needs a token)
+    space_repo: str = ""  # "you/name": make a Gradio Space that serves the final model (needs a token)
     # system
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     dtype: str = "auto"  # "auto", "float32", "bfloat16", "float16"

@@ -11,24 +11,19 @@ It is written beside OUT_DIR and renamed into place, so it is never left half wr
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from helpers.checkpoint import DTYPES, CheckpointError
-from helpers.cli import fail
-from helpers.hf import export_hf_folder, upload_to_hub
+from helpers.checkpoint import CheckpointError
+from helpers.cli import fail, folder_tool_parser
+from helpers.hf import check_out_dir, export_hf_folder, upload_to_hub
 from helpers.safetensors_io import load_any_model
 
 
 def export_hf(checkpoint: str | Path, out_dir: str | Path, force: bool = False, dtype: str = "float32") -> Path:
     """Write the checkpoint's model as a transformers GPT-2 folder; refuse a non-empty out_dir unless forced."""
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    if out_dir.resolve() in checkpoint.resolve().parents:
-        # --force replaces out_dir whole: it would delete the checkpoint it is exporting.
-        raise CheckpointError(out_dir, f"holds the checkpoint {checkpoint.name}; choose another output folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise CheckpointError(out_dir, "is not empty; pass --force to replace it")  # before the slow load
+    check_out_dir(checkpoint, out_dir, force)  # before the slow load
     model, ckpt = load_any_model(checkpoint)
     info = {k: ckpt[k] for k in ("step", "loss", "val_loss") if isinstance(ckpt.get(k), (int, float))}
     try:
@@ -39,13 +34,8 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, force: bool = False, 
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: parse argv, run, and return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.export_hf",
-                                     description="Export a checkpoint as a Hugging Face transformers GPT-2 folder.")
-    parser.add_argument("checkpoint", type=Path, help="model_final.pt, model_best.pt, a full or .safetensors checkpoint")
-    parser.add_argument("out_dir", type=Path, help="folder to write (created; must be empty unless --force)")
-    parser.add_argument("--force", action="store_true", help="replace a non-empty OUT_DIR")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="precision of the exported weights (default float32)")
-    parser.add_argument("--push", metavar="REPO_ID", help="then upload the folder to this Hub repository (needs HF_TOKEN)")
+    parser = folder_tool_parser("python -m helpers.export_hf", "Export a checkpoint as a Hugging Face transformers GPT-2 folder.",
+                                "then upload the folder to this Hub repository (needs HF_TOKEN)")
     args = parser.parse_args(argv)
     try:
         out_dir = export_hf(args.checkpoint, args.out_dir, args.force, args.dtype)

@@ -187,6 +187,15 @@ def model_card(config: GPTConfig, info: dict) -> str:
     ])
 
 
+def check_out_dir(source: Path, out_dir: Path, force: bool = False) -> None:
+    """Refuse an out_dir that holds source, or that is not empty unless forced."""
+    if out_dir.resolve() in source.resolve().parents:
+        # --force replaces out_dir whole: it would delete the checkpoint it is exporting.
+        raise CheckpointError(out_dir, f"holds the checkpoint {source.name}; choose another output folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise CheckpointError(out_dir, "is not empty; pass --force to replace it")
+
+
 def write_folder(out_dir: str | Path, fill: Callable[[Path], None], force: bool = False) -> Path:
     """Fill a temporary folder beside out_dir, then rename it into place: never half a folder."""
     out_dir = Path(out_dir)
@@ -325,11 +334,16 @@ def hub_token(token: str | None = None) -> str | None:
         return None
 
 
-def upload_to_hub(folder: str | Path, repo_id: str, token: str | None = None, private: bool = False) -> str | None:
-    """Upload an exported folder to the Hub repository repo_id (created if need be); its URL, or None without a token."""
+def upload_to_hub(folder: str | Path, repo_id: str, token: str | None = None, private: bool = False,
+                  repo_type: str = "model") -> str | None:
+    """Upload a folder to the Hub repository repo_id (created if need be); its URL, or None without a token.
+
+    repo_type "model": an exported transformers folder; "space": a Gradio Space from helpers.make_space.
+    """
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise CheckpointError(folder, "is not an exported model folder (no config.json)")
+    marker = {"model": "config.json", "space": "app.py"}[repo_type]
+    if not (folder / marker).is_file():
+        raise CheckpointError(folder, f"is not an exported {repo_type} folder (no {marker})")
     token = hub_token(token)
     if not token:
         print(f"not uploading {folder} to the Hub: no token (pass token=, set HF_TOKEN, or add the Colab secret HF_TOKEN)")
@@ -337,7 +351,8 @@ def upload_to_hub(folder: str | Path, repo_id: str, token: str | None = None, pr
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
-    url = api.create_repo(repo_id, exist_ok=True, private=private)
-    api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=f"Upload {folder.name}")
+    space = {"space_sdk": "gradio"} if repo_type == "space" else {}
+    url = api.create_repo(repo_id, exist_ok=True, private=private, repo_type=repo_type, **space)
+    api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type, commit_message=f"Upload {folder.name}")
     print(f"uploaded {folder} to {url}")
     return str(url)

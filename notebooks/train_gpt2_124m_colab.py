@@ -544,6 +544,21 @@ if procs.is_main and cfg.hub_repo and (checkpoint_dir / FINAL).exists():
         upload_to_hub(export_hf(checkpoint_dir / FINAL, checkpoint_dir / "hf_export", force=True), cfg.hub_repo)
 
 # %% [markdown]
+# ## Put it on a Hugging Face Space (optional)
+# With `space_repo` set (e.g. `GPT2_SPACE_REPO=you/gpt2-shakespeare-demo`) and a token, the final
+# model becomes a Gradio Space, a web page where anyone can try it (on a free CPU): the same folder
+# `python -m helpers.make_space` writes. Without a token this cell says so and does nothing.
+
+# %%
+from helpers.make_space import make_space, push_space
+
+if procs.is_main and cfg.space_repo and (checkpoint_dir / FINAL).exists():
+    if hub_token() is None:
+        print(f"not creating the Space {cfg.space_repo}: no Hugging Face token (add the Colab secret HF_TOKEN)")
+    else:
+        push_space(make_space(checkpoint_dir / FINAL, checkpoint_dir / "hf_space", force=True), cfg.space_repo)
+
+# %% [markdown]
 # ## Finish
 # In Colab, push everything to Google Drive before the runtime can go away.
 

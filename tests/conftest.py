@@ -1,4 +1,4 @@
-"""Shared fixtures: the prepared data, and running the notebook's .py as a script."""
+"""Shared fixtures: the prepared data, running the notebook's .py as a script, and a stand-in Hub."""
 
 from __future__ import annotations
 
@@ -71,3 +71,32 @@ def overfit_run(tmp_path_factory) -> tuple[Path, dict]:
     checkpoint_dir = tmp_path_factory.mktemp("overfit")
     run_script(checkpoint_dir, **OVERFIT)
     return checkpoint_dir, json.loads((checkpoint_dir / "run_summary.json").read_text())
+
+
+class FakeHfApi:
+    """huggingface_hub.HfApi's stand-in: records each call in FakeHfApi.calls, reaches no network."""
+
+    calls: list = []
+
+    def __init__(self, token=None):
+        FakeHfApi.calls.append(("init", token))
+
+    def create_repo(self, repo_id, exist_ok=False, private=False, repo_type=None, space_sdk=None):
+        FakeHfApi.calls.append(("create_repo", repo_id, exist_ok, repo_type, space_sdk))
+        return f"https://huggingface.co/{'spaces/' if repo_type == 'space' else ''}{repo_id}"
+
+    def upload_folder(self, repo_id, folder_path, repo_type=None, commit_message=None):
+        FakeHfApi.calls.append(("upload_folder", repo_id, folder_path, repo_type))
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """The Hub replaced by FakeHfApi, with no token anywhere (set HF_TOKEN to give one); the calls."""
+    import huggingface_hub
+
+    FakeHfApi.calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no stored login either
+    monkeypatch.delenv("HF_TOKEN_PATH", raising=False)
+    return FakeHfApi.calls

@@ -303,32 +303,6 @@ def test_import_refuses_what_is_not_gpt2(transformers, tmp_path):
 
 # ----------------------------------------------------------------------------- the Hub, faked
 
-class FakeHfApi:
-    calls: list = []
-
-    def __init__(self, token=None):
-        FakeHfApi.calls.append(("init", token))
-
-    def create_repo(self, repo_id, exist_ok=False, private=False):
-        FakeHfApi.calls.append(("create_repo", repo_id, exist_ok))
-        return f"https://huggingface.co/{repo_id}"
-
-    def upload_folder(self, repo_id, folder_path, commit_message=None):
-        FakeHfApi.calls.append(("upload_folder", repo_id, folder_path))
-
-
-@pytest.fixture
-def fake_hub(monkeypatch, tmp_path):
-    import huggingface_hub
-
-    FakeHfApi.calls = []
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no stored login either
-    monkeypatch.delenv("HF_TOKEN_PATH", raising=False)
-    return FakeHfApi.calls
-
-
 def test_upload_without_token_does_nothing(files, fake_hub, capsys):
     assert hf.upload_to_hub(files["export"], "me/gpt2-shakespeare") is None
     out = capsys.readouterr().out.strip().splitlines()
@@ -340,14 +314,14 @@ def test_upload_with_token_creates_repo_and_uploads(files, fake_hub, monkeypatch
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     url = hf.upload_to_hub(files["export"], "me/gpt2-shakespeare")
     assert url == "https://huggingface.co/me/gpt2-shakespeare"
-    assert fake_hub == [("init", "hf_env"), ("create_repo", "me/gpt2-shakespeare", True),
-                        ("upload_folder", "me/gpt2-shakespeare", str(files["export"]))]
+    assert fake_hub == [("init", "hf_env"), ("create_repo", "me/gpt2-shakespeare", True, "model", None),
+                        ("upload_folder", "me/gpt2-shakespeare", str(files["export"]), "model")]
 
 
 def test_export_cli_pushes_when_asked(files, fake_hub, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     assert export_main([str(files["deploy"]), str(tmp_path / "out"), "--push", "me/repo"]) == 0
-    assert fake_hub[-1] == ("upload_folder", "me/repo", str(tmp_path / "out"))
+    assert fake_hub[-1] == ("upload_folder", "me/repo", str(tmp_path / "out"), "model")
 
 
 def test_upload_finds_the_colab_secret(files, fake_hub, monkeypatch):

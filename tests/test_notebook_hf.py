@@ -20,11 +20,11 @@ def get_token():
 class HfApi:
     def __init__(self, token=None):
         _log("token", token)
-    def create_repo(self, repo_id, exist_ok=False, private=False):
-        _log("create_repo", repo_id, exist_ok)
+    def create_repo(self, repo_id, exist_ok=False, private=False, repo_type=None, space_sdk=None):
+        _log("create_repo", repo_id, exist_ok, repo_type, space_sdk)
         return "https://huggingface.co/" + repo_id
-    def upload_folder(self, repo_id, folder_path, commit_message=None):
-        _log("upload_folder", repo_id, sorted(os.listdir(folder_path)))
+    def upload_folder(self, repo_id, folder_path, repo_type=None, commit_message=None):
+        _log("upload_folder", repo_id, sorted(os.listdir(folder_path)), repo_type)
 '''
 
 
@@ -46,7 +46,7 @@ def test_init_from_a_pretrained_folder_and_upload(tmp_path, pretrained):
     log = tmp_path / "hub.log"
     ckpt_dir = tmp_path / "ckpt"
     start = load_hf_gpt2(pretrained, block_size=32)
-    proc = run_script(ckpt_dir, init_from=pretrained, max_steps=4, hub_repo="me/gpt2-test",
+    proc = run_script(ckpt_dir, init_from=pretrained, max_steps=4, hub_repo="me/gpt2-test", space_repo="me/gpt2-space",
                       extra_env={"PYTHONPATH": str(fake), "FAKE_HUB_LOG": str(log), "HF_TOKEN": "hf_fake"})
     final = load_checkpoint(ckpt_dir / "model_final_full.pt")
     assert final["model_args"]["block_size"] == 32 and final["model_args"]["n_embd"] == 32
@@ -58,14 +58,20 @@ def test_init_from_a_pretrained_folder_and_upload(tmp_path, pretrained):
     assert torch.allclose(trained, start.transformer.h[0].mlp.c_fc.weight, atol=0.1)
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert events[0] == ["token", "hf_fake"]
-    assert events[1] == ["create_repo", "me/gpt2-test", True]
+    assert events[1] == ["create_repo", "me/gpt2-test", True, "model", None]
     assert events[2][:2] == ["upload_folder", "me/gpt2-test"] and "model.safetensors" in events[2][2]
     assert "uploaded" in proc.stdout
+    # and the Space: a Gradio Space repository with the app and the stripped checkpoint
+    assert events[3:5] == [["token", "hf_fake"], ["create_repo", "me/gpt2-space", True, "space", "gradio"]]
+    assert events[5][:2] == ["upload_folder", "me/gpt2-space"] and events[5][3] == "space"
+    assert {"app.py", "model.py", "model_final.pt", "README.md"} <= set(events[5][2])
 
     # without a token the cell says so, exports nothing and uploads nothing
     log.unlink()
     (ckpt_dir / "hf_export").rename(tmp_path / "old_export")
-    again = run_script(ckpt_dir, init_from=pretrained, max_steps=4, hub_repo="me/gpt2-test",
+    (ckpt_dir / "hf_space").rename(tmp_path / "old_space")
+    again = run_script(ckpt_dir, init_from=pretrained, max_steps=4, hub_repo="me/gpt2-test", space_repo="me/gpt2-space",
                        extra_env={"PYTHONPATH": str(fake), "FAKE_HUB_LOG": str(log), "HF_TOKEN": ""})
     assert "not uploading to me/gpt2-test: no Hugging Face token" in again.stdout
-    assert not log.exists() and not (ckpt_dir / "hf_export").exists()
+    assert "not creating the Space me/gpt2-space: no Hugging Face token" in again.stdout
+    assert not log.exists() and not (ckpt_dir / "hf_export").exists() and not (ckpt_dir / "hf_space").exists()

@@ -1,0 +1,83 @@
+"""What a Space of GPT-2 124M costs on this CPU: start-up time, memory, and one 100-token generation.
+
+    bash -c 'source scripts/env.sh requirements-dev.txt && python scripts/measure_space.py'
+
+A randomly initialised GPT-2 124M, saved by the project's own code as a deployment checkpoint,
+becomes a Space (helpers.make_space); its `python app.py` is timed from start until it serves
+the page, its peak RSS read from /proc, and one generation timed through gradio_client.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from helpers.checkpoint import DEPLOYMENT, make_checkpoint, save_checkpoint  # noqa: E402
+from helpers.make_space import make_space  # noqa: E402
+from helpers.model import GPT, GPTConfig  # noqa: E402
+
+
+def peak_rss_gb(pid: int) -> float:
+    """VmHWM: the process's peak resident memory."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e9
+    raise RuntimeError("no VmHWM")
+
+
+def main() -> None:
+    """Build the 124M Space, start it, time it, print the numbers."""
+    from gradio_client import Client
+
+    root = Path(tempfile.mkdtemp(prefix="space-measure-"))
+    torch.manual_seed(0)
+    model = GPT(GPTConfig())
+    ckpt = save_checkpoint(make_checkpoint(DEPLOYMENT, step=0, model=model, loss=0.0, config={}), root / "model_final.pt")
+    del model
+    space = make_space(ckpt, root / "space")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TIKTOKEN_CACHE_DIR")}
+    env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))
+    url = f"http://127.0.0.1:{port}/"
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=space, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None:
+                    raise SystemExit(f"app.py exited {proc.returncode}")
+                time.sleep(0.1)
+        ready = time.perf_counter() - start
+        rss_ready = peak_rss_gb(proc.pid)
+        client = Client(url, verbose=False)
+        times = []
+        for seed in (1, 2, 3):
+            t = time.perf_counter()
+            client.predict("ROMEO:", 100, 0.8, 200, seed, api_name="/generate")
+            times.append(time.perf_counter() - t)
+        size = (space / "model_final.pt").stat().st_size
+        print(f"checkpoint          {size / 1e6:,.0f} MB (model_final.pt, float32)")
+        print(f"start until serving {ready:.1f} s (python app.py: imports, load, page)")
+        print(f"peak RSS serving    {rss_ready:.2f} GB")
+        print(f"100 tokens          {', '.join(f'{t:.1f}' for t in times)} s (three generations, {os.cpu_count()} CPUs)")
+        print(f"peak RSS after      {peak_rss_gb(proc.pid):.2f} GB")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+if __name__ == "__main__":
+    main()
