@@ -237,6 +237,7 @@ if cfg.compile:
     # tried on a batch of its own generator, so the training batches stay as they were
     trial = sample_offsets(torch.Generator().manual_seed(0), len(train_tokens), cfg.block_size, cfg.batch_size)
     model = compile_model(model, *get_batch(train_tokens, trial, cfg.block_size, hw.device), hw)
+compiled = model is not raw_model  # False where compiling failed and training goes on uncompiled
 if procs.world_size > 1:
     model = DistributedDataParallel(model, device_ids=[procs.local_rank] if hw.device_type == "cuda" else None)
 
@@ -307,7 +308,7 @@ if step == 0:  # the untrained model's loss, where the chart starts (about ln 50
     if procs.is_main:
         print(f"step 0: val loss {val_loss:.4f}")
 progress = tqdm(total=cfg.max_steps, initial=step, disable=not procs.is_main or stop_reason is not None, unit="step")
-t_log, steps_since_log, log_windows = time.time(), 0, 0
+t_log, steps_since_log, speed_windows = time.time(), 0, []  # (steps, seconds) of each log window
 while stop_reason is None and not (cfg.stop_after_steps and step - session_start >= cfg.stop_after_steps):
     lr = learning_rate(step, cfg.learning_rate, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
     for group in optimizer.param_groups:
@@ -338,14 +339,14 @@ while stop_reason is None and not (cfg.stop_after_steps and step - session_start
         train_loss = mean_over_processes(step_loss, procs).item()  # the loop's only host sync
         history["train"].append([step, train_loss])
         elapsed, t_log = time.time() - t_log, time.time()
+        speed_windows.append([steps_since_log, elapsed])
         tokens_per_s = steps_since_log * cfg.tokens_per_step / elapsed
         mfu = flops_per_step * steps_since_log / elapsed / (hw.peak_flops * procs.world_size) if hw.peak_flops else None
         progress.set_postfix(epoch=f"{step / steps_per_epoch:.2f}", loss=f"{train_loss:.4f}", lr=f"{lr:.2e}",
                              tok_s=f"{tokens_per_s:,.0f}", mfu=f"{mfu:.1%}" if mfu is not None else "n/a",
                              refresh=False)
         progress.update(steps_since_log)
-        log_windows += 1
-        if log_windows == 2 and step < cfg.max_steps and procs.is_main:  # the first window paid for warm-up
+        if len(speed_windows) == 2 and step < cfg.max_steps and procs.is_main:  # the first window paid for warm-up
             remaining = (cfg.max_steps - step) * elapsed / steps_since_log
             progress.write(f"measured {elapsed / steps_since_log:.2f} s per step: at most "
                            f"{remaining / 60:.0f} min for the remaining {cfg.max_steps - step} steps")
@@ -429,7 +430,8 @@ if procs.is_main:
             "best_step": best_step, "best_val_loss": best_val_loss,
             "final_step": final_ckpt["step"], "final_val_loss": final_ckpt.get("val_loss"),
             "session_steps": step - session_start, "session_seconds": time.time() - session_clock,
-            "device": hw.name, "parameters": raw_model.num_params(),
+            "speed_windows": speed_windows, "device": hw.name, "dtype": hw.dtype, "compiled": compiled,
+            "parameters": raw_model.num_params(),
             "flops_per_token": raw_model.flops_per_token(cfg.block_size), "peak_flops": hw.peak_flops,
             "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if hw.device_type == "cuda" else None,
         }
