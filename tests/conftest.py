@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+FAKE_COLAB = Path(__file__).resolve().parent / "fake_colab"  # the stand-in google.colab
 SCRIPT = REPO / "notebooks" / "train_gpt2_124m_colab.py"
 NOTEBOOK = REPO / "notebooks" / "train_gpt2_124m_colab.ipynb"
 
@@ -55,3 +56,18 @@ def ci_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """One full ci-preset run of the notebook's .py, shared by the tests that only read its files."""
     checkpoint_dir = tmp_path_factory.mktemp("ci-run")
     return checkpoint_dir, run_script(checkpoint_dir)
+
+
+@pytest.fixture
+def fake_colab(monkeypatch, tmp_path):
+    """The stand-in google.colab (tests/fake_colab), importable in this process; its log in tmp_path."""
+    for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(FAKE_COLAB))
+    monkeypatch.setenv("FAKE_COLAB_LOG", str(tmp_path / "colab.log"))
+    monkeypatch.setenv("FAKE_DRIVE", str(tmp_path / "cloud"))
+    import google.colab
+
+    yield google.colab
+    for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
+        del sys.modules[name]  # the stand-in's modules; monkeypatch then puts back any real ones

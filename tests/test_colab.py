@@ -19,11 +19,11 @@ import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from conftest import NOTEBOOK, REPO
+from conftest import FAKE_COLAB, NOTEBOOK, REPO
+from helpers import colab as colab_helpers
 from helpers.config import detect_preset
 from helpers.training import detect_hardware
 
-FAKE_COLAB = Path(__file__).parent / "fake_colab"
 RUN = "ci-2m"  # the ci preset's run folder (helpers.runs.run_folder)
 IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "checkpoints", "__pycache__", ".pytest_cache", "*.zip")
 
@@ -163,6 +163,24 @@ def test_drive_runs_resume_after_a_reset_and_share_drive(tmp_path):
     text, error, _ = colab.run_all(form={"REPO_URL": str(origin)}, preset="ci", use_drive="true")
     assert error is None, str(error)[-3000:]
     assert f"resumed from {colab.drive_dir / 'checkpoints' / RUN / 'model_final_full.pt'} at step 20" in text
+
+
+@pytest.mark.parametrize("mode,reason", [("timeout", "ValueError: mount failed"), ("refuse", "MessageError")])
+def test_drive_that_says_no_falls_back_loudly(fake_colab, monkeypatch, tmp_path, capsys, mode, reason):
+    monkeypatch.setenv("FAKE_DRIVE_MODE", mode)
+    fallback = tmp_path / "content" / "checkpoints" / RUN
+    drive_dir = tmp_path / "content" / "drive" / "MyDrive" / "gpt2"
+    assert colab_helpers.checkpoints_on_drive(drive_dir, RUN, fallback) == (fallback, False)
+    out = capsys.readouterr().out
+    assert f"GOOGLE DRIVE DID NOT MOUNT ({reason}" in out and str(fallback) in out and "a runtime reset deletes them" in out
+    monkeypatch.setenv("FAKE_DRIVE_MODE", "ok")  # the user runs the Settings cell again and allows access
+    assert colab_helpers.checkpoints_on_drive(drive_dir, RUN, fallback) == (drive_dir / "checkpoints" / RUN, True)
+    assert (tmp_path / "cloud" / "MyDrive" / "gpt2" / "checkpoints" / RUN).is_dir()
+
+
+def test_mount_point_is_the_folder_above_mydrive():
+    assert colab_helpers.mount_point_of("/content/drive/MyDrive/gpt2/checkpoints/x.pt") == Path("/content/drive")
+    assert colab_helpers.mount_point_of("/content/gpt2/checkpoints/x.pt") is None
 
 
 @pytest.mark.parametrize("capability,name,preset,dtype", [

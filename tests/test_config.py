@@ -54,3 +54,17 @@ def test_config_is_plain_data():
 def test_out_of_range_is_an_error(var, value, expected):
     with pytest.raises(ValueError, match=f"{var}={value}: {expected}"):
         make_config("ci", env={var: value})
+
+
+def test_form_values_override_the_preset_and_variables_override_the_form():
+    form = dict(preset="auto", init_from="scratch", use_drive=True, download=False, hub_repo="")
+    untouched = make_config("cpu", env={}, form=form)
+    assert untouched == make_config("cpu", env={})  # a form left at its defaults changes nothing
+    assert make_config("ci", env={}, form=form).use_drive is False  # the preset's value, not the form's default
+    changed = make_config(env={}, form=dict(form, preset="cpu", use_drive=False, download=True, hub_repo="me/m"))
+    assert (changed.preset, changed.use_drive, changed.download, changed.hub_repo) == ("cpu", False, True, "me/m")
+    env = {"GPT2_PRESET": "ci", "GPT2_USE_DRIVE": "true", "GPT2_HUB_REPO": "you/y"}
+    both = make_config(env=env, form=dict(form, preset="cpu", use_drive=False, hub_repo="me/m"))
+    assert (both.preset, both.use_drive, both.hub_repo) == ("ci", True, "you/y")
+    with pytest.raises(ValueError, match="form field 'max_step': unknown setting"):
+        make_config("ci", env={}, form={"max_step": 5})
