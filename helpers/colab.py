@@ -36,8 +36,9 @@ def checkpoints_on_drive(drive_dir: str | Path, run: str, fallback: Path) -> tup
         reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
         print(f"{RULE}\nGOOGLE DRIVE DID NOT MOUNT ({reason}).\n"
               f"Training goes on with checkpoints in {fallback}, on this runtime only: a runtime reset deletes them.\n"
-              f"To keep them on Drive, run the Settings cell again and allow access to Google Drive (tick every "
-              f"permission),\nor untick USE_DRIVE there to train without Drive and without this warning.\n{RULE}")
+              f"To use Drive instead: run the Settings cell again, allow access to Google Drive (tick every "
+              f"permission), then run the cells below it.\nTo train without Drive and without this warning, untick "
+              f"USE_DRIVE in the Settings form.\n{RULE}")
         return fallback, False
 
 

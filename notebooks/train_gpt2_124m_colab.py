@@ -105,13 +105,16 @@ class ProjectNotFound(RuntimeError):
     pass
 
 
+def ways_out(url: str) -> str:
+    return (f"this notebook's code (the helpers/ folder) is not here, and cloning {url} failed. Do one of these, "
+            f"then Run all again:\n 1. set REPO_URL at the top of this cell to your fork's URL;\n 2. upload the "
+            f"repository's ZIP (GitHub: Code > Download ZIP) to {Path.cwd()} with the file pane on the left;\n "
+            f"3. copy the project's folder to Google Drive as {DRIVE_DIR} and mount Drive (file pane > Mount Drive).")
+
+
 REPO_ROOT = find_project(REPO_URL)
 if REPO_ROOT is None:
-    raise ProjectNotFound(
-        f"this notebook's code (the helpers/ folder) is not here, and cloning {REPO_URL} failed. Do one of these, "
-        f"then Run all again:\n 1. set REPO_URL at the top of this cell to your fork's URL;\n 2. upload the "
-        f"repository's ZIP (GitHub: Code > Download ZIP) to {Path.cwd()} with the file pane on the left;\n "
-        f"3. copy the project's folder to Google Drive as {DRIVE_DIR} and mount Drive (file pane > Mount Drive).")
+    raise ProjectNotFound(ways_out(REPO_URL))
 if IN_COLAB:
     missing = [p for p in ("tiktoken", "tqdm") if importlib.util.find_spec(p) is None]
     if missing:

@@ -98,7 +98,7 @@ def test_uploaded_zip_and_a_drive_that_says_no(tmp_path):
     project = colab.content / "gpt2-124m-shakespeare-main"
     assert f"project: {project}  (Colab: True)" in text
     assert "GOOGLE DRIVE DID NOT MOUNT (MessageError: Error: credential propagation was unsuccessful)" in text
-    assert "run the Settings cell again" in text
+    assert "run the Settings cell again, allow access to Google Drive" in text
     checkpoints = project / "checkpoints" / RUN
     assert {"model_final.pt", "model_final_full.pt", "model_best.pt", "model_final_fp16.pt"} <= {p.name for p in checkpoints.iterdir()}
     assert f"{checkpoints} (this runtime only)" in text
