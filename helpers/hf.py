@@ -333,17 +333,15 @@ def missing_token_reason() -> str:
         return "no Hugging Face token: set HF_TOKEN, or run `hf auth login`"
     try:
         userdata.get("HF_TOKEN")
+        return "the Colab secret HF_TOKEN is empty: paste a write token from huggingface.co/settings/tokens into it"
     except userdata.NotebookAccessError:
         return ("the Colab secret HF_TOKEN exists, but this notebook has no access to it: open the key panel "
                 "(Secrets, on the left) and turn on 'Notebook access' for HF_TOKEN, then run this cell again")
     except userdata.SecretNotFoundError:
-        pass
+        return ("no Hugging Face token: add the Colab secret HF_TOKEN (key panel on the left) holding a write token "
+                "from huggingface.co/settings/tokens, give this notebook access to it, then run this cell again")
     except Exception as e:  # e.g. a timeout asking for the secret
         return f"the Colab secret HF_TOKEN could not be read ({type(e).__name__}: {e})"
-    else:
-        return "the Colab secret HF_TOKEN is empty: paste a write token from huggingface.co/settings/tokens into it"
-    return ("no Hugging Face token: add the Colab secret HF_TOKEN (key panel on the left) holding a write token "
-            "from huggingface.co/settings/tokens, give this notebook access to it, then run this cell again")
 
 
 def upload_to_hub(folder: str | Path, repo_id: str, token: str | None = None, private: bool = False) -> str | None:

@@ -519,10 +519,11 @@ if procs.is_main and (checkpoint_dir / FINAL).exists():
 
 # %% [markdown]
 # ## Share on the Hugging Face Hub (optional)
-# With `HUB_REPO` set in the Settings form (or `GPT2_HUB_REPO=you/gpt2-shakespeare`) and a token (the Colab secret
-# `HF_TOKEN`, or the `HF_TOKEN` variable), the final model is exported as a transformers GPT-2
-# folder, which `pipeline("text-generation", model="you/gpt2-shakespeare")` loads, and uploaded.
-# Without a token this cell says so and does nothing.
+# With `HUB_REPO` set in the Settings form (e.g. `you/gpt2-shakespeare`) and a token (the Colab
+# secret `HF_TOKEN` with notebook access, or the `HF_TOKEN` variable), the final model is exported
+# as a transformers GPT-2 folder, which `pipeline("text-generation", model="you/gpt2-shakespeare")`
+# loads, and uploaded. Without a token this cell says why (no secret, or no access to it) and
+# does nothing.
 
 # %%
 from helpers.export_hf import export_hf
