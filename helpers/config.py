@@ -68,6 +68,7 @@ class TrainConfig:
     drive_dir: str = "/content/drive/MyDrive/gpt2-124m-shakespeare"
     hub_repo: str = ""  # "you/name": upload the final model to this Hugging Face repo (needs a token)
     space_repo: str = ""  # "you/name": make a Gradio Space that serves the final model (needs a token)
+    download: bool = False  # in Colab: also send model_final.pt to this computer through the browser
     # system
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     dtype: str = "auto"  # "auto", "float32", "bfloat16", "float16"
@@ -164,17 +165,31 @@ def _parse(name: str, text: str, kind: type) -> object:
         raise ValueError(f"{name}={text!r}: expected {kind.__name__}") from None
 
 
-def make_config(preset: str | None = None, env: typing.Mapping[str, str] | None = None) -> TrainConfig:
-    """A preset's settings with `GPT2_*` overrides from env (default: os.environ) applied."""
+def make_config(preset: str | None = None, env: typing.Mapping[str, str] | None = None,
+                form: typing.Mapping[str, object] | None = None) -> TrainConfig:
+    """A preset's settings, then the notebook's form values, then `GPT2_*` variables from env (default: os.environ).
+
+    A form value equal to the field's default ("auto" for the preset) means "the preset's value",
+    so an untouched form changes nothing; a variable wins over the form, so scripts and nbval
+    set what they need whatever the form says.
+    """
     env = os.environ if env is None else env
-    preset = preset or env.get("GPT2_PRESET") or detect_preset()
+    form = dict(form or {})
+    form_preset = form.pop("preset", "auto")
+    preset = preset or env.get("GPT2_PRESET") or (form_preset if form_preset != "auto" else None) or detect_preset()
     if preset not in PRESETS:
         raise ValueError(f"GPT2_PRESET={preset!r}: unknown preset; choose one of {', '.join(PRESETS)}")
     values = dict(PRESETS[preset], preset=preset)
-    if env.get("GPT2_INIT_FROM", "scratch").strip() != "scratch":
-        values.update(FINETUNE)
+    if env.get("GPT2_INIT_FROM", form.get("init_from", "scratch")).strip() != "scratch":
+        values.update(FINETUNE)  # a pretrained start: settings for fine-tuning, under the form and variables
     hints = typing.get_type_hints(TrainConfig)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for field, value in form.items():
+        if field not in defaults or field == "preset":
+            raise ValueError(f"form field {field!r}: unknown setting")
+        if value != defaults[field]:
+            values[field] = value
+    fields = set(defaults)
     for var, text in env.items():
         if not var.startswith(ENV_PREFIX) or var in ENV_NOT_FIELDS:
             continue

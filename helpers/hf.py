@@ -334,6 +334,25 @@ def hub_token(token: str | None = None) -> str | None:
         return None
 
 
+def missing_token_reason() -> str:
+    """Why hub_token() found no token, with what to do: in Colab, no secret told apart from a secret this notebook may not read."""
+    try:
+        from google.colab import userdata
+    except ImportError:
+        return "no Hugging Face token: set HF_TOKEN, or run `hf auth login`"
+    try:
+        userdata.get("HF_TOKEN")
+        return "the Colab secret HF_TOKEN is empty: paste a write token from huggingface.co/settings/tokens into it"
+    except userdata.NotebookAccessError:
+        return ("the Colab secret HF_TOKEN exists, but this notebook has no access to it: open the key panel "
+                "(Secrets, on the left) and turn on 'Notebook access' for HF_TOKEN, then run this cell again")
+    except userdata.SecretNotFoundError:
+        return ("no Hugging Face token: add the Colab secret HF_TOKEN (key panel on the left) holding a write token "
+                "from huggingface.co/settings/tokens, give this notebook access to it, then run this cell again")
+    except Exception as e:  # e.g. a timeout asking for the secret
+        return f"the Colab secret HF_TOKEN could not be read ({type(e).__name__}: {e})"
+
+
 def upload_to_hub(folder: str | Path, repo_id: str, token: str | None = None, private: bool = False,
                   repo_type: str = "model") -> str | None:
     """Upload a folder to the Hub repository repo_id (created if need be); its URL, or None without a token.

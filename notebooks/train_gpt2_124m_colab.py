@@ -20,26 +20,34 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/gpt2-notebook/gpt2-124m-shakespeare/blob/main/notebooks/train_gpt2_124m_colab.ipynb)
 #
 # Run all cells. On a Colab T4 or A100 this trains GPT-2 124M on tiny Shakespeare, saves
-# checkpoints as it goes, and ends with `checkpoints/model_final.pt`, the file to deploy on
-# Hugging Face. If the runtime resets, run all cells again: training resumes where the last
-# checkpoint left it. On a computer without a GPU it trains a small model instead.
+# checkpoints as it goes (on Google Drive in Colab), and ends with `model_final.pt`, the file to
+# deploy on Hugging Face. If the runtime resets, run all cells again: training resumes where the
+# last checkpoint left it. Without a GPU it says so loudly and trains a small model instead.
+# The forms at the top of the first two code cells hold what you may want to change.
 #
 # The model, the data and the checkpoint code live in `helpers/`; the training loop is here.
 
 # %% [markdown]
 # ## Setup
-# Find the project's `helpers/` package. In Colab the notebook arrives alone, so it clones the
-# repository first and installs only what Colab lacks (never torch or ipywidgets: Colab's own
-# builds match its GPU drivers).
+# Find the project's code (the `helpers/` package). In Colab the notebook arrives alone, so this
+# cell looks, in order: next to or above the notebook; in any folder of the working directory (or
+# one level down) holding `helpers/`; in a `.zip` of the repository uploaded to the working
+# directory (GitHub's *Code > Download ZIP*), which it unpacks; in the Drive folder if Drive is
+# already mounted; and last it clones `REPO_URL` (set it to your fork). It installs only what
+# Colab lacks (never torch or ipywidgets: Colab's own builds match its GPU drivers).
 
 # %%
+REPO_URL = "https://github.com/gpt2-notebook/gpt2-124m-shakespeare.git"  # @param {type:"string"}
+
 import importlib.util
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
-REPO_URL = os.environ.get("GPT2_REPO_URL", "https://github.com/gpt2-notebook/gpt2-124m-shakespeare.git")
+REPO_URL = os.environ.get("GPT2_REPO_URL", REPO_URL)  # a variable wins over the form, as in Settings
+DRIVE_DIR = Path(os.environ.get("GPT2_DRIVE_DIR", "/content/drive/MyDrive/gpt2-124m-shakespeare"))
 try:
     import google.colab  # noqa: F401  (present only in Colab)
 
@@ -48,54 +56,118 @@ except ImportError:
     IN_COLAB = False
 
 
-def find_repo_root() -> Path | None:
-    start = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-    return next((p for p in (start, *start.parents) if (p / "helpers" / "__init__.py").is_file()), None)
+def is_project(folder: Path) -> bool:
+    return (folder / "helpers" / "__init__.py").is_file()
 
 
-REPO_ROOT = find_repo_root()
-if REPO_ROOT is None and IN_COLAB:
-    REPO_ROOT = Path.cwd() / Path(REPO_URL).stem
-    if not REPO_ROOT.exists():
-        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, str(REPO_ROOT)], check=True)
+def project_below(folder: Path) -> Path | None:
+    """folder itself, or the first folder one or two levels below it, that holds helpers/."""
+    return next((m.parent.parent for pattern in ("", "*/", "*/*/")
+                 for m in sorted(folder.glob(pattern + "helpers/__init__.py"))), None)
+
+
+def unzip_project(archive: Path) -> Path | None:
+    """Unpack an uploaded ZIP of the project where it lies; the project folder, or None for another ZIP."""
+    with zipfile.ZipFile(archive) as z:
+        names = z.namelist()
+        if not any(n.endswith("helpers/__init__.py") for n in names):
+            return None
+        one_folder = len({n.split("/", 1)[0] for n in names}) == 1  # GitHub's: name-main/...
+        dest = archive.parent if one_folder else archive.with_suffix("")
+        z.extractall(dest)
+    return project_below(dest)
+
+
+def clone_project(url: str, dest: Path) -> Path | None:
+    """git clone url into dest; None (git's reason printed in one line) if that fails."""
+    try:
+        git = subprocess.run(["git", "clone", "--quiet", "--depth", "1", url, str(dest)], capture_output=True,
+                             text=True, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))  # never wait for a password
+    except OSError as e:
+        git = subprocess.CompletedProcess([], 1, "", str(e))
+    if git.returncode != 0:
+        print(f"git clone {url} failed: {(git.stderr.strip().splitlines() or ['?'])[-1]}")
+        return None
+    return dest if is_project(dest) else None
+
+
+def find_project(url: str) -> Path | None:
+    here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+    cwd = Path.cwd()
+    return (next((p for p in (here, *here.parents) if is_project(p)), None)
+            or project_below(cwd)
+            or next(filter(None, map(unzip_project, sorted(cwd.glob("*.zip")))), None)
+            or (project_below(DRIVE_DIR) if DRIVE_DIR.parent.is_dir() else None)  # Drive mounted
+            or clone_project(url, cwd / Path(url.rstrip("/")).stem))
+
+
+class ProjectNotFound(RuntimeError):
+    pass
+
+
+def ways_out(url: str) -> str:
+    return (f"this notebook's code (the helpers/ folder) is not here, and cloning {url} failed. Do one of these, "
+            f"then Run all again:\n 1. set REPO_URL at the top of this cell to your fork's URL;\n 2. upload the "
+            f"repository's ZIP (GitHub: Code > Download ZIP) to {Path.cwd()} with the file pane on the left;\n "
+            f"3. copy the project's folder to Google Drive as {DRIVE_DIR} and mount Drive (file pane > Mount Drive).")
+
+
+REPO_ROOT = find_project(REPO_URL)
+if REPO_ROOT is None:
+    raise ProjectNotFound(ways_out(REPO_URL))
+if IN_COLAB:
     missing = [p for p in ("tiktoken", "tqdm") if importlib.util.find_spec(p) is None]
     if missing:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
-if REPO_ROOT is None:
-    raise RuntimeError("cannot find the project's helpers/ package above this notebook")
 sys.path.insert(0, str(REPO_ROOT))
 if os.environ.get("RANK", "0") == "0":  # under torchrun, the first process speaks for all
     print(f"project: {REPO_ROOT}  (Colab: {IN_COLAB})")
 
 # %% [markdown]
 # ## Settings
-# One dataclass holds every setting. The preset follows the hardware (`a100` for Ampere and
-# newer GPUs, `t4` for older ones, `cpu` without a GPU); to change anything without editing
-# code, set `GPT2_PRESET` or `GPT2_<SETTING>` in the environment, e.g. `GPT2_MAX_STEPS=500`.
-# The checkpoint policy's settings are `save_every`, `keep_last` and `target_loss`.
+# The form at the top of this cell holds what a Colab user usually changes; a field left at its
+# default means "the preset's value". The preset follows the hardware (`a100` for Ampere and
+# newer GPUs, `t4` for older ones, `cpu` without a GPU). `INIT_FROM = "gpt2"` fine-tunes OpenAI's
+# GPT-2 124M instead of training from scratch. `HUB_REPO` (`you/name`) uploads the final model to
+# the Hugging Face Hub. Every other setting is a field of `TrainConfig` (`helpers/config.py`):
+# set `GPT2_<SETTING>` in the environment, e.g. `os.environ["GPT2_MAX_STEPS"] = "500"` in a cell
+# above; such a variable wins over the form too.
 #
-# In Colab, checkpoints go to Google Drive (`use_drive`): a runtime reset wipes `/content`, and
-# with the files on Drive, running all cells again resumes training instead of starting over.
+# `USE_DRIVE` keeps checkpoints on Google Drive: a runtime reset wipes `/content`, and with the
+# files on Drive, running all cells again resumes training instead of starting over. Mounting
+# asks for permission; if Drive says no (declined, a permission left unticked, nobody there to
+# click within two minutes), training goes on with local checkpoints and a warning. Each kind of
+# run (model size, from scratch or fine-tuned) has its own folder, shown in the table.
+# `DOWNLOAD` also sends `model_final.pt` through the browser at the end.
 
 # %%
+PRESET = "auto"  # @param ["auto", "t4", "a100", "cpu"]
+INIT_FROM = "scratch"  # @param ["scratch", "gpt2"]
+USE_DRIVE = True  # @param {type:"boolean"}
+DOWNLOAD = False  # @param {type:"boolean"}
+HUB_REPO = ""  # @param {type:"string"}
+
 import torch
 
 from helpers import colab
 from helpers.config import make_config
 from helpers.display import table
+from helpers.runs import local_checkpoint_dir, param_count, run_folder
 from helpers.training import detect_hardware, enable_tf32, init_processes, process_device
 
-cfg = make_config()
+cfg = make_config(form=dict(preset=PRESET, init_from=INIT_FROM, use_drive=USE_DRIVE, download=DOWNLOAD,
+                            hub_repo=HUB_REPO))
 procs = init_processes(cfg.device)
 hw = detect_hardware(process_device(procs, cfg.device), cfg.dtype)
 if hw.dtype != "float16":
     enable_tf32()
 if cfg.grad_accum_steps % procs.world_size:
     raise ValueError(f"grad_accum_steps={cfg.grad_accum_steps} must be a multiple of the {procs.world_size} processes")
+if not torch.cuda.is_available() and procs.is_main:
+    print(colab.no_gpu_banner(cfg.preset, param_count(cfg)))
+checkpoint_dir, on_drive = local_checkpoint_dir(cfg, REPO_ROOT), False
 if IN_COLAB and cfg.use_drive:
-    checkpoint_dir = colab.mount_drive(cfg.drive_dir)
-else:
-    checkpoint_dir = REPO_ROOT / cfg.checkpoint_dir  # an absolute checkpoint_dir stays as it is
+    checkpoint_dir, on_drive = colab.checkpoints_on_drive(cfg.drive_dir, run_folder(cfg), fallback=checkpoint_dir)
 data_dir = REPO_ROOT / cfg.data_dir
 if procs.is_main:
     print(table([
@@ -107,14 +179,16 @@ if procs.is_main:
         ("tokens per step", f"{cfg.tokens_per_step:,}"),
         ("steps", cfg.max_steps),
         ("compile", cfg.compile),
-        ("checkpoints", checkpoint_dir),
+        ("checkpoints", f"{checkpoint_dir}{' (Google Drive)' if on_drive else ' (this runtime only)' if IN_COLAB else ''}"),
     ]))
 
 # %% [markdown]
 # ## Data
 # Tiny Shakespeare (1.1 MB of plays), tokenised with GPT-2's own BPE: 301,966 training and 36,059
 # validation tokens. Made once and reused; batches are drawn by a seeded generator whose state
-# goes into every checkpoint, so a resumed run sees exactly the batches it would have seen.
+# goes into every checkpoint, so a resumed run sees exactly the batches it would have seen. One
+# pass over the training tokens is an *epoch*: a 124M model memorises the plays within a few, so
+# the run is planned in epochs (printed below) and ends once the validation loss stops improving.
 
 # %%
 import torch.distributed as dist
@@ -132,6 +206,14 @@ train_tokens = train_tokens[: int(len(train_tokens) * cfg.train_fraction)]  # al
 val_tokens = load_tokens(data_dir, "val")
 sampler = torch.Generator().manual_seed(cfg.seed)
 steps_per_epoch = len(train_tokens) / cfg.tokens_per_step  # an epoch: as many tokens as the training split holds
+if procs.is_main:
+    print(table([
+        ("an epoch", f"{len(train_tokens):,} training tokens = {steps_per_epoch:.1f} steps"),
+        ("training", f"at most {cfg.max_steps} steps = {cfg.max_steps / steps_per_epoch:.1f} epochs"
+                     + (f", stopping after {cfg.patience} evaluations without improvement" if cfg.patience else "")),
+        ("evaluation", f"every {cfg.eval_every} steps = {cfg.eval_every / steps_per_epoch:.2f} epoch, over "
+                       + (f"all {len(val_tokens):,} validation tokens" if not cfg.eval_iters else f"{cfg.eval_iters} batches")),
+    ]))
 
 # %% [markdown]
 # ## Model
@@ -511,9 +593,11 @@ if procs.is_main:
 
 # %% [markdown]
 # ## Take the model home
-# `model_final.pt` is the file to deploy. A browser download of 500 MB from Colab is slow and
-# can stall; with `use_drive` the file is already in your Google Drive, which is the easier way
-# to get it. The float16 copy is half the size, for deployments that run in half precision.
+# `model_final.pt` is the file to deploy; the float16 copy written here is half the size, for
+# deployments that run in half precision. With Drive the files are already in your Google Drive,
+# the dependable way to get them: a 500 MB download through the browser is slow and can stall.
+# So the browser download happens only with `DOWNLOAD` ticked in the Settings form; either way
+# this cell prints where the files are and a line to download them later.
 
 # %%
 from helpers.checkpoint import load_checkpoint, save_checkpoint, to_deployment
@@ -522,26 +606,27 @@ if procs.is_main and (checkpoint_dir / FINAL).exists():
     final_path = checkpoint_dir / FINAL
     half_path = checkpoint_dir / "model_final_fp16.pt"
     save_checkpoint(to_deployment(load_checkpoint(final_path), dtype="float16"), half_path)
-    print(f"{final_path}: {final_path.stat().st_size / 1e6:,.1f} MB")
-    print(f"{half_path}: {half_path.stat().st_size / 1e6:,.1f} MB (float16)")
     if IN_COLAB:
-        sent = colab.download(final_path, local_copy=cfg.use_drive)
-        print(f"downloading {sent.name}; for the float16 copy: colab.download(half_path)")
+        colab.report_files([final_path, half_path], on_drive, send=cfg.download)
+    else:
+        for path in (final_path, half_path):
+            print(f"{path}: {path.stat().st_size / 1e6:,.1f} MB")
 
 # %% [markdown]
 # ## Share on the Hugging Face Hub (optional)
-# With `hub_repo` set (e.g. `GPT2_HUB_REPO=you/gpt2-shakespeare`) and a token (the Colab secret
-# `HF_TOKEN`, or the `HF_TOKEN` variable), the final model is exported as a transformers GPT-2
-# folder, which `pipeline("text-generation", model="you/gpt2-shakespeare")` loads, and uploaded.
-# Without a token this cell says so and does nothing.
+# With `HUB_REPO` set in the Settings form (e.g. `you/gpt2-shakespeare`) and a token (the Colab
+# secret `HF_TOKEN` with notebook access, or the `HF_TOKEN` variable), the final model is exported
+# as a transformers GPT-2 folder, which `pipeline("text-generation", model="you/gpt2-shakespeare")`
+# loads, and uploaded. Without a token this cell says why (no secret, or no access to it) and
+# does nothing.
 
 # %%
 from helpers.export_hf import export_hf
-from helpers.hf import hub_token, upload_to_hub
+from helpers.hf import hub_token, missing_token_reason, upload_to_hub
 
 if procs.is_main and cfg.hub_repo and (checkpoint_dir / FINAL).exists():
     if hub_token() is None:
-        print(f"not uploading to {cfg.hub_repo}: no Hugging Face token (add the Colab secret HF_TOKEN)")
+        print(f"not uploading to {cfg.hub_repo}: {missing_token_reason()}")
     else:
         upload_to_hub(export_hf(checkpoint_dir / FINAL, checkpoint_dir / "hf_export", force=True), cfg.hub_repo)
 
@@ -562,10 +647,11 @@ if procs.is_main and cfg.space_repo and (checkpoint_dir / FINAL).exists():
 
 # %% [markdown]
 # ## Finish
-# In Colab, push everything to Google Drive before the runtime can go away.
+# In Colab, push everything to Google Drive before the runtime can go away (this unmounts it; a
+# download started above is sent from a local copy, and `colab.download(...)` mounts Drive again).
 
 # %%
-if IN_COLAB and cfg.use_drive and procs.is_main:
+if IN_COLAB and on_drive and procs.is_main:
     colab.flush_drive()
 if procs.world_size > 1:
     dist.destroy_process_group()

@@ -12,6 +12,8 @@ fi
 # disk; elsewhere pip fetches PyPI's build). Set TORCH_SPEC to choose another, e.g. "torch".
 python -c "import torch" 2>/dev/null || pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 pip install -q -r "$1"
+# ipykernel 6.17 (Colab's, which the tests pin) has its debugger warn about Python 3.11's frozen modules.
+export PYDEVD_DISABLE_FILE_VALIDATION=1
 SHARED="$(cd "$ROOT/.." && pwd)/shared"
 if [ -d "$SHARED" ]; then
     export TIKTOKEN_CACHE_DIR="${TIKTOKEN_CACHE_DIR:-$SHARED/tiktoken_cache}"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+FAKE_COLAB = Path(__file__).resolve().parent / "fake_colab"  # the stand-in google.colab
 SCRIPT = REPO / "notebooks" / "train_gpt2_124m_colab.py"
 NOTEBOOK = REPO / "notebooks" / "train_gpt2_124m_colab.ipynb"
 
@@ -100,3 +101,18 @@ def fake_hub(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no stored login either
     monkeypatch.delenv("HF_TOKEN_PATH", raising=False)
     return FakeHfApi.calls
+
+
+@pytest.fixture
+def fake_colab(monkeypatch, tmp_path):
+    """The stand-in google.colab (tests/fake_colab), importable in this process; its log in tmp_path."""
+    for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(FAKE_COLAB))
+    monkeypatch.setenv("FAKE_COLAB_LOG", str(tmp_path / "colab.log"))
+    monkeypatch.setenv("FAKE_DRIVE", str(tmp_path / "cloud"))
+    import google.colab
+
+    yield google.colab
+    for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
+        del sys.modules[name]  # the stand-in's modules; monkeypatch then puts back any real ones

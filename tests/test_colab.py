@@ -1,76 +1,186 @@
-"""Colab-only code paths (clone, Drive, download) against a stand-in google.colab module, and
-the hardware choices, with the GPU faked."""
+"""The notebook as a stranger runs it in Colab: the .ipynb executed cell by cell with nbclient,
+stopping at the first error as *Run all* does, with a stand-in google.colab (tests/fake_colab)
+in a temporary working directory; and the hardware choices, with the GPU faked.
 
+Each run is a whole notebook on the tiny ci preset, so the cases share runs where one run can
+show two things."""
+
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
-import sys
+from pathlib import Path
 
+import nbformat
 import pytest
 import torch
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
-from conftest import REPO, SCRIPT, script_env
+from conftest import FAKE_COLAB, NOTEBOOK, REPO
+from helpers import colab as colab_helpers
 from helpers.config import detect_preset
 from helpers.training import detect_hardware
 
-FAKE_COLAB = {
-    "google/__init__.py": "",
-    "google/colab/__init__.py": "from . import drive, files\n",
-    "google/colab/drive.py": (
-        "import json, os\n"
-        "def _log(*event):\n"
-        "    with open(os.environ['FAKE_COLAB_LOG'], 'a') as f: f.write(json.dumps(event) + '\\n')\n"
-        "def mount(path): _log('mount', path)\n"
-        "def flush_and_unmount(): _log('flush_and_unmount')\n"
-    ),
-    "google/colab/files.py": (
-        "from .drive import _log\n"
-        "def download(path): _log('download', path)\n"
-    ),
-}
+RUN = "ci-2m"  # the ci preset's run folder (helpers.runs.run_folder)
+IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "checkpoints", "__pycache__", ".pytest_cache", "*.zip")
 
 
-def make_origin(tmp_path):
+class Colab:
+    """A Colab runtime: /content (the working directory, wiped by a reset), a Drive that outlives it."""
+
+    def __init__(self, tmp_path: Path, drive_mode: str = "ok"):
+        self.root = tmp_path
+        self.content = tmp_path / "content"
+        self.cloud = tmp_path / "cloud"  # the user's Google Drive; mounted at content/drive
+        self.log = tmp_path / "colab.log"
+        self.drive_dir = self.content / "drive" / "MyDrive" / "gpt2-124m-shakespeare"
+        self.drive_mode = drive_mode
+        self.content.mkdir()
+
+    def reset(self) -> None:
+        """A runtime reset: the working directory and the mount go; Drive stays."""
+        shutil.rmtree(self.content)
+        self.content.mkdir()
+
+    def events(self) -> list:
+        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
+
+    def run_all(self, form: dict | None = None, extra_cells: tuple = (), **settings) -> tuple[str, Exception | None, nbformat.NotebookNode]:
+        """Run all cells, the Settings form edited as a user would; (the text shown, the error that stopped it, the notebook)."""
+        nb = nbformat.read(NOTEBOOK, as_version=4)
+        for name, value in (form or {}).items():
+            pattern = re.compile(rf"^{name} = .*?(  # @param.*)$", re.M)
+            cell = next(c for c in nb.cells if c.cell_type == "code" and pattern.search(c.source))
+            cell.source = pattern.sub(lambda m: f"{name} = {value!r}{m.group(1)}", cell.source)
+        nb.cells += [nbformat.v4.new_code_cell(code) for code in extra_cells]
+        shutil.copy(NOTEBOOK, self.content / NOTEBOOK.name)  # the notebook arrives alone
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GPT2_") or k in ("GPT2_DATA_DIR", "GPT2_DATA_URL")}
+        env.update(PYTHONPATH=str(FAKE_COLAB), FAKE_COLAB_LOG=str(self.log), FAKE_DRIVE=str(self.cloud),
+                   FAKE_DRIVE_MODE=self.drive_mode, GPT2_DRIVE_DIR=str(self.drive_dir), OMP_NUM_THREADS="1",
+                   PYTHONHASHSEED="0", PYDEVD_DISABLE_FILE_VALIDATION="1", MPLBACKEND="Agg")
+        env.update({f"GPT2_{k.upper()}": str(v) for k, v in settings.items()})
+        client = NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(self.content)}})
+        error = None
+        try:
+            client.execute(env=env)
+        except CellExecutionError as e:
+            error = e
+        text = "\n".join(out.get("text", "") + "".join(out.get("traceback", [])) for cell in nb.cells
+                         for out in cell.get("outputs", []))
+        return text, error, nb
+
+
+def make_origin(tmp_path: Path) -> Path:
     """A git repository holding this working tree, standing in for the project on GitHub."""
     origin = tmp_path / "origin"
-    ignore = shutil.ignore_patterns(".git", ".venv", "data", "checkpoints", "__pycache__", ".pytest_cache")
-    shutil.copytree(REPO, origin, ignore=ignore)
+    shutil.copytree(REPO, origin, ignore=IGNORE)
     git_env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
         subprocess.run(["git", *cmd], cwd=origin, env=git_env, check=True, capture_output=True)
     return origin
 
 
-def test_colab_run_clones_mounts_drive_and_downloads(tmp_path):
-    fake = tmp_path / "fake"
-    for name, text in FAKE_COLAB.items():
-        (fake / name).parent.mkdir(parents=True, exist_ok=True)
-        (fake / name).write_text(text)
-    content = tmp_path / "content"  # Colab's working directory; the notebook arrives alone
-    content.mkdir()
-    shutil.copy(SCRIPT, content / SCRIPT.name)
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_uploaded_zip_and_a_drive_that_says_no(tmp_path):
+    """(a) the clone fails, GitHub's ZIP was uploaded: found and unpacked; (c) Drive refuses: local checkpoints, loudly."""
+    colab = Colab(tmp_path, drive_mode="refuse")
+    tree = tmp_path / "zip" / "gpt2-124m-shakespeare-main"
+    shutil.copytree(REPO, tree, ignore=IGNORE)
+    shutil.make_archive(str(colab.content / "gpt2-124m-shakespeare-main"), "zip", tree.parent)
+    text, error, _ = colab.run_all(form={"REPO_URL": str(tmp_path / "no-such-repo")}, preset="ci", use_drive="true")
+    assert error is None, str(error)[-3000:]
+    project = colab.content / "gpt2-124m-shakespeare-main"
+    assert f"project: {project}  (Colab: True)" in text
+    assert "GOOGLE DRIVE DID NOT MOUNT (MessageError: Error: credential propagation was unsuccessful)" in text
+    assert "run the Settings cell again, allow access to Google Drive" in text
+    checkpoints = project / "checkpoints" / RUN
+    assert {"model_final.pt", "model_final_full.pt", "model_best.pt", "model_final_fp16.pt"} <= {p.name for p in checkpoints.iterdir()}
+    assert f"{checkpoints} (this runtime only)" in text
+    assert "THESE FILES ARE ONLY ON THIS RUNTIME" in text
+    # no clone was tried: the ZIP came first; nothing downloaded unasked; nothing flushed to a Drive never mounted
+    assert "git clone" not in text
+    assert [e[0] for e in colab.events()] == ["mount"]
+    assert not (colab.cloud / "MyDrive").exists()
+
+
+def test_nothing_to_find_stops_at_the_first_cell_with_the_ways_out(tmp_path):
+    """(b) the clone fails and nothing was uploaded: one clear message, and no other cell runs."""
+    colab = Colab(tmp_path)
+    text, error, nb = colab.run_all(form={"REPO_URL": str(tmp_path / "no-such-repo")}, preset="ci", use_drive="true")
+    assert isinstance(error, CellExecutionError) and error.ename == "ProjectNotFound"
+    for way in ("set REPO_URL", "Download ZIP", "copy the project's folder to Google Drive"):
+        assert way in error.evalue
+    assert "git clone" in text and "does not exist" in text  # git's reason, in one line
+    assert "CalledProcessError" not in text
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0].execution_count is not None and all(c.execution_count is None for c in code[1:])
+    assert colab.events() == []
+
+
+def test_drive_runs_resume_after_a_reset_and_share_drive(tmp_path):
+    """(f) the download and the float16 hint after the end; (e) a CPU run beside a ci run on one Drive; (d) a reset resumes."""
+    colab = Colab(tmp_path)
+    shutil.copytree(REPO, colab.content / "my copy", ignore=IGNORE)  # any folder name will do
+    hint = "colab.download(half_path)"  # as the download cell prints it, run after the Finish cell
+    text, error, _ = colab.run_all(form={"DOWNLOAD": True}, extra_cells=(hint,), preset="ci", use_drive="true")
+    assert error is None, str(error)[-3000:]
+    assert f"project: {colab.content / 'my copy'}" in text
+    on_drive = colab.cloud / "MyDrive" / "gpt2-124m-shakespeare" / "checkpoints" / RUN
+    assert f"{colab.drive_dir / 'checkpoints' / RUN} (Google Drive)" in text
+    assert {"model_final.pt", "model_final_full.pt", "model_best.pt", "model_final_fp16.pt", "loss.png"} <= {p.name for p in on_drive.iterdir()}
+    assert f"for the float16 copy: {hint}" in text
+    final, half = colab.content / "model_final.pt", colab.content / "model_final_fp16.pt"
+    mount = str(colab.content / "drive")
+    # The download is handed over (from a local copy) before Drive is unmounted; the hint mounts it again.
+    assert colab.events() == [["mount", mount, "ok"], ["download", str(final), sha256(on_drive / "model_final.pt")],
+                              ["flush_and_unmount", [mount]], ["mount", mount, "ok"],
+                              ["download", str(half), sha256(on_drive / "model_final_fp16.pt")]]
+    assert sha256(final) == sha256(on_drive / "model_final.pt")
+
+    # A runtime reset, then a CPU run (chosen in the form) cloned from the fork set in the form: its
+    # own folder on the same Drive, the ci run's files left alone.
+    colab.reset()
+    ci_files = {p.name: sha256(p) for p in on_drive.glob("*.pt")}
     origin = make_origin(tmp_path)
-    drive_dir = tmp_path / "drive" / "MyDrive" / "gpt2"
-    log = tmp_path / "colab.log"
-    env = script_env(tmp_path / "unused", use_drive="true", drive_dir=drive_dir)
-    env.update(PYTHONPATH=str(fake), FAKE_COLAB_LOG=str(log), GPT2_REPO_URL=str(origin))
-    del env["GPT2_CHECKPOINT_DIR"]
-    proc = subprocess.run([sys.executable, SCRIPT.name], cwd=content, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    clone = content / "origin"
-    assert (clone / "helpers" / "__init__.py").exists()
-    assert f"project: {clone}  (Colab: True)" in proc.stdout
-    events = [json.loads(line) for line in log.read_text().splitlines()]
-    checkpoints = drive_dir / "checkpoints"
-    # the download is sent from a local copy: unmounting Drive at the end cannot cut it off
-    assert events == [["mount", "/content/drive"], ["download", str(content / "model_final.pt")], ["flush_and_unmount"]]
-    assert (content / "model_final.pt").read_bytes() == (drive_dir / "checkpoints" / "model_final.pt").read_bytes()
-    assert {"model_final.pt", "model_final_full.pt", "model_best.pt", "model_final_fp16.pt", "loss.png"} <= {p.name for p in checkpoints.iterdir()}
-    # a second run of the notebook (a runtime reset keeps Drive) resumes instead of starting over
-    again = subprocess.run([sys.executable, SCRIPT.name], cwd=content, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert f"resumed from {checkpoints / 'model_final_full.pt'} at step 20" in again.stdout
+    text, error, _ = colab.run_all(form={"REPO_URL": str(origin), "PRESET": "cpu"}, max_steps=2, eval_iters=1,
+                                   sample_tokens=5, async_save="false")
+    assert error is None, str(error)[-3000:]
+    assert f"project: {colab.content / 'origin'}" in text
+    cpu_run = on_drive.parent / "cpu-7m"
+    assert "starting from scratch" in text and (cpu_run / "model_final.pt").exists()
+    assert "NO GPU ON THIS RUNTIME" in text and "Runtime > Change runtime type > T4 GPU" in text
+    assert "these files are on your Google Drive" in text
+    assert {p.name: sha256(p) for p in on_drive.glob("*.pt")} == ci_files
+
+    # Another reset: Run all again resumes the ci run from Drive instead of starting over.
+    colab.reset()
+    text, error, _ = colab.run_all(form={"REPO_URL": str(origin)}, preset="ci", use_drive="true")
+    assert error is None, str(error)[-3000:]
+    assert f"resumed from {colab.drive_dir / 'checkpoints' / RUN / 'model_final_full.pt'} at step 20" in text
+
+
+@pytest.mark.parametrize("mode,reason", [("timeout", "ValueError: mount failed"), ("refuse", "MessageError")])
+def test_drive_that_says_no_falls_back_loudly(fake_colab, monkeypatch, tmp_path, capsys, mode, reason):
+    monkeypatch.setenv("FAKE_DRIVE_MODE", mode)
+    fallback = tmp_path / "content" / "checkpoints" / RUN
+    drive_dir = tmp_path / "content" / "drive" / "MyDrive" / "gpt2"
+    assert colab_helpers.checkpoints_on_drive(drive_dir, RUN, fallback) == (fallback, False)
+    out = capsys.readouterr().out
+    assert f"GOOGLE DRIVE DID NOT MOUNT ({reason}" in out and str(fallback) in out and "a runtime reset deletes them" in out
+    monkeypatch.setenv("FAKE_DRIVE_MODE", "ok")  # the user runs the Settings cell again and allows access
+    assert colab_helpers.checkpoints_on_drive(drive_dir, RUN, fallback) == (drive_dir / "checkpoints" / RUN, True)
+    assert (tmp_path / "cloud" / "MyDrive" / "gpt2" / "checkpoints" / RUN).is_dir()
+
+
+def test_mount_point_is_the_folder_above_mydrive():
+    assert colab_helpers.mount_point_of("/content/drive/MyDrive/gpt2/checkpoints/x.pt") == Path("/content/drive")
+    assert colab_helpers.mount_point_of("/content/gpt2/checkpoints/x.pt") is None
 
 
 @pytest.mark.parametrize("capability,name,preset,dtype", [

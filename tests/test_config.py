@@ -78,6 +78,8 @@ def test_starting_from_gpt2_takes_the_finetune_settings_and_the_environment_stil
     assert tuned.learning_rate < scratch.learning_rate and tuned.max_steps < scratch.max_steps
     assert tuned.patience > 0 and tuned.batch_size == scratch.batch_size
     assert make_config("t4", env={"GPT2_INIT_FROM": "gpt2", "GPT2_LEARNING_RATE": "0.001"}).learning_rate == 0.001
+    from_form = make_config("t4", env={}, form={"init_from": "gpt2"})  # the notebook's one setting
+    assert (from_form.init_from, from_form.learning_rate) == ("gpt2", tuned.learning_rate)
 
 
 @pytest.mark.parametrize("var,value,expected", [
@@ -89,3 +91,17 @@ def test_starting_from_gpt2_takes_the_finetune_settings_and_the_environment_stil
 def test_stopping_and_saving_settings_are_checked(var, value, expected):
     with pytest.raises(ValueError, match=f"{var}={value}: {expected}"):
         make_config("ci", env={var: value})
+
+
+def test_form_values_override_the_preset_and_variables_override_the_form():
+    form = dict(preset="auto", init_from="scratch", use_drive=True, download=False, hub_repo="")
+    untouched = make_config("cpu", env={}, form=form)
+    assert untouched == make_config("cpu", env={})  # a form left at its defaults changes nothing
+    assert make_config("ci", env={}, form=form).use_drive is False  # the preset's value, not the form's default
+    changed = make_config(env={}, form=dict(form, preset="cpu", use_drive=False, download=True, hub_repo="me/m"))
+    assert (changed.preset, changed.use_drive, changed.download, changed.hub_repo) == ("cpu", False, True, "me/m")
+    env = {"GPT2_PRESET": "ci", "GPT2_USE_DRIVE": "true", "GPT2_HUB_REPO": "you/y"}
+    both = make_config(env=env, form=dict(form, preset="cpu", use_drive=False, hub_repo="me/m"))
+    assert (both.preset, both.use_drive, both.hub_repo) == ("ci", True, "you/y")
+    with pytest.raises(ValueError, match="form field 'max_step': unknown setting"):
+        make_config("ci", env={}, form={"max_step": 5})

@@ -324,11 +324,21 @@ def test_export_cli_pushes_when_asked(files, fake_hub, monkeypatch, tmp_path):
     assert fake_hub[-1] == ("upload_folder", "me/repo", str(tmp_path / "out"), "model")
 
 
-def test_upload_finds_the_colab_secret(files, fake_hub, monkeypatch):
-    userdata = types.SimpleNamespace(get=lambda name: {"HF_TOKEN": "hf_colab"}[name])
-    colab = types.ModuleType("google.colab")
-    colab.userdata = userdata
-    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
-    monkeypatch.setitem(sys.modules, "google.colab", colab)
+def test_upload_finds_the_colab_secret(files, fake_hub, fake_colab, monkeypatch):
+    monkeypatch.setenv("FAKE_SECRETS", json.dumps({"HF_TOKEN": ["hf_colab", True]}))
     hf.upload_to_hub(files["export"], "me/repo")
     assert fake_hub[0] == ("init", "hf_colab")
+
+
+@pytest.mark.parametrize("secrets,expected", [
+    ({}, "no Hugging Face token: add the Colab secret HF_TOKEN"),
+    ({"HF_TOKEN": ["hf_x", False]}, "the Colab secret HF_TOKEN exists, but this notebook has no access to it"),
+])
+def test_missing_token_says_which_colab_problem(fake_hub, fake_colab, monkeypatch, secrets, expected):
+    monkeypatch.setenv("FAKE_SECRETS", json.dumps(secrets))
+    assert hf.hub_token() is None
+    assert hf.missing_token_reason().startswith(expected)
+
+
+def test_missing_token_outside_colab(fake_hub):
+    assert hf.missing_token_reason().startswith("no Hugging Face token: set HF_TOKEN")

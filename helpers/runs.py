@@ -1,0 +1,58 @@
+"""Where a run's checkpoints go: one folder per kind of run, named for what is trained.
+
+Runs of different model sizes (or from scratch and fine-tuned) cannot share a folder: resuming
+refuses a folder of another model's checkpoints. Each kind gets its own subfolder, e.g.
+`gpt2-124m-scratch`, `gpt2-124m-finetune`, `cpu-7m`, so they never block each other, while the
+same run started again (after a runtime reset) finds its own folder and resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import torch
+
+from helpers.config import PRESETS, TrainConfig
+from helpers.model import GPT, GPTConfig
+
+SHAPE = ("n_layer", "n_head", "n_embd", "block_size", "bias")  # what resuming checks, with the vocabulary
+GPT2_SMALL = GPTConfig()  # GPT-2 124M
+
+
+def param_count(cfg: TrainConfig) -> int:
+    """Parameters of the model cfg trains from scratch (built on the meta device: no memory)."""
+    with torch.device("meta"):
+        return GPT(GPTConfig(**{name: getattr(cfg, name) for name in SHAPE})).num_params()
+
+
+def size_label(n: int) -> str:
+    """124m, 7m, 2m, 300k: a parameter count in a folder name."""
+    return f"{n / 1e6:.0f}m" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+def run_folder(cfg: TrainConfig) -> str:
+    """The checkpoint subfolder for what cfg trains; different model shapes never share one."""
+    if cfg.init_from != "scratch":  # the pretrained model's shape, its context cropped to block_size
+        source = "gpt2-124m" if cfg.init_from == "gpt2" else re.sub(r"[^\w.-]+", "-", Path(cfg.init_from).name)
+        context = "" if cfg.block_size == GPT2_SMALL.block_size else f"-ctx{cfg.block_size}"
+        return f"{source}{context}-finetune"
+    shape = {name: getattr(cfg, name) for name in SHAPE}
+    size = size_label(param_count(cfg))
+    if shape == {name: getattr(GPT2_SMALL, name) for name in SHAPE}:
+        return f"gpt2-{size}-scratch"
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    preset_shape = {name: PRESETS.get(cfg.preset, {}).get(name, defaults[name]) for name in SHAPE}
+    if shape == preset_shape:
+        return f"{cfg.preset}-{size}"  # the preset's own model: cpu-7m, ci-2m
+    bias = "" if cfg.bias else "-nobias"
+    return f"gpt-{size}-{cfg.n_layer}l{cfg.n_head}h{cfg.n_embd}d-ctx{cfg.block_size}{bias}"
+
+
+def local_checkpoint_dir(cfg: TrainConfig, repo_root: Path) -> Path:
+    """checkpoints/<run folder> in the repository by default; a checkpoint_dir set by the user as it is."""
+    default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == "checkpoint_dir")
+    if cfg.checkpoint_dir == default:
+        return Path(repo_root) / default / run_folder(cfg)
+    return Path(repo_root) / cfg.checkpoint_dir  # an absolute checkpoint_dir stays as it is
