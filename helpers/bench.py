@@ -36,7 +36,7 @@ from helpers.create_deployment_checkpoint import create_deployment_checkpoint
 from helpers.display import table
 from helpers.model import GPT, GPTConfig
 from helpers.policy import BackgroundWriter, save_periodic
-from helpers.training import capture_rng_state
+from helpers.rng import capture_rng_state
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_SCRIPT = REPO / "notebooks" / "train_gpt2_124m_colab.py"

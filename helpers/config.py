@@ -12,7 +12,8 @@ import os
 import typing
 from dataclasses import dataclass
 
-import torch
+from helpers.hardware import gpu_capability, is_ampere_or_newer
+from helpers.model import GPTConfig
 
 from helpers.data import SHAKESPEARE_URL
 
@@ -20,6 +21,7 @@ ENV_PREFIX = "GPT2_"
 # Variables with the prefix that are not fields: the preset itself, and the repository URL the
 # notebook's setup cell reads before helpers/ can be imported.
 ENV_NOT_FIELDS = {"GPT2_PRESET", "GPT2_REPO_URL"}
+MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")  # shared with GPTConfig
 
 
 @dataclass
@@ -27,13 +29,13 @@ class TrainConfig:
     """Everything a training run needs to know; saved in every checkpoint as `config`."""
 
     preset: str = "cpu"
-    # model (GPT-2 124M by default)
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    block_size: int = 1024
-    dropout: float = 0.0
-    bias: bool = True
+    # the model trained from scratch: GPTConfig's fields, flat so that GPT2_N_LAYER=... can set them
+    n_layer: int = GPTConfig.n_layer
+    n_head: int = GPTConfig.n_head
+    n_embd: int = GPTConfig.n_embd
+    block_size: int = GPTConfig.block_size
+    dropout: float = GPTConfig.dropout
+    bias: bool = GPTConfig.bias
     init_from: str = "scratch"  # "scratch", or "gpt2": OpenAI's weights (a hub name or a local folder)
     # data
     data_dir: str = "data"
@@ -93,6 +95,10 @@ class TrainConfig:
         if self.n_embd % self.n_head:
             raise ValueError(f"GPT2_N_EMBD={self.n_embd}: must be a multiple of n_head ({self.n_head})")
 
+    def model_config(self) -> GPTConfig:
+        """The GPTConfig of the model these settings train from scratch."""
+        return GPTConfig(**{name: getattr(self, name) for name in MODEL_FIELDS})
+
     @property
     def tokens_per_step(self) -> int:
         """Tokens in one optimizer step, over all micro-batches and processes."""
@@ -144,11 +150,9 @@ FINETUNE: dict = dict(
 
 
 def detect_preset() -> str:
-    """The preset for this machine: a100 for compute capability 8.0+, t4 for older GPUs, else cpu."""
-    if not torch.cuda.is_available():
-        return "cpu"
-    major, _ = torch.cuda.get_device_capability()
-    return "a100" if major >= 8 else "t4"
+    """The preset for this machine: a100 on Ampere and newer GPUs, t4 on older ones, else cpu."""
+    capability = gpu_capability()
+    return "cpu" if capability is None else "a100" if is_ampere_or_newer(capability) else "t4"
 
 
 def _parse(name: str, text: str, kind: type) -> object:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import matplotlib
 
-from helpers.policy import BEST, BEST_FULL, FINAL, FINAL_FULL, file_size_mb, periodic_checkpoints
+from helpers.policy import CHECKPOINT_FILES, PERIODIC_PATTERN, file_size_mb, periodic_checkpoints
 
 
 def in_notebook() -> bool:
@@ -89,18 +89,13 @@ class LossChart:
 
 
 def checkpoint_table(checkpoint_dir: str | Path) -> str:
-    """The user's checkpoint table for the files in checkpoint_dir, with their measured sizes."""
+    """The checkpoint table for the files in checkpoint_dir, with their measured sizes."""
     directory = Path(checkpoint_dir)
+    found = [path for _, path in periodic_checkpoints(directory)]
+    found += [directory / name for name in CHECKPOINT_FILES if (directory / name).exists()]
     rows = [("file", "size", "contains", "use it to")]
-    for _, path in periodic_checkpoints(directory):
-        rows.append((path.name, f"{file_size_mb(path):,.1f} MB", "model + optimizer", "resume training"))
-    for name, contains, use in (
-        (FINAL, "model only", "deploy to Hugging Face"),
-        (FINAL_FULL, "model + optimizer", "fine-tune / keep training"),
-        (BEST, "model only", "deploy the lowest validation loss"),
-        (BEST_FULL, "model + optimizer", "rebuild the final pair after a crash"),
-    ):
-        if (directory / name).exists():
-            rows.append((name, f"{file_size_mb(directory / name):,.1f} MB", contains, use))
+    for path in found:
+        key = "model_step_{step}.pt" if PERIODIC_PATTERN.match(path.name) else path.name
+        rows.append((path.name, f"{file_size_mb(path):,.1f} MB", *CHECKPOINT_FILES[key]))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)

@@ -37,6 +37,14 @@ BEST_FULL = "model_best_full.pt"
 FINAL = "model_final.pt"
 FINAL_FULL = "model_final_full.pt"
 PERIODIC_PATTERN = re.compile(r"^model_step_(\d+)\.pt$")
+# What each file holds and is for: the one source of the checkpoint tables (notebook, README).
+CHECKPOINT_FILES = {
+    "model_step_{step}.pt": ("model + optimizer + training state", "resume training"),
+    FINAL: ("model only", "deploy to Hugging Face"),
+    FINAL_FULL: ("model + optimizer + training state", "fine-tune or train further"),
+    BEST: ("model only", "deploy the best model"),
+    BEST_FULL: ("model + optimizer + training state", "rebuild the final pair after a crash"),
+}
 
 
 def periodic_path(checkpoint_dir: str | Path, step: int) -> Path:

@@ -24,7 +24,7 @@ GPT2_SMALL = GPTConfig()  # GPT-2 124M
 def param_count(cfg: TrainConfig) -> int:
     """Parameters of the model cfg trains from scratch (built on the meta device: no memory)."""
     with torch.device("meta"):
-        return GPT(GPTConfig(**{name: getattr(cfg, name) for name in SHAPE})).num_params()
+        return GPT(cfg.model_config()).num_params()
 
 
 def size_label(n: int) -> str:

@@ -153,12 +153,13 @@ from helpers import colab
 from helpers.config import make_config
 from helpers.display import table
 from helpers.runs import local_checkpoint_dir, param_count, run_folder
-from helpers.training import detect_hardware, enable_tf32, init_processes, process_device
+from helpers.distributed import init_processes
+from helpers.hardware import detect_hardware, enable_tf32
 
 cfg = make_config(form=dict(preset=PRESET, init_from=INIT_FROM, use_drive=USE_DRIVE, download=DOWNLOAD,
                             hub_repo=HUB_REPO))
 procs = init_processes(cfg.device)
-hw = detect_hardware(process_device(procs, cfg.device), cfg.dtype)
+hw = detect_hardware(cfg.device, cfg.dtype, procs.local_rank if procs.world_size > 1 else None)
 if hw.dtype != "float16":
     enable_tf32()
 if cfg.grad_accum_steps % procs.world_size:
@@ -223,13 +224,12 @@ if procs.is_main:
 
 # %%
 from helpers.hf import load_hf_gpt2
-from helpers.model import GPT, GPTConfig
-from helpers.training import seed_everything
+from helpers.model import GPT
+from helpers.rng import seed_everything
 
 seed_everything(cfg.seed)
 if cfg.init_from == "scratch":
-    model_config = GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                             block_size=cfg.block_size, dropout=cfg.dropout, bias=cfg.bias)
+    model_config = cfg.model_config()
     model = GPT(model_config).to(hw.device)
 else:  # "gpt2" or a transformers folder, its context cropped to block_size
     model = load_hf_gpt2(cfg.init_from, block_size=cfg.block_size, dropout=cfg.dropout).to(hw.device)
@@ -239,8 +239,10 @@ if procs.is_main:
 
 # %% [markdown]
 # ## Optimizer
-# AdamW (fused on CUDA), weight decay on matrices only. On a T4 training runs in float16, whose
-# small range needs a GradScaler to keep gradients from underflowing; bf16 and fp32 need none.
+# AdamW (fused on CUDA), all parameters in one group, so that a full checkpoint restores into
+# the checkpoint summary's `torch.optim.AdamW(model.parameters())`; the price is weight decay on
+# biases and LayerNorm gains too, which at 0.1 costs little. On a T4 training runs in float16,
+# whose small range needs a GradScaler to keep gradients from underflowing; bf16 and fp32 need none.
 
 # %%
 optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
@@ -261,7 +263,7 @@ from helpers.checkpoint import load_weights
 from helpers.fileio import remove_stale_temporaries
 from helpers.policy import find_resume_checkpoint
 from helpers.stopping import EarlyStopping
-from helpers.training import restore_rng_state
+from helpers.rng import restore_rng_state
 
 step, best_val_loss, best_step = 0, float("inf"), None
 train_loss, val_loss = float("nan"), None
@@ -312,7 +314,7 @@ elif procs.is_main:
 from torch.nn.parallel import DistributedDataParallel
 
 from helpers.data import get_batch, sample_offsets
-from helpers.training import compile_model
+from helpers.hardware import compile_model
 
 raw_model = model  # what checkpoints save: never the compiled or distributed wrapper
 if cfg.compile:
@@ -338,7 +340,10 @@ if procs.world_size > 1:
 
 # %%
 import contextlib
+import math
 import time
+
+import numpy as np
 
 from tqdm.auto import tqdm
 
@@ -347,8 +352,40 @@ from helpers.data import get_batch, step_offsets
 from helpers.display import LossChart
 from helpers.policy import BackgroundWriter, BestState, SaveClock, save_periodic
 from helpers.stopping import improves
-from helpers.training import (autocast, capture_rng_state, estimate_loss, from_main_process, learning_rate,
-                              mean_over_processes)
+from helpers.data import eval_offsets
+from helpers.distributed import from_main_process, mean_over_processes
+from helpers.hardware import autocast
+from helpers.rng import capture_rng_state
+
+
+def get_lr(step: int) -> float:
+    """Linear warm-up to learning_rate, then cosine decay to min_lr at max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+    if step >= cfg.max_steps:
+        return cfg.min_lr
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.learning_rate - cfg.min_lr)
+
+
+@torch.no_grad()
+def estimate_loss(tokens: np.ndarray, max_batches: int) -> float:
+    """Mean loss per token over a split's consecutive windows: all of them, or the first max_batches batches.
+
+    No random numbers are drawn: training's random state is untouched, and every evaluation reads
+    the same text, so two evaluations differ only by the model and patience never fires on noise.
+    """
+    raw_model.eval()
+    total, count = torch.zeros((), device=hw.device), 0
+    for offsets in eval_offsets(len(tokens), cfg.block_size, cfg.batch_size, max_batches):
+        x, y = get_batch(tokens, offsets, cfg.block_size, hw.device)
+        with autocast(hw):
+            _, loss = raw_model(x, y)
+        total += loss.float() * len(offsets)
+        count += len(offsets)
+    raw_model.train()
+    return (total / count).item()
+
 
 
 def full_checkpoint(loss: float, val_loss: float | None) -> dict:
@@ -374,8 +411,7 @@ def why_stop() -> str | None:
 
 def val_loss_now() -> float:
     """The validation loss, the same on every process (each must take the same decisions)."""
-    return from_main_process(estimate_loss(raw_model, val_tokens, cfg.eval_iters, cfg.batch_size,
-                                           cfg.block_size, hw), procs)
+    return from_main_process(estimate_loss(val_tokens, cfg.eval_iters), procs)
 
 
 writer = BackgroundWriter(background=cfg.async_save)
@@ -392,7 +428,7 @@ if step == 0:  # the untrained model's loss, where the chart starts (about ln 50
 progress = tqdm(total=cfg.max_steps, initial=step, disable=not procs.is_main or stop_reason is not None, unit="step")
 t_log, steps_since_log, speed_windows = time.time(), 0, []  # (steps, seconds) of each log window
 while stop_reason is None and not (cfg.stop_after_steps and step - session_start >= cfg.stop_after_steps):
-    lr = learning_rate(step, cfg.learning_rate, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
+    lr = get_lr(step)
     for group in optimizer.param_groups:
         group["lr"] = lr
     # This process's share of the step's global batch (see helpers.data.step_offsets).
@@ -534,23 +570,16 @@ if procs.is_main:
 # a training loss far below it means the model is memorising. For the final model:
 
 # %%
-from helpers.data import eval_offsets
-
 if procs.is_main:  # the training text measured on as many windows as the validation text has
     val_batches = len(eval_offsets(len(val_tokens), cfg.block_size, cfg.batch_size, cfg.eval_iters))
-    losses = {name: estimate_loss(raw_model, tokens, val_batches, cfg.batch_size, cfg.block_size, hw)
-              for name, tokens in (("train", train_tokens), ("val", val_tokens))}
+    losses = {name: estimate_loss(tokens, val_batches) for name, tokens in (("train", train_tokens), ("val", val_tokens))}
     print(f"the final model: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
 
 # %% [markdown]
 # ## Which checkpoint is which
-#
-# | file | contains | use it to |
-# |---|---|---|
-# | `model_step_{step}.pt` (periodic, the newest `keep_last`) | model + optimizer + training state | resume training |
-# | `model_final.pt` | model only | **deploy to Hugging Face** |
-# | `model_final_full.pt` | model + optimizer + training state | fine-tune, or train further |
-# | `model_best.pt` | model only, lowest validation loss | deploy the best model |
+# The table printed above says, for each file this run wrote, what it holds and what to use it
+# for: `model_final.pt` (weights only) is the one to deploy; the full checkpoints (with the
+# optimizer) resume training or fine-tune from exactly their step.
 #
 # The optimizer's two moment estimates are twice the size of the weights, so a full checkpoint
 # is about three times a deployment one; the table printed above has this run's sizes. Load a
@@ -600,12 +629,12 @@ if procs.is_main:
 # this cell prints where the files are and a line to download them later.
 
 # %%
-from helpers.checkpoint import load_checkpoint, save_checkpoint, to_deployment
+from helpers.create_deployment_checkpoint import create_deployment_checkpoint
 
 if procs.is_main and (checkpoint_dir / FINAL).exists():
     final_path = checkpoint_dir / FINAL
-    half_path = checkpoint_dir / "model_final_fp16.pt"
-    save_checkpoint(to_deployment(load_checkpoint(final_path), dtype="float16"), half_path)
+    half_path = create_deployment_checkpoint(checkpoint_dir / FINAL_FULL, checkpoint_dir / "model_final_fp16.pt",
+                                             dtype="float16", force=True)  # the strip tool's own code
     if IN_COLAB:
         colab.report_files([final_path, half_path], on_drive, send=cfg.download)
     else:
@@ -641,7 +670,7 @@ from helpers.make_space import make_space, push_space
 
 if procs.is_main and cfg.space_repo and (checkpoint_dir / FINAL).exists():
     if hub_token() is None:
-        print(f"not creating the Space {cfg.space_repo}: no Hugging Face token (add the Colab secret HF_TOKEN)")
+        print(f"not creating the Space {cfg.space_repo}: {missing_token_reason()}")
     else:
         push_space(make_space(checkpoint_dir / FINAL, checkpoint_dir / "hf_space", force=True), cfg.space_repo)
 

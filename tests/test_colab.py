@@ -22,7 +22,7 @@ from nbclient.exceptions import CellExecutionError
 from conftest import FAKE_COLAB, NOTEBOOK, REPO
 from helpers import colab as colab_helpers
 from helpers.config import detect_preset
-from helpers.training import detect_hardware
+from helpers.hardware import detect_hardware
 
 RUN = "ci-2m"  # the ci preset's run folder (helpers.runs.run_folder)
 IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "checkpoints", "__pycache__", ".pytest_cache", "*.zip")

@@ -6,9 +6,10 @@ import re
 import jupytext
 import torch
 
-from conftest import NOTEBOOK, SCRIPT
+from conftest import NOTEBOOK, REPO, SCRIPT
 from helpers.checkpoint import read_checkpoint
 from helpers.model import GPT, GPTConfig
+from helpers.policy import CHECKPOINT_FILES
 
 
 def cells(nb):
@@ -71,3 +72,13 @@ def test_validation_loss_falls(ci_run):
     assert [s for s, _ in history["val"]] == [0, 5, 10, 15, 20]
     assert abs(val[0] - 10.8) < 0.3 and val[-1] < val[0] - 2.0
     assert [s for s, _ in history["train"]] == list(range(1, 21))
+
+
+def test_readme_checkpoint_table_says_what_the_notebook_prints():
+    """helpers.policy.CHECKPOINT_FILES is the one source: the README's table must agree with it."""
+    rows = {line.split("|")[1].strip(): line for line in (REPO / "README.md").read_text().splitlines()
+            if line.startswith("| `model_")}
+    for name, (contains, use) in CHECKPOINT_FILES.items():
+        row = rows.get(f"`{name}`")
+        assert row is not None, f"README's checkpoint table has no row for {name}"
+        assert f"| {contains} |" in row and use in row, row

@@ -1,0 +1,104 @@
+"""The machine training runs on: device, precision, peak speed, and torch.compile with a fallback."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from helpers.errors import first_line
+
+# Peak dense tensor-core throughput in FLOP/s by GPU, for MFU: fp16 on a T4 (it has no bf16),
+# bf16 elsewhere. Substrings of torch.cuda.get_device_name().
+PEAK_FLOPS = {
+    "T4": 65e12,
+    "V100": 125e12,
+    "A10G": 125e12,
+    "L4": 121e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "H100": 989e12,
+    "H200": 989e12,
+}
+
+
+@dataclass
+class Hardware:
+    """Where and how training runs."""
+
+    device: str  # "cpu", "cuda", "cuda:1"
+    device_type: str  # "cpu" or "cuda"
+    name: str  # e.g. "Tesla T4", "cpu"
+    dtype: str  # "float32", "bfloat16" or "float16"
+    peak_flops: float | None  # None where unknown (CPUs)
+
+
+def gpu_capability(index: int = 0) -> tuple[int, int] | None:
+    """The CUDA compute capability of GPU index, or None without a GPU."""
+    return torch.cuda.get_device_capability(index) if torch.cuda.is_available() else None
+
+
+def is_ampere_or_newer(capability: tuple[int, int]) -> bool:
+    """Compute capability 8.0 and up: bf16 and TF32 tensor cores, worth torch.compile.
+
+    Not torch.cuda.is_bf16_supported(): it answers True on a T4 (7.5), which emulates bf16 slowly.
+    """
+    return capability >= (8, 0)
+
+
+def detect_hardware(device: str = "auto", dtype: str = "auto", local_rank: int | None = None) -> Hardware:
+    """Pick device and precision: bf16 on Ampere and newer, fp16 on older GPUs, fp32 on the CPU.
+
+    device "auto" is the GPU if there is one (under torchrun, the process's own: local_rank).
+    """
+    if device == "auto":
+        device = "cpu" if not torch.cuda.is_available() else "cuda" if local_rank is None else f"cuda:{local_rank}"
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    if device_type == "cuda":
+        index = torch.device(device).index or 0
+        name = torch.cuda.get_device_name(index)
+        best = "bfloat16" if is_ampere_or_newer(gpu_capability(index)) else "float16"
+        # longest names first, so that "L40S" is not taken for "L4"
+        peak = next((PEAK_FLOPS[key] for key in sorted(PEAK_FLOPS, key=len, reverse=True) if key in name), None)
+    else:
+        name, best, peak = "cpu", "float32", None
+    if dtype == "auto":
+        dtype = best
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"GPT2_DTYPE={dtype!r}: expected auto, float32, bfloat16 or float16")
+    return Hardware(device, device_type, name, dtype, peak)
+
+
+def autocast(hw: Hardware) -> contextlib.AbstractContextManager:
+    """Mixed-precision context for forward passes (a no-op in float32)."""
+    if hw.dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=hw.device_type, dtype=getattr(torch, hw.dtype))
+
+
+def enable_tf32() -> None:
+    """Let float32 matrix multiplies use TF32 tensor cores (Ampere and newer)."""
+    torch.set_float32_matmul_precision("high")
+
+
+def compile_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, hw: Hardware) -> torch.nn.Module:
+    """torch.compile(model), tried on one batch; the model itself if compiling fails.
+
+    torch.compile compiles lazily, at the first forward pass, so a failure (no C compiler, an
+    unsupported GPU) only shows there: this runs one forward and backward pass to find out, then
+    clears the gradients it made.
+    """
+    cuda_devices = [torch.device(hw.device).index or 0] if hw.device_type == "cuda" else []
+    try:
+        # random state forked: dropout in the trial must not shift a resumed run's random numbers
+        with torch.random.fork_rng(devices=cuda_devices):
+            compiled = torch.compile(model)
+            with autocast(hw):
+                _, loss = compiled(x, y)
+            loss.backward()
+    except Exception as e:  # any failure to compile means: train uncompiled
+        print(f"torch.compile failed, training uncompiled: {type(e).__name__}: {first_line(e)}")
+        compiled = model
+    model.zero_grad(set_to_none=True)
+    return compiled
