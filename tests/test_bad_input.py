@@ -9,10 +9,10 @@ import torch
 
 import helpers.fileio as fileio
 from helpers.checkpoint import FULL, CheckpointError, make_checkpoint, save_checkpoint, to_deployment
-from helpers.create_deployment_checkpoint import main as create_main
+from helpers.commands.create_deployment_checkpoint import main as create_main
 from helpers.model import GPT, GPTConfig
 from helpers.policy import find_resume_checkpoint, periodic_checkpoints, save_best, save_periodic
-from helpers.test_deployment_checkpoint import main as verify_main
+from helpers.commands.test_deployment_checkpoint import main as verify_main
 
 TINY = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16)
 

@@ -16,7 +16,7 @@ from helpers.checkpoint import (
     save_checkpoint,
     to_deployment,
 )
-from helpers.create_deployment_checkpoint import create_deployment_checkpoint
+from helpers.commands.create_deployment_checkpoint import create_deployment_checkpoint
 from helpers.model import GPT, GPTConfig
 from helpers.policy import BEST, find_resume_checkpoint, periodic_checkpoints, periodic_path, rotate, save_best, save_final, save_periodic
 
@@ -191,7 +191,7 @@ def test_gpt2_124m_sizes(tmp_path):
 import torch
 from pathlib import Path
 from helpers.checkpoint import FULL, make_checkpoint, save_checkpoint
-from helpers.create_deployment_checkpoint import create_deployment_checkpoint
+from helpers.commands.create_deployment_checkpoint import create_deployment_checkpoint
 from helpers.model import GPT, GPTConfig
 model = GPT(GPTConfig())
 opt = model.configure_optimizer(0.1, 6e-4, (0.9, 0.95), fused=False)
@@ -269,8 +269,8 @@ def test_background_write_errors_reach_the_loop(tmp_path):
 def test_files_in_the_documents_own_format_work(tmp_path):
     """The user's existing files: the document's keys only, `config` holding GPTConfig's fields,
     and a causal-mask buffer as some GPT-2 code keeps one."""
-    from helpers.create_deployment_checkpoint import main as create_main
-    from helpers.test_deployment_checkpoint import main as verify_main
+    from helpers.commands.create_deployment_checkpoint import main as create_main
+    from helpers.commands.test_deployment_checkpoint import main as verify_main
 
     model, opt, loss = trained_tiny()
     sd = dict(model.state_dict())
