@@ -185,10 +185,10 @@ def check_checkpoint(path: str | Path, ckpt: dict, kind: str | tuple[str, ...] |
     actual = checkpoint_kind(ckpt)
     if actual not in REQUIRED:
         raise CheckpointError(path, f"says it is a {actual!r} checkpoint; this code knows {', '.join(REQUIRED)}")
-    if kind and actual not in ((kind,) if isinstance(kind, str) else kind):
-        raise CheckpointError(path, f"{WRONG_KIND[actual]}; a full checkpoint is needed here")
     if actual == DEPLOYMENT and "optimizer_state_dict" in ckpt:
         raise CheckpointError(path, "says it is a deployment checkpoint, but holds optimizer_state_dict")
+    if kind and actual not in ((kind,) if isinstance(kind, str) else kind):
+        raise CheckpointError(path, f"{WRONG_KIND[actual]}; a full checkpoint is needed here")
     missing = [k for k in REQUIRED[actual] if k not in ckpt]
     if missing:
         raise CheckpointError(path, f"missing key(s): {', '.join(missing)}")

@@ -13,6 +13,7 @@ from helpers.commands.create_deployment_checkpoint import main as create_main
 from helpers.commands.export_hf import main as export_main
 from helpers.model import GPT, GPTConfig
 from helpers.commands.test_deployment_checkpoint import main as check_main
+from helpers.errors import HubError, OutputError
 
 TINY = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32)
 VOCAB = TINY.vocab_size
@@ -176,6 +177,35 @@ def test_export_refuses_a_model_without_biases(tmp_path, capsys):
     assert export_main([str(path), str(tmp_path / "out")]) == 1
     assert "bias=False" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_folder_and_hub_problems_are_their_own_errors(files, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputError, match="out: is not empty; pass --force") as info:
+        hf.export_hf(files["deploy"], out)
+    assert not isinstance(info.value, CheckpointError)
+
+    def offline(repo_id, allow_patterns):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(HubError, match=r"^someone/gpt2: not a local folder, and not downloadable from the Hub "
+                                       r"\(OSError: Network is unreachable\)$") as info:
+        hf.load_hf_gpt2("someone/gpt2")
+    assert not isinstance(info.value, CheckpointError)
+
+
+def test_the_library_warns_where_the_command_prints(files, model, tmp_path, monkeypatch):
+    def missing():
+        raise FileNotFoundError("no network")
+
+    monkeypatch.setattr(hf, "gpt2_tokenizer_files", missing)
+    with pytest.warns(UserWarning, match=r"no tokenizer files written \(no network\)"):
+        hf.export_hf_folder(model, tmp_path / "out")
 
 
 # ----------------------------------------------------------------------------- transformers
