@@ -19,7 +19,7 @@ from helpers.errors import CheckpointError, describe
 from helpers.fileio import atomic_write_bytes, check_out_dir, write_folder
 from helpers.hf_convert import from_hf_state_dict, gpt_config_from_hf, hf_config, to_hf_state_dict
 from helpers.hub import download_model
-from helpers.model import GPT2_VOCAB_SIZE, GPT
+from helpers.model import GPT2_VOCAB_SIZE, GPT, GPTConfig
 from helpers.tokenizer_files import EOT_ID, gpt2_tokenizer_files, tokenizer_config
 
 # ----------------------------------------------------------------------------- export
