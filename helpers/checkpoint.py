@@ -6,8 +6,10 @@ Two kinds, with the keys of the user's document (`step`, `model_state_dict`,
 - full (`model_step_{step}.pt`, `model_final_full.pt`): everything needed to resume exactly.
 - deployment (`model_final.pt`, `model_best.pt`): the weights alone, about a third of the size.
 
-Every file holds only tensors, numbers, strings, lists and dicts, so it loads with
-`torch.load(path, weights_only=True)`, and every write is atomic (see helpers.fileio).
+Two encodings, chosen by the file's suffix, so callers never choose: `.pt` (torch.save) and, for
+deployment checkpoints, `.safetensors` (see helpers.safetensors_io). Every `.pt` file holds only
+tensors, numbers, strings, lists and dicts, so it loads with `torch.load(path, weights_only=True)`,
+and every write is atomic (see helpers.fileio). nanoGPT's `ckpt.pt` is read too, as its weights.
 """
 
 from __future__ import annotations
@@ -19,13 +21,21 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
-from helpers.fileio import atomic_torch_save
+from helpers import safetensors_io
+from helpers.errors import CheckpointError, describe
+from helpers.fileio import atomic_torch_save, atomic_write_bytes
 from helpers.model import GPT, GPTConfig
+from helpers.safetensors_io import tensor_identity
 
-FORMAT = "gpt2-124m-colab"
+FORMAT = "gpt2-124m-colab"  # "format" in every file this project writes
 FORMAT_VERSION = 1
 FULL = "full"
 DEPLOYMENT = "deployment"
+# nanoGPT's ckpt.pt (github.com/karpathy/nanoGPT, train.py), read as its weights: its optimizer
+# state has nanoGPT's two parameter groups (decay, no decay), which this project's one group cannot
+# take, so it never resumes here. Its "format" while in memory; stripped, it is ours.
+NANOGPT = "nanoGPT"
+NANOGPT_KEYS = ("model", "model_args", "iter_num")
 WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # added by torch.compile and DistributedDataParallel
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Keys each kind must have: the document's. Files of this project also carry `model_args`;
@@ -33,18 +43,17 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 REQUIRED = {
     FULL: ("step", "model_state_dict", "optimizer_state_dict", "loss", "config"),
     DEPLOYMENT: ("step", "model_state_dict", "loss", "config"),
+    NANOGPT: ("step", "model_state_dict", "loss", "config"),
+}
+# What a checkpoint of each kind is, where another kind was asked for.
+WRONG_KIND = {
+    FULL: "is a full checkpoint (it holds optimizer_state_dict)",
+    DEPLOYMENT: "is a deployment checkpoint (no optimizer_state_dict)",
+    NANOGPT: ("is nanoGPT's ckpt.pt, whose optimizer state (two parameter groups) this project cannot resume; "
+              "strip it to its weights with python -m helpers.create_deployment_checkpoint"),
 }
 # Causal-mask buffers that some GPT-2 implementations keep in their state dict; ours has none.
 MASK_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be used; the message names the file and the problem."""
-
-    def __init__(self, path: str | Path, problem: str):
-        super().__init__(f"{path}: {problem}")
-        self.path = Path(path)
-        self.problem = problem
 
 
 def clean_state_dict(state_dict: dict) -> dict:
@@ -104,42 +113,82 @@ def make_checkpoint(
 
 
 def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
-    """Write a checkpoint dict atomically."""
-    return atomic_torch_save(ckpt, path)
+    """Write a checkpoint dict atomically: .safetensors as its deployment form, any other name with torch.save."""
+    if Path(path).suffix != safetensors_io.SUFFIX:
+        return atomic_torch_save(ckpt, path)
+    deploy = to_deployment(ckpt, ckpt.get("dtype", "float32"))
+    state = clean_state_dict(deploy.pop("model_state_dict"))
+    return atomic_write_bytes(path, safetensors_io.encode(state, deploy))
 
 
-def read_checkpoint(path: str | Path, mmap: bool = True) -> dict:
-    """torch.load(weights_only=True) on the CPU, memory-mapped; any failure is a CheckpointError."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "no such file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(path, "file is empty")
+def _torch_load(path: Path, mmap: bool) -> object:
+    """torch.load(weights_only=True) on the CPU; any failure is a CheckpointError."""
     if not zipfile.is_zipfile(path):
         # torch.save writes a zip archive; a truncated one loses its directory at the end.
         raise CheckpointError(path, "not a torch checkpoint, or truncated (no complete zip archive)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(path, f"refused: holds objects that are not plain data ({first})") from None
+        raise CheckpointError(path, f"refused: holds objects that are not plain data ({describe(e)})") from None
     except Exception as e:  # zip, storage and EOF errors from a damaged file
-        raise CheckpointError(path, f"damaged, cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise CheckpointError(path, f"damaged, cannot be read ({describe(e)})") from None
+
+
+def read_checkpoint(path: str | Path, mmap: bool = True) -> dict:
+    """The dict in a .pt (memory-mapped) or .safetensors file, nanoGPT's converted; any failure is a CheckpointError."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(path, "is a folder, not a checkpoint file")
+    if not path.is_file():
+        raise CheckpointError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(path, "file is empty")
+    if path.suffix == safetensors_io.SUFFIX:
+        try:
+            return safetensors_io.decode(path)
+        except ValueError as e:
+            raise CheckpointError(path, str(e)) from None
+    ckpt = _torch_load(path, mmap)
     if not isinstance(ckpt, dict):
         raise CheckpointError(path, f"holds a {type(ckpt).__name__}, not a checkpoint dict")
-    return ckpt
+    return from_nanogpt(ckpt) if is_nanogpt(ckpt) else ckpt
+
+
+def is_nanogpt(ckpt: dict) -> bool:
+    """Whether ckpt has nanoGPT's layout (model, optimizer, model_args, iter_num, best_val_loss, config)."""
+    return "model_state_dict" not in ckpt and all(k in ckpt for k in NANOGPT_KEYS)
+
+
+def from_nanogpt(ckpt: dict) -> dict:
+    """nanoGPT's ckpt.pt in this project's keys, without its optimizer state; loss and val_loss are its best_val_loss."""
+    best = ckpt.get("best_val_loss")  # nanoGPT stores a 0-d tensor; its only loss
+    best = float(best) if isinstance(best, (int, float, torch.Tensor)) else float("nan")
+    args = ckpt["model_args"] if isinstance(ckpt["model_args"], dict) else {}
+    args = {k: v for k, v in args.items() if k in GPTConfig.__dataclass_fields__}  # model_config_of checks them
+    return {"format": NANOGPT, "format_version": FORMAT_VERSION, "step": int(ckpt["iter_num"]),
+            "model_state_dict": ckpt["model"], "loss": best, "val_loss": best, "best_val_loss": best,
+            "config": dict(ckpt.get("config") or {}), "model_args": args}
 
 
 def checkpoint_kind(ckpt: dict) -> str:
-    """'full' if the checkpoint can resume training, else 'deployment'."""
-    return FULL if "optimizer_state_dict" in ckpt else DEPLOYMENT
+    """'nanoGPT' for nanoGPT's ckpt.pt, else the kind the file says, else 'full' if it can resume training, else 'deployment'."""
+    if ckpt.get("format") == NANOGPT:
+        return NANOGPT
+    declared = ckpt.get("kind")  # the document's own files say none
+    return declared if isinstance(declared, str) else FULL if "optimizer_state_dict" in ckpt else DEPLOYMENT
 
 
-def check_checkpoint(path: str | Path, ckpt: dict, kind: str | None = None) -> dict:
-    """Raise CheckpointError unless ckpt is a well-formed checkpoint (of the given kind)."""
+def check_checkpoint(path: str | Path, ckpt: dict, kind: str | tuple[str, ...] | None = None) -> dict:
+    """Raise CheckpointError unless ckpt is a well-formed checkpoint (of the given kind, or one of the given kinds)."""
+    if ckpt.get("format", FORMAT) not in (FORMAT, NANOGPT):
+        raise CheckpointError(path, f"is in another program's format ({ckpt['format']!r}), not a checkpoint of this project")
     actual = checkpoint_kind(ckpt)
-    if kind == FULL and actual != FULL:
-        raise CheckpointError(path, "is a deployment checkpoint (no optimizer_state_dict); a full checkpoint is needed here")
+    if actual not in REQUIRED:
+        raise CheckpointError(path, f"says it is a {actual!r} checkpoint; this code knows {', '.join(REQUIRED)}")
+    if actual == DEPLOYMENT and "optimizer_state_dict" in ckpt:
+        raise CheckpointError(path, "says it is a deployment checkpoint, but holds optimizer_state_dict")
+    if kind and actual not in ((kind,) if isinstance(kind, str) else kind):
+        raise CheckpointError(path, f"{WRONG_KIND[actual]}; a full checkpoint is needed here")
     missing = [k for k in REQUIRED[actual] if k not in ckpt]
     if missing:
         raise CheckpointError(path, f"missing key(s): {', '.join(missing)}")
@@ -151,8 +200,8 @@ def check_checkpoint(path: str | Path, ckpt: dict, kind: str | None = None) -> d
     return ckpt
 
 
-def load_checkpoint(path: str | Path, kind: str | None = None, mmap: bool = True) -> dict:
-    """Read and check a checkpoint; the state dict comes back without wrapper prefixes."""
+def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None, mmap: bool = True) -> dict:
+    """Read and check a checkpoint (.pt or .safetensors); the state dict comes back without wrapper prefixes."""
     ckpt = check_checkpoint(path, read_checkpoint(path, mmap=mmap), kind)
     ckpt["model_state_dict"] = clean_state_dict(ckpt["model_state_dict"])
     return ckpt
@@ -228,16 +277,11 @@ def model_with_weights(config: GPTConfig, state_dict: dict, path: str | Path) ->
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
-    """A ready model in eval mode from any checkpoint: weights memory-mapped, assigned in place."""
+    """A ready model in eval mode from any checkpoint (.pt or .safetensors, any kind): weights assigned in place."""
     ckpt = load_checkpoint(path)
     state = {k: v.float() for k, v in ckpt["model_state_dict"].items()}  # half-precision files too
     model = model_with_weights(model_config_of(path, ckpt), state, path)
     return model.to(device).eval(), ckpt
-
-
-def tensor_identity(t: torch.Tensor) -> tuple:
-    """What makes two tensors the same memory: storage, offset, shape, strides and dtype."""
-    return (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
 
 
 def convert_state_dict(state_dict: dict, dtype: torch.dtype) -> dict:
@@ -261,7 +305,7 @@ def to_deployment(ckpt: dict, dtype: str = "float32") -> dict:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}")
     training_only = ("optimizer_state_dict", "scaler_state_dict", "rng_state", "sampler_state")
     deploy = {k: v for k, v in ckpt.items() if k not in training_only}
-    deploy["kind"] = DEPLOYMENT
+    deploy.update(format=FORMAT, format_version=FORMAT_VERSION, kind=DEPLOYMENT)  # nanoGPT's, stripped, is ours
     deploy["dtype"] = dtype
     deploy["model_state_dict"] = convert_state_dict(ckpt["model_state_dict"], DTYPES[dtype])
     return deploy

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from helpers.hardware import gpu_capability, is_ampere_or_newer
 from helpers.model import GPTConfig
 
-from helpers.data import SHAKESPEARE_URL
-
+SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 ENV_PREFIX = "GPT2_"
 # Variables with the prefix that are not fields: the preset itself, and the repository URL the
 # notebook's setup cell reads before helpers/ can be imported.

@@ -1,77 +1,8 @@
-"""Turn a full checkpoint into a deployment checkpoint: the weights without the optimizer state.
+"""The entry point of `python -m helpers.create_deployment_checkpoint`; the program is helpers/commands/create_deployment_checkpoint.py."""
 
-    python -m helpers.create_deployment_checkpoint checkpoints/model_final_full.pt
-    python -m helpers.create_deployment_checkpoint model_step_2000.pt out.pt --dtype float16
-    python -m helpers.create_deployment_checkpoint model_final_full.pt model_final.safetensors
-
-The input is memory-mapped, so the optimizer state (two thirds of the file) is never read into
-memory. The output is written atomically; the input is never touched.
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-from helpers.checkpoint import (
-    DTYPES,
-    FULL,
-    CheckpointError,
-    load_checkpoint,
-    save_checkpoint,
-    to_deployment,
-)
-from helpers.cli import fail
-from helpers.safetensors_io import SUFFIX, save_safetensors
-
-DTYPE_SUFFIX = {"float32": "", "float16": "_fp16", "bfloat16": "_bf16"}
-
-
-def default_output(input_path: Path, dtype: str) -> Path:
-    """The document's naming: model_final_full.pt -> model_final.pt; otherwise NAME_deploy.pt."""
-    stem = input_path.stem
-    base = stem[: -len("_full")] if stem.endswith("_full") else f"{stem}_deploy"
-    return input_path.with_name(f"{base}{DTYPE_SUFFIX[dtype]}.pt")
-
-
-def create_deployment_checkpoint(input_path: str | Path, output_path: str | Path | None = None,
-                                 dtype: str = "float32", force: bool = False) -> Path:
-    """Write the deployment form of a full checkpoint; refuse to overwrite the input, or any file unless forced."""
-    input_path = Path(input_path)
-    output_path = Path(output_path) if output_path else default_output(input_path, dtype)
-    if output_path.resolve() == input_path.resolve():
-        raise CheckpointError(output_path, "is the input file; choose another output path")
-    if output_path.exists() and not force:
-        raise CheckpointError(output_path, "already exists; pass --force to replace it")
-    full = load_checkpoint(input_path, kind=FULL)
-    deploy = to_deployment(full, dtype)
-    if output_path.suffix == SUFFIX:  # tensors and JSON metadata only: loading it runs no pickle
-        return save_safetensors(deploy, output_path)
-    return save_checkpoint(deploy, output_path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The command line: parse argv, run, and return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.create_deployment_checkpoint",
-                                     description="Strip the optimizer state from a full checkpoint.")
-    parser.add_argument("input", type=Path, help="full checkpoint (model_step_N.pt, model_final_full.pt)")
-    parser.add_argument("output", type=Path, nargs="?", help="default: beside the input, model_final_full.pt -> model_final.pt; a .safetensors name writes safetensors")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="precision of the weights (default float32)")
-    parser.add_argument("--force", action="store_true", help="replace an existing output file")
-    args = parser.parse_args(argv)
-    args.output = args.output or default_output(args.input, args.dtype)
-    try:
-        output = create_deployment_checkpoint(args.input, args.output, args.dtype, args.force)
-    # ValueError: e.g. a config value that a .safetensors header (JSON) cannot hold
-    except (CheckpointError, OSError, ValueError) as e:
-        return fail(e, args.output)
-    before, after = args.input.stat().st_size, output.stat().st_size
-    print(f"{args.input}: {before / 1e6:,.1f} MB (full)")
-    print(f"{output}: {after / 1e6:,.1f} MB (deployment, {args.dtype})")
-    print(f"saved {before - after:,} bytes: {100 * (1 - after / before):.1f}% smaller")
-    return 0
-
+from helpers.commands.create_deployment_checkpoint import main
 
 if __name__ == "__main__":
     sys.exit(main())

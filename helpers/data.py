@@ -15,9 +15,9 @@ import numpy as np
 import tiktoken
 import torch
 
+from helpers.config import SHAKESPEARE_URL  # the default data_url: a setting, so the settings own it
 from helpers.fileio import atomic_write_bytes
 
-SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 ENCODING = "gpt2"
 TRAIN_FRACTION = 0.9

@@ -2,17 +2,21 @@
 
 A reader, or a run resumed after a crash or `kill -9`, sees either the old file or the complete
 new one, never a partial write. Temporary files are named `.NAME.tmp-*` so that they never match
-a checkpoint's name and can be swept up after a crash.
+a checkpoint's name and can be swept up after a crash. Folders (an export, a Space) are filled
+beside their place and renamed into it whole.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
 import torch
+
+from helpers.errors import OutputError
 
 TMP_MARK = ".tmp-"
 
@@ -97,3 +101,38 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def check_out_dir(out_dir: Path, force: bool = False, source: Path | None = None) -> None:
+    """Refuse an out_dir that is a file, holds source, or is not empty unless forced (an OutputError)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(out_dir, "exists and is not a folder")
+    if source is not None and out_dir.resolve() in source.resolve().parents:
+        # --force replaces out_dir whole: it would delete the checkpoint it is exporting.
+        raise OutputError(out_dir, f"holds the checkpoint {source.name}; choose another output folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise OutputError(out_dir, "is not empty; pass --force to replace it")
+
+
+def write_folder(out_dir: str | Path, fill: Callable[[Path], None], force: bool = False) -> Path:
+    """Fill a temporary folder beside out_dir, then rename it into place: never half a folder."""
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir, force)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Not named with fileio's TMP_MARK: remove_stale_temporaries() deletes files only.
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    try:
+        fill(tmp)
+        os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes folders private (0700)
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out_dir.exists():
+            os.replace(old, out_dir)  # put the previous folder back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    fsync_dir(out_dir.parent)
+    return out_dir

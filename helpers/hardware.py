@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from helpers.errors import first_line
+from helpers.errors import describe
 
 # Peak dense tensor-core throughput in FLOP/s by GPU, for MFU: fp16 on a T4 (it has no bf16),
 # bf16 elsewhere. Substrings of torch.cuda.get_device_name().
@@ -98,7 +98,7 @@ def compile_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, hw: 
                 _, loss = compiled(x, y)
             loss.backward()
     except Exception as e:  # any failure to compile means: train uncompiled
-        print(f"torch.compile failed, training uncompiled: {type(e).__name__}: {first_line(e)}")
+        print(f"torch.compile failed, training uncompiled: {describe(e)}")
         compiled = model
     model.zero_grad(set_to_none=True)
     return compiled

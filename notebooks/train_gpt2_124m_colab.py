@@ -631,7 +631,7 @@ if procs.is_main:
 # this cell prints where the files are and a line to download them later.
 
 # %%
-from helpers.create_deployment_checkpoint import create_deployment_checkpoint
+from helpers.deployment import create_deployment_checkpoint
 
 if procs.is_main and (checkpoint_dir / FINAL).exists():
     final_path = checkpoint_dir / FINAL
@@ -652,14 +652,15 @@ if procs.is_main and (checkpoint_dir / FINAL).exists():
 # does nothing.
 
 # %%
-from helpers.export_hf import export_hf
-from helpers.hf import hub_token, missing_token_reason, upload_to_hub
+from helpers.hf import export_hf
+from helpers.hub import hub_token, missing_token_reason, upload_to_hub
 
 if procs.is_main and cfg.hub_repo and (checkpoint_dir / FINAL).exists():
     if hub_token() is None:
         print(f"not uploading to {cfg.hub_repo}: {missing_token_reason()}")
     else:
-        upload_to_hub(export_hf(checkpoint_dir / FINAL, checkpoint_dir / "hf_export", force=True), cfg.hub_repo)
+        folder = export_hf(checkpoint_dir / FINAL, checkpoint_dir / "hf_export", force=True)
+        print(f"uploaded {folder} to {upload_to_hub(folder, cfg.hub_repo)}")
 
 # %% [markdown]
 # ## Put it on a Hugging Face Space (optional)
@@ -668,13 +669,14 @@ if procs.is_main and cfg.hub_repo and (checkpoint_dir / FINAL).exists():
 # `python -m helpers.make_space` writes. Without a token this cell says so and does nothing.
 
 # %%
-from helpers.make_space import make_space, push_space
+from helpers.space import make_space, push_space
 
 if procs.is_main and cfg.space_repo and (checkpoint_dir / FINAL).exists():
     if hub_token() is None:
         print(f"not creating the Space {cfg.space_repo}: {missing_token_reason()}")
     else:
-        push_space(make_space(checkpoint_dir / FINAL, checkpoint_dir / "hf_space", force=True), cfg.space_repo)
+        folder = make_space(checkpoint_dir / FINAL, checkpoint_dir / "hf_space", force=True)
+        print(f"uploaded {folder} to {push_space(folder, cfg.space_repo)}")
 
 # %% [markdown]
 # ## Finish

@@ -9,10 +9,10 @@ import torch
 
 import helpers.fileio as fileio
 from helpers.checkpoint import FULL, CheckpointError, make_checkpoint, save_checkpoint, to_deployment
-from helpers.create_deployment_checkpoint import main as create_main
+from helpers.commands.create_deployment_checkpoint import main as create_main
 from helpers.model import GPT, GPTConfig
 from helpers.policy import find_resume_checkpoint, periodic_checkpoints, save_best, save_periodic
-from helpers.test_deployment_checkpoint import main as verify_main
+from helpers.commands.test_deployment_checkpoint import main as verify_main
 
 TINY = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16)
 
@@ -198,3 +198,28 @@ def test_empty_prompt_and_bad_sizes_in_the_verifier(tmp_path, capsys):
     assert verify_main([str(bad)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.pt: model_args do not describe a GPT" in err[0]
+
+
+def test_a_folder_given_as_the_checkpoint(tmp_path, monkeypatch, capsys):
+    """`python -m helpers.create_deployment_checkpoint .` once printed a ValueError traceback."""
+    monkeypatch.chdir(tmp_path)
+    assert create_main(["."]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == ["error: .: is a folder, not a checkpoint file"]
+    assert verify_main(["."]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == ["FAILED: .: is a folder, not a checkpoint file"]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("change,problem", [
+    ({"format": "someone-else"}, "is in another program's format ('someone-else'), not a checkpoint of this project"),
+    ({"kind": "deployment"}, "says it is a deployment checkpoint, but holds optimizer_state_dict"),
+    ({"kind": "full", "optimizer_state_dict": None}, "missing key(s): optimizer_state_dict"),
+])
+def test_what_a_file_says_it_is_is_checked(change, problem, tmp_path, capsys):
+    ckpt = dict(full_ckpt(), **change)
+    if change.get("optimizer_state_dict", 0) is None:
+        del ckpt["optimizer_state_dict"]
+    bad = save_checkpoint(ckpt, tmp_path / "model_final_full.pt")
+    assert create_main([str(bad)]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {bad}: {problem}"
+    assert not (tmp_path / "model_final.pt").exists()

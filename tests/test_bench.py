@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from conftest import REPO
-from helpers.bench import bench_checkpoint_io, gpu_check, main
+from helpers.commands.bench import gpu_check, main
+from helpers.commands.bench_checkpoint_io import bench_checkpoint_io
 from helpers.checkpoint import DEPLOYMENT, load_checkpoint, make_checkpoint, save_checkpoint
 from helpers.model import GPT, GPTConfig
 

@@ -16,7 +16,8 @@ from helpers.checkpoint import (
     save_checkpoint,
     to_deployment,
 )
-from helpers.create_deployment_checkpoint import create_deployment_checkpoint
+from helpers.deployment import create_deployment_checkpoint
+from helpers.errors import CheckpointError
 from helpers.model import GPT, GPTConfig
 from helpers.policy import BEST, find_resume_checkpoint, periodic_checkpoints, periodic_path, rotate, save_best, save_final, save_periodic
 
@@ -191,7 +192,7 @@ def test_gpt2_124m_sizes(tmp_path):
 import torch
 from pathlib import Path
 from helpers.checkpoint import FULL, make_checkpoint, save_checkpoint
-from helpers.create_deployment_checkpoint import create_deployment_checkpoint
+from helpers.deployment import create_deployment_checkpoint
 from helpers.model import GPT, GPTConfig
 model = GPT(GPTConfig())
 opt = model.configure_optimizer(0.1, 6e-4, (0.9, 0.95), fused=False)
@@ -269,8 +270,8 @@ def test_background_write_errors_reach_the_loop(tmp_path):
 def test_files_in_the_documents_own_format_work(tmp_path):
     """The user's existing files: the document's keys only, `config` holding GPTConfig's fields,
     and a causal-mask buffer as some GPT-2 code keeps one."""
-    from helpers.create_deployment_checkpoint import main as create_main
-    from helpers.test_deployment_checkpoint import main as verify_main
+    from helpers.commands.create_deployment_checkpoint import main as create_main
+    from helpers.commands.test_deployment_checkpoint import main as verify_main
 
     model, opt, loss = trained_tiny()
     sd = dict(model.state_dict())
@@ -284,3 +285,52 @@ def test_files_in_the_documents_own_format_work(tmp_path):
     assert path == full and ckpt["step"] == 7
     loaded, _ = load_model(tmp_path / "model_final.pt")
     assert torch.equal(loaded.transformer.wte.weight, model.transformer.wte.weight)
+
+
+def nanogpt_ckpt(path, iter_num=250):
+    """nanoGPT's train.py checkpoint, key for key: a compiled model's weights, AdamW with its two groups, padded vocab."""
+    torch.manual_seed(0)
+    config = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50304, dropout=0.0, bias=False)
+    model = GPT(config)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3)
+    x = torch.randint(0, 50257, (2, 16))
+    model(x, x)[1].backward()
+    optimizer.step()
+    torch.save({
+        "model": {f"_orig_mod.{k}": v for k, v in model.state_dict().items()},  # torch.compile's names
+        "optimizer": optimizer.state_dict(),
+        "model_args": dict(n_layer=2, n_head=2, n_embd=32, block_size=16, bias=False, vocab_size=50304, dropout=0.0),
+        "iter_num": iter_num,
+        "best_val_loss": torch.tensor(1.4697),
+        "config": {"out_dir": "out-shakespeare-char", "dataset": "shakespeare", "compile": True, "learning_rate": 1e-3},
+    }, path)
+    return model.eval(), path
+
+
+def test_nanogpt_checkpoint_is_stripped_to_a_deployment_one(tmp_path, capsys):
+    from helpers.commands.create_deployment_checkpoint import main as create_main
+    from helpers.commands.test_deployment_checkpoint import main as verify_main
+
+    model, path = nanogpt_ckpt(tmp_path / "ckpt.pt")
+    out = tmp_path / "model_final.pt"
+    assert create_main([str(path), str(out)]) == 0
+    ckpt = torch.load(out, weights_only=True)
+    assert (ckpt["kind"], ckpt["format"], ckpt["step"]) == (DEPLOYMENT, "gpt2-124m-colab", 250)
+    assert ckpt["loss"] == pytest.approx(1.4697) and ckpt["config"]["dataset"] == "shakespeare"
+    assert ckpt["model_args"]["vocab_size"] == 50304 and ckpt["model_args"]["bias"] is False  # kept as nanoGPT had it
+    assert "optimizer_state_dict" not in ckpt and "optimizer" not in ckpt and "model" not in ckpt
+    assert ckpt["model_state_dict"].keys() == model.state_dict().keys()  # no _orig_mod. left
+    assert all(torch.equal(ckpt["model_state_dict"][k], v) for k, v in model.state_dict().items())
+    loaded, _ = load_model(out)
+    idx = torch.randint(0, 50257, (1, 16))
+    with torch.no_grad():
+        assert torch.equal(loaded(idx)[0], model(idx)[0])
+    capsys.readouterr()
+    assert verify_main([str(out), "--tokens", "3"]) == 0
+    # the original as it is: a clear line where a deployment checkpoint is asked for, and no resume from it
+    assert verify_main([str(path), "--tokens", "3"]) == 1
+    assert f"{path}: is nanoGPT's ckpt.pt" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match=r"ckpt.pt: is nanoGPT's ckpt.pt, whose optimizer state .* cannot resume"):
+        find_resume_checkpoint(tmp_path, str(path), GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50304, bias=False))

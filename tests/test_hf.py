@@ -7,13 +7,13 @@ import types
 import pytest
 import torch
 
-from helpers import hf
-from helpers.checkpoint import DEPLOYMENT, FULL, CheckpointError, load_checkpoint, make_checkpoint, save_checkpoint
-from helpers.create_deployment_checkpoint import main as create_main
-from helpers.export_hf import main as export_main
+from helpers import hf, hf_convert, hub, tokenizer_files
+from helpers.checkpoint import DEPLOYMENT, FULL, CheckpointError, load_checkpoint, load_model, make_checkpoint, save_checkpoint
+from helpers.commands.create_deployment_checkpoint import main as create_main
+from helpers.commands.export_hf import main as export_main
 from helpers.model import GPT, GPTConfig
-from helpers.safetensors_io import load_any_model, load_safetensors, save_safetensors
-from helpers.test_deployment_checkpoint import main as check_main
+from helpers.commands.test_deployment_checkpoint import main as check_main
+from helpers.errors import HubError, OutputError
 
 TINY = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32)
 VOCAB = TINY.vocab_size
@@ -51,7 +51,7 @@ def files(model, tmp_path_factory) -> dict:
 
 def tokenizer_available() -> bool:
     try:
-        hf.gpt2_tokenizer_files()
+        tokenizer_files.gpt2_tokenizer_files()
     except FileNotFoundError:
         return False
     return True
@@ -60,20 +60,20 @@ def tokenizer_available() -> bool:
 # ----------------------------------------------------------------------------- safetensors
 
 def test_safetensors_round_trip_stores_tied_weights_once(model, files, tmp_path):
-    path = save_safetensors(load_checkpoint(files["full"]), tmp_path / "model.safetensors")
+    path = save_checkpoint(load_checkpoint(files["full"]), tmp_path / "model.safetensors")
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
         assert "lm_head.weight" not in f.keys() and "transformer.wte.weight" in f.keys()
         assert json.loads(f.metadata()["model_args"]) == TINY.to_dict()
         assert "optimizer_state_dict" not in f.metadata()
-    ckpt = load_safetensors(path)
+    ckpt = load_checkpoint(path)
     assert (ckpt["step"], ckpt["loss"], ckpt["config"], ckpt["kind"]) == (7, 2.5, {"preset": "test"}, DEPLOYMENT)
     assert ckpt["history"] == {"train": [[7, 2.5]], "val": []}
     state = model.state_dict()
     assert ckpt["model_state_dict"].keys() == state.keys()
     assert all(torch.equal(ckpt["model_state_dict"][k], v) for k, v in state.items())
-    loaded, _ = load_any_model(path)
+    loaded, _ = load_model(path)
     assert loaded.lm_head.weight is loaded.transformer.wte.weight  # re-tied
     idx = torch.randint(0, VOCAB, (1, 8))
     assert torch.equal(full_logits(loaded, idx), full_logits(model, idx))
@@ -84,7 +84,7 @@ def test_create_and_check_safetensors_deployment_checkpoint(files, tmp_path, dty
     out = tmp_path / "model_final.safetensors"
     assert create_main([str(files["full"]), str(out), "--dtype", dtype]) == 0
     assert out.read_bytes()[8:9] == b"{"  # a safetensors header, not a zip of pickles
-    assert load_safetensors(out)["model_state_dict"]["transformer.wte.weight"].dtype == getattr(torch, dtype)
+    assert load_checkpoint(out)["model_state_dict"]["transformer.wte.weight"].dtype == getattr(torch, dtype)
     assert check_main([str(out), "--full", str(files["full"]), "--tokens", "5"]) == 0
     assert "all checks passed" in capsys.readouterr().out
 
@@ -93,11 +93,11 @@ def test_create_and_check_safetensors_deployment_checkpoint(files, tmp_path, dty
 def test_damaged_safetensors_is_a_one_line_error(files, tmp_path, payload, capsys):
     path = tmp_path / "bad.safetensors"
     if payload is None:  # truncated: a real file cut short
-        good = save_safetensors(load_checkpoint(files["deploy"]), tmp_path / "good.safetensors").read_bytes()
+        good = save_checkpoint(load_checkpoint(files["deploy"]), tmp_path / "good.safetensors").read_bytes()
         payload = good[: len(good) // 2]
     path.write_bytes(payload)
     with pytest.raises(CheckpointError, match="bad.safetensors"):
-        load_safetensors(path)
+        load_checkpoint(path)
     assert check_main([str(path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.safetensors" in err[0]
@@ -123,11 +123,11 @@ def test_export_writes_a_transformers_folder(files):
 def test_export_tokenizer_files_are_tiktokens_gpt2_files(files):
     if not tokenizer_available():
         pytest.skip("tiktoken's gpt2 files are not available offline")
-    found = hf.gpt2_tokenizer_files()
+    found = tokenizer_files.gpt2_tokenizer_files()
     for name in ("vocab.json", "merges.txt"):
         assert (files["export"] / name).read_bytes() == found[name].read_bytes()
     vocab = json.loads(found["vocab.json"].read_text())
-    assert len(vocab) == VOCAB and vocab[hf.EOT] == hf.EOT_ID
+    assert len(vocab) == VOCAB and vocab[tokenizer_files.EOT] == tokenizer_files.EOT_ID
     assert found["merges.txt"].read_text().startswith("#version: 0.2")
 
 
@@ -179,6 +179,35 @@ def test_export_refuses_a_model_without_biases(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_folder_and_hub_problems_are_their_own_errors(files, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputError, match="out: is not empty; pass --force") as info:
+        hf.export_hf(files["deploy"], out)
+    assert not isinstance(info.value, CheckpointError)
+
+    def offline(repo_id, allow_patterns):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(HubError, match=r"^someone/gpt2: not a local folder, and not downloadable from the Hub "
+                                       r"\(OSError: Network is unreachable\)$") as info:
+        hf.load_hf_gpt2("someone/gpt2")
+    assert not isinstance(info.value, CheckpointError)
+
+
+def test_the_library_warns_where_the_command_prints(files, model, tmp_path, monkeypatch):
+    def missing():
+        raise FileNotFoundError("no network")
+
+    monkeypatch.setattr(hf, "gpt2_tokenizer_files", missing)
+    with pytest.warns(UserWarning, match=r"no tokenizer files written \(no network\)"):
+        hf.export_hf_folder(model, tmp_path / "out")
+
+
 # ----------------------------------------------------------------------------- transformers
 
 @pytest.fixture(scope="module")
@@ -196,7 +225,7 @@ def test_exported_model_matches_ours_in_transformers(transformers, model, files)
     prompt = idx[:, :4]
     ours = model.generate(prompt, 20, top_k=1)  # top_k=1 samples the argmax: greedy
     greedy = hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=20,
-                               do_sample=False, pad_token_id=hf.EOT_ID)
+                               do_sample=False, pad_token_id=tokenizer_files.EOT_ID)
     assert torch.equal(ours, greedy)
 
 
@@ -293,7 +322,7 @@ def test_import_refuses_what_is_not_gpt2(transformers, tmp_path):
     with pytest.raises(CheckpointError, match="config.json: activation_function='relu'"):
         hf.load_hf_gpt2(tmp_path)
     with pytest.raises(CheckpointError, match="block_size 64 is longer"):
-        hf.gpt_config_from_hf({"model_type": "gpt2", "n_positions": 32}, "config.json", block_size=64)
+        hf_convert.gpt_config_from_hf({"model_type": "gpt2", "n_positions": 32}, "config.json", block_size=64)
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.json").write_text(json.dumps({"model_type": "gpt2", "vocab_size": VOCAB, "n_layer": 1, "n_head": 2, "n_embd": 8}))
@@ -304,15 +333,14 @@ def test_import_refuses_what_is_not_gpt2(transformers, tmp_path):
 # ----------------------------------------------------------------------------- the Hub, faked
 
 def test_upload_without_token_does_nothing(files, fake_hub, capsys):
-    assert hf.upload_to_hub(files["export"], "me/gpt2-shakespeare") is None
-    out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and "no token" in out[0]
+    assert hub.upload_to_hub(files["export"], "me/gpt2-shakespeare") is None
+    assert capsys.readouterr() == ("", "")  # the library says nothing; its callers say why (missing_token_reason)
     assert fake_hub == []
 
 
 def test_upload_with_token_creates_repo_and_uploads(files, fake_hub, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_env")
-    url = hf.upload_to_hub(files["export"], "me/gpt2-shakespeare")
+    url = hub.upload_to_hub(files["export"], "me/gpt2-shakespeare")
     assert url == "https://huggingface.co/me/gpt2-shakespeare"
     assert fake_hub == [("init", "hf_env"), ("create_repo", "me/gpt2-shakespeare", True, "model", None),
                         ("upload_folder", "me/gpt2-shakespeare", str(files["export"]), "model")]
@@ -326,7 +354,7 @@ def test_export_cli_pushes_when_asked(files, fake_hub, monkeypatch, tmp_path):
 
 def test_upload_finds_the_colab_secret(files, fake_hub, fake_colab, monkeypatch):
     monkeypatch.setenv("FAKE_SECRETS", json.dumps({"HF_TOKEN": ["hf_colab", True]}))
-    hf.upload_to_hub(files["export"], "me/repo")
+    hub.upload_to_hub(files["export"], "me/repo")
     assert fake_hub[0] == ("init", "hf_colab")
 
 
@@ -336,9 +364,9 @@ def test_upload_finds_the_colab_secret(files, fake_hub, fake_colab, monkeypatch)
 ])
 def test_missing_token_says_which_colab_problem(fake_hub, fake_colab, monkeypatch, secrets, expected):
     monkeypatch.setenv("FAKE_SECRETS", json.dumps(secrets))
-    assert hf.hub_token() is None
-    assert hf.missing_token_reason().startswith(expected)
+    assert hub.hub_token() is None
+    assert hub.missing_token_reason().startswith(expected)
 
 
 def test_missing_token_outside_colab(fake_hub):
-    assert hf.missing_token_reason().startswith("no Hugging Face token: set HF_TOKEN")
+    assert hub.missing_token_reason().startswith("no Hugging Face token: set HF_TOKEN")

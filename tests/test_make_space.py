@@ -24,11 +24,11 @@ import torch
 import yaml
 
 from helpers import model as model_module
-from helpers.checkpoint import FULL, make_checkpoint, save_checkpoint
+from helpers.checkpoint import FULL, load_model, make_checkpoint, save_checkpoint
 from helpers.data import get_encoding
-from helpers.make_space import gradio_version, main, make_space
+from helpers.commands.make_space import main
+from helpers.space import gradio_version, make_space
 from helpers.model import GPT, GPTConfig
-from helpers.safetensors_io import load_any_model
 
 CI_MODEL = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32)  # the ci preset's size
 SPACE_FILES = {".gitattributes", "README.md", "app.py", "model.py", "model_final.pt", "requirements.txt",
@@ -113,7 +113,7 @@ def app(space, tmp_path_factory):
 
 def expected_text(space: Path, prompt: str, tokens: int, seed: int) -> str:
     """What the app should answer: the Space's checkpoint, generated here with the same settings."""
-    model, _ = load_any_model(space / "model_final.pt")
+    model, _ = load_model(space / "model_final.pt")
     enc = get_encoding()
     out = model.generate(torch.tensor([enc.encode(prompt)]), tokens, temperature=0.8, top_k=200, seed=seed)
     return enc.decode(out[0].tolist())

@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from helpers.create_deployment_checkpoint import main as create_main
-from helpers.test_deployment_checkpoint import main as verify_main
+from helpers.commands.create_deployment_checkpoint import main as create_main
+from helpers.commands.test_deployment_checkpoint import main as verify_main
 from helpers.checkpoint import FULL, make_checkpoint, save_checkpoint
 from helpers.model import GPT, GPTConfig
 

@@ -1,0 +1,114 @@
+"""Check that a deployment checkpoint loads, matches its full checkpoint, and generates text.
+
+    python -m helpers.test_deployment_checkpoint checkpoints/model_final.pt --full checkpoints/model_final_full.pt
+    python -m helpers.test_deployment_checkpoint model_final.safetensors --full checkpoints/model_final_full.pt
+
+It loads the file the way the user's "Loading Deployment Checkpoint" snippet does, compares every
+tensor with the full checkpoint's when --full is given (bit for bit in float32, to the dtype's
+rounding in half precision), generates text from a prompt, and prints sizes and load time.
+The exit status is 0 only when every check passed; each failed check is named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from helpers.checkpoint import (
+    DEPLOYMENT,
+    FULL,
+    WRONG_KIND,
+    check_checkpoint,
+    checkpoint_kind,
+    clean_state_dict,
+    load_checkpoint,
+    load_weights,
+    model_config_of,
+    read_checkpoint,
+)
+from helpers.errors import CheckpointError
+from helpers.model import GPT
+
+
+def compare_weights(deploy: dict, full: dict) -> list[str]:
+    """Problems found comparing a deployment state dict with its full checkpoint's (none: equal)."""
+    problems = []
+    for key in sorted(full.keys() - deploy.keys()):
+        problems.append(f"tensor {key}: missing from the deployment checkpoint")
+    for key in sorted(deploy.keys() - full.keys()):
+        problems.append(f"tensor {key}: not in the full checkpoint")
+    for key in sorted(full.keys() & deploy.keys()):
+        want, got = full[key], deploy[key]
+        if want.shape != got.shape:
+            problems.append(f"tensor {key}: shape {tuple(got.shape)}, full checkpoint has {tuple(want.shape)}")
+        elif not torch.equal(want.to(got.dtype), got):  # exact in float32; the rounded value in half precision
+            diff = (want.float() - got.float()).abs().max().item()
+            problems.append(f"tensor {key}: differs from the full checkpoint (max abs difference {diff:.3g})")
+    return problems
+
+
+def run_checks(deploy_path: Path, full_path: Path | None, prompt: str, tokens: int, seed: int,
+               failures: list[str]) -> list[str]:
+    """Run every check, printing progress and adding each failed check to failures; return them."""
+    t0 = time.perf_counter()
+    # As the document's snippet: torch.load(path, map_location="cpu"), then GPT(GPTConfig(...)).
+    # A .safetensors file: tensors and JSON metadata; the tied embedding comes back tied.
+    ckpt = check_checkpoint(deploy_path, read_checkpoint(deploy_path, mmap=False))
+    if checkpoint_kind(ckpt) != DEPLOYMENT:
+        failures.append(f"{deploy_path}: {WRONG_KIND[checkpoint_kind(ckpt)]}; a deployment checkpoint is needed here")
+    model = GPT(model_config_of(deploy_path, ckpt))
+    state = ckpt["model_state_dict"] = clean_state_dict(ckpt["model_state_dict"])
+    load_weights(model, deploy_path, ckpt)  # strict, as the snippet's load_state_dict
+    model.eval()
+    load_s = time.perf_counter() - t0
+    loss = f"{ckpt['loss']:.4f}" if isinstance(ckpt["loss"], (int, float)) else repr(ckpt["loss"])
+    print(f"{deploy_path}: {deploy_path.stat().st_size / 1e6:,.1f} MB, loaded in {load_s:.2f} s "
+          f"(step {ckpt['step']}, loss {loss}, {model.num_params() / 1e6:.2f}M parameters)")
+    if full_path is not None:
+        full = load_checkpoint(full_path, kind=FULL)
+        print(f"{full_path}: {full_path.stat().st_size / 1e6:,.1f} MB")
+        problems = compare_weights(state, full["model_state_dict"])
+        failures += [f"{deploy_path}: {p}" for p in problems]
+        if not problems:
+            print(f"all {len(state)} tensors equal the full checkpoint's")
+    from helpers.data import get_encoding
+
+    enc = get_encoding()
+    idx = torch.tensor([enc.encode(prompt or "\n")], dtype=torch.long)  # an empty prompt starts a new line
+    out = model.generate(idx, tokens, temperature=0.8, top_k=200, seed=seed)
+    text = enc.decode(out[0].tolist())
+    print(f"--- sample (seed {seed}) ---\n{text}\n---")
+    if out.shape[1] != idx.shape[1] + tokens:
+        failures.append(f"{deploy_path}: generated {out.shape[1] - idx.shape[1]} tokens, asked for {tokens}")
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: parse argv, run, and return the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.test_deployment_checkpoint",
+                                     description="Verify a deployment checkpoint.")
+    parser.add_argument("deploy", type=Path, help="deployment checkpoint (model_final.pt, model_best.pt, or a .safetensors one)")
+    parser.add_argument("--full", type=Path, help="the full checkpoint it came from, to compare every tensor")
+    parser.add_argument("--prompt", default="ROMEO:", help="text to continue (default ROMEO:)")
+    parser.add_argument("--tokens", type=int, default=50, help="tokens to generate (default 50)")
+    parser.add_argument("--seed", type=int, default=1337, help="sampling seed (default 1337)")
+    args = parser.parse_args(argv)
+    if args.tokens < 1:
+        parser.error(f"--tokens {args.tokens}: must be at least 1")
+    failures: list[str] = []
+    try:
+        run_checks(args.deploy, args.full, args.prompt, args.tokens, args.seed, failures)
+    except CheckpointError as e:  # a check that stops the rest; those that failed before still count
+        failures.append(str(e))
+    for failure in failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    print("all checks passed" if not failures else f"{len(failures)} check(s) failed")
+    return 0 if not failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""A checkpoint as a Hugging Face Space (Gradio) that tries the model; the command is helpers.commands.make_space.
+
+The folder holds the page (app.py, from helpers/space_template/), the project's model.py (a byte
+copy of helpers/model.py), the deployment checkpoint (a full one is stripped of its optimizer
+state first), its facts (space.json), requirements.txt, the Space card (README.md), GPT-2's
+tokenizer files (so the app starts offline) and the .gitattributes that keeps the checkpoint in
+Git LFS. `cd OUT_DIR && python app.py` runs it as the Space will; nothing in it imports helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+from string import Template
+
+from helpers import model as model_module
+from helpers.checkpoint import DTYPES, load_model, save_checkpoint, to_deployment
+from helpers.fileio import atomic_write_bytes, check_out_dir, write_folder
+from helpers.hub import upload_to_hub
+from helpers.model import GPT
+from helpers.tokenizer_files import gpt2_tokenizer_files
+
+TEMPLATE = Path(__file__).resolve().parent / "space_template"
+COPIED = {"app.py": "app.py", "requirements.txt": "requirements.txt", "gitattributes": ".gitattributes"}
+FORMATS = {"pt": "model_final.pt", "safetensors": "model_final.safetensors"}
+PT_SNIPPET = """import torch
+from model import GPT, GPTConfig
+
+checkpoint = torch.load("model_final.pt", map_location="cpu", weights_only=True)
+model = GPT(GPTConfig(**checkpoint["model_args"]))
+model.load_state_dict(checkpoint["model_state_dict"])
+model.eval()"""
+SAFETENSORS_SNIPPET = """import json
+from safetensors import safe_open
+from model import GPT, GPTConfig
+
+with safe_open("model_final.safetensors", framework="pt") as f:  # the other keys are JSON metadata
+    checkpoint = {key: json.loads(value) for key, value in f.metadata().items()}
+    state = {key: f.get_tensor(key) for key in f.keys()}
+for alias, source in checkpoint["tied_weights"].items():
+    state[alias] = state[source]  # lm_head.weight is stored once, as the token embedding
+model = GPT(GPTConfig(**checkpoint["model_args"]))
+model.load_state_dict(state)
+model.eval()"""
+
+
+def gradio_version() -> str:
+    """The gradio version the Space runs: the pin in the template's requirements.txt (one place)."""
+    for line in (TEMPLATE / "requirements.txt").read_text().splitlines():
+        if line.startswith("gradio=="):
+            return line.split("==", 1)[1].strip()
+    raise RuntimeError(f"{TEMPLATE / 'requirements.txt'} pins no gradio version")
+
+
+def space_facts(model: GPT, ckpt: dict, checkpoint_name: str, dtype: str, title: str) -> dict:
+    """What the page and the card say about the model (space.json); file_bytes is filled in once written."""
+    val_loss, val_step = ckpt.get("val_loss"), ckpt.get("step")
+    history = (ckpt.get("history") or {}).get("val") or []
+    if not isinstance(val_loss, (int, float)) and history:
+        val_step, val_loss = history[-1]  # the final step was not an evaluation step
+    return {"title": title, "checkpoint": checkpoint_name, "dtype": dtype, "step": int(ckpt["step"]),
+            "loss": float(ckpt["loss"]), "val_loss": float(val_loss) if isinstance(val_loss, (int, float)) else None,
+            "val_step": val_step, "parameters": model.num_params(), "config": ckpt.get("config", {}),
+            **model.config.to_dict()}
+
+
+def model_card(facts: dict, fmt: str) -> str:
+    """README.md of the Space: the card's YAML header and the model card, from the template."""
+    config = facts["config"] if isinstance(facts["config"], dict) else {}
+    settings = ", ".join(f"{k} {config[k]}" for k in ("preset", "max_steps", "batch_size", "grad_accum_steps",
+                                                     "learning_rate", "dtype") if k in config)
+    val = f"{facts['val_loss']:.4f} (at step {facts['val_step']})" if facts["val_loss"] is not None else "not measured"
+    return Template((TEMPLATE / "README.md").read_text()).substitute(
+        facts, gradio_version=gradio_version(), parameters_m=f"{facts['parameters'] / 1e6:,.1f}",
+        loss=f"{facts['loss']:.4f}", val_loss=val, settings=settings or "not recorded",
+        file_mb=f"{facts['file_bytes'] / 1e6:,.1f}", load_snippet=SAFETENSORS_SNIPPET if fmt == "safetensors" else PT_SNIPPET)
+
+
+def make_space(checkpoint: str | Path, out_dir: str | Path, force: bool = False, dtype: str = "float32",
+               fmt: str = "pt", title: str = "GPT-2 on Shakespeare") -> Path:
+    """Write a Gradio Space for the checkpoint (full or deployment, .pt or .safetensors) into out_dir."""
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if dtype not in DTYPES or fmt not in FORMATS:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; fmt one of {', '.join(FORMATS)}")
+    check_out_dir(out_dir, force, source=checkpoint)  # before the slow load
+    model, ckpt = load_model(checkpoint)  # every check the tools make, weights fitted to the model
+    deploy = to_deployment(ckpt, dtype)  # the strip tool's own code: no optimizer or training state
+    deploy["model_args"] = model.config.to_dict()  # files in the document's own format lack it
+    try:
+        tokenizer = gpt2_tokenizer_files()
+    except FileNotFoundError as e:
+        tokenizer = {}
+        warnings.warn(f"no tokenizer files in the Space ({e}); the app downloads them when it starts", stacklevel=2)
+    name = FORMATS[fmt]
+    facts = space_facts(model, ckpt, name, dtype, title)
+
+    def fill(folder: Path) -> None:
+        written = save_checkpoint(deploy, folder / name)  # .pt or .safetensors, by the name
+        facts["file_bytes"] = written.stat().st_size
+        for source, target in COPIED.items():
+            shutil.copyfile(TEMPLATE / source, folder / target)
+        shutil.copyfile(model_module.__file__, folder / "model.py")  # the same code, never edited by hand
+        for path in tokenizer.values():  # under tiktoken's own cache names
+            (folder / "tiktoken_cache").mkdir(exist_ok=True)
+            shutil.copyfile(path, folder / "tiktoken_cache" / path.name)
+        atomic_write_bytes(folder / "space.json", json.dumps(facts, indent=2).encode() + b"\n")
+        atomic_write_bytes(folder / "README.md", model_card(facts, fmt).encode())
+
+    return write_folder(out_dir, fill, force)
+
+
+def push_space(folder: str | Path, repo_id: str, token: str | None = None) -> str | None:
+    """Create the Gradio Space repo_id (if need be) and upload folder; its URL, or None without a token."""
+    return upload_to_hub(folder, repo_id, token, repo_type="space")
