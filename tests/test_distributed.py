@@ -16,7 +16,8 @@ from conftest import run_script
 from helpers.checkpoint import read_checkpoint
 from helpers.fileio import TMP_MARK
 
-pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs gloo")
+pytestmark = [pytest.mark.slow,  # torchrun: the notebook's .py in three processes
+              pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs gloo")]
 
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")  # standalone: a free port
 FAST = {"sample_tokens": 1}  # the sample cell's length; training is the same

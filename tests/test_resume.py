@@ -7,11 +7,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from conftest import OVERFIT, REPO, SCRIPT, run_script, script_env
 from helpers.checkpoint import load_checkpoint
 from helpers.fileio import TMP_MARK
+
+pytestmark = pytest.mark.slow  # every test runs the notebook's .py, several times
 
 
 def assert_same_weights(a, b):
