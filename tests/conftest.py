@@ -83,6 +83,13 @@ def script_env(checkpoint_dir: Path, **settings: object) -> dict:
     return env
 
 
+def sitecustomize_env(directory: Path, code: str) -> dict:
+    """Environment variables under which every new Python process runs code first (as sitecustomize)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sitecustomize.py").write_text(code)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))}
+
+
 def run_script(checkpoint_dir: Path, timeout: float = 300, check: bool = True, python_args: tuple = (),
                extra_env: dict | None = None, **settings: object) -> subprocess.CompletedProcess:
     """Run the notebook's .py to completion on the ci preset; fail the test if it fails.
