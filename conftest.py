@@ -3,12 +3,15 @@
 nbval cannot pass arguments to the notebook, so it gets them the notebook's way: GPT2_* variables.
 Every test run trains the tiny `ci` preset, with data and checkpoints in a temporary folder, so a
 user's own data/ and checkpoints/ are never touched. ../shared is used when it is there.
+nbval's notebook items are marked `slow`, so that the fast loop (`pytest -m "not slow"`) skips them.
 """
 
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+import pytest
 
 SHARED = Path(__file__).resolve().parent.parent / "shared"
 _session_dir = None
@@ -31,3 +34,10 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if _session_dir is not None:
         shutil.rmtree(_session_dir, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """nbval's items run the whole notebook in a fresh kernel: `slow`, like the tests that run its .py."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)

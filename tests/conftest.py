@@ -1,7 +1,10 @@
-"""Shared fixtures: the prepared data, running the notebook's .py as a script, and a stand-in Hub."""
+"""Shared fixtures and helpers: the tiny model and its checkpoints, the prepared data, running the
+notebook's .py as a script, a stand-in Hub and a stand-in Colab."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import subprocess
@@ -9,11 +12,63 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from helpers.checkpoint import FULL, make_checkpoint, save_checkpoint
+from helpers.model import GPT, GPTConfig
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_COLAB = Path(__file__).resolve().parent / "fake_colab"  # the stand-in google.colab
 SCRIPT = REPO / "notebooks" / "train_gpt2_124m_colab.py"
 NOTEBOOK = REPO / "notebooks" / "train_gpt2_124m_colab.ipynb"
+
+
+# The tests' model: the ci preset's size (1.6M parameters, nearly all of them the token embedding).
+TINY = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32)
+
+
+def tiny_model(seed: int = 0, model_config: GPTConfig = TINY) -> GPT:
+    """A freshly initialised model (TINY unless told), the same for the same seed."""
+    torch.manual_seed(seed)
+    return GPT(model_config)
+
+
+def trained_tiny(steps: int = 1, seed: int = 0, model_config: GPTConfig = TINY) -> tuple[GPT, torch.optim.AdamW, float]:
+    """The model and its AdamW after `steps` steps on random tokens, so the optimizer has state; the last loss."""
+    model = tiny_model(seed, model_config)
+    opt = model.configure_optimizer(0.1, 1e-3, (0.9, 0.95), fused=False)
+    for _ in range(steps):
+        x = torch.randint(0, model_config.vocab_size, (2, 16))
+        _, loss = model(x, x)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return model, opt, loss.item()
+
+
+def full_ckpt(model: GPT, opt: torch.optim.Optimizer, step: int = 1, loss: float = 1.0,
+              config: dict | None = None, **extra: object) -> dict:
+    """A full checkpoint dict of model and opt, made by the project's make_checkpoint."""
+    return make_checkpoint(FULL, step=step, model=model, loss=loss, optimizer=opt,
+                           config={"preset": "test"} if config is None else config, **extra)
+
+
+@functools.cache
+def _trained_once(seed: int, model_args: tuple) -> tuple[GPT, torch.optim.AdamW]:
+    """trained_tiny's model and optimizer, trained once a session: a step takes a few tenths of a second."""
+    model, opt, _ = trained_tiny(seed=seed, model_config=GPTConfig(**dict(model_args)))
+    return model, opt
+
+
+def tiny_full_ckpt(step: int = 1, seed: int = 0, model_config: GPTConfig = TINY, **fields: object) -> dict:
+    """The tiny model after one AdamW step, as a full checkpoint dict of its own (fields: full_ckpt's)."""
+    model, opt = _trained_once(seed, tuple(model_config.to_dict().items()))
+    return copy.deepcopy(full_ckpt(model, opt, step=step, **fields))
+
+
+def save_full(path: Path, step: int = 1, seed: int = 0, **fields: object) -> Path:
+    """The tiny model after one AdamW step, saved as a full checkpoint at path."""
+    return save_checkpoint(tiny_full_ckpt(step, seed, **fields), path)
 
 
 def script_env(checkpoint_dir: Path, **settings: object) -> dict:
@@ -26,6 +81,13 @@ def script_env(checkpoint_dir: Path, **settings: object) -> dict:
     for name, value in settings.items():
         env[f"GPT2_{name.upper()}"] = str(value)
     return env
+
+
+def sitecustomize_env(directory: Path, code: str) -> dict:
+    """Environment variables under which every new Python process runs code first (as sitecustomize)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sitecustomize.py").write_text(code)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))}
 
 
 def run_script(checkpoint_dir: Path, timeout: float = 300, check: bool = True, python_args: tuple = (),

@@ -8,23 +8,13 @@ import pytest
 import torch
 
 import helpers.fileio as fileio
-from helpers.checkpoint import FULL, CheckpointError, make_checkpoint, save_checkpoint, to_deployment
+from helpers.checkpoint import CheckpointError, save_checkpoint, to_deployment
 from helpers.commands.create_deployment_checkpoint import main as create_main
-from helpers.model import GPT, GPTConfig
+from helpers.model import GPTConfig
 from helpers.policy import find_resume_checkpoint, periodic_checkpoints, save_best, save_periodic
 from helpers.commands.test_deployment_checkpoint import main as verify_main
 
-TINY = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16)
-
-
-def full_ckpt(config=TINY, step=1):
-    torch.manual_seed(0)
-    model = GPT(config)
-    opt = model.configure_optimizer(0.1, 1e-3, (0.9, 0.95), fused=False)
-    x = torch.randint(0, 50257, (2, 16))
-    model(x, x)[1].backward()
-    opt.step()
-    return make_checkpoint(FULL, step=step, model=model, loss=1.0, config={}, optimizer=opt)
+from conftest import TINY, save_full, tiny_full_ckpt
 
 
 class RunsCode:
@@ -41,7 +31,7 @@ def make_bad(kind, path, tmp_path):
     if kind == "empty":
         path.write_bytes(b"")
     elif kind == "truncated":
-        save_checkpoint(full_ckpt(), path)
+        save_checkpoint(tiny_full_ckpt(), path)
         path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
     elif kind == "random bytes":
         path.write_bytes(os.urandom(4096))
@@ -50,7 +40,7 @@ def make_bad(kind, path, tmp_path):
     elif kind == "plain pickle":
         path.write_bytes(pickle.dumps(RunsCode(str(tmp_path / "PWNED"))))
     elif kind == "missing keys":
-        ckpt = full_ckpt()
+        ckpt = tiny_full_ckpt()
         del ckpt["loss"], ckpt["config"]
         save_checkpoint(ckpt, path)
     elif kind == "not a dict":
@@ -100,7 +90,7 @@ def test_resume_from_a_bad_path_is_refused(kind, tmp_path):
 
 @pytest.mark.parametrize("kind", BAD)
 def test_auto_resume_skips_bad_files_and_reports_them(kind, tmp_path):
-    save_checkpoint(full_ckpt(step=5), tmp_path / "model_step_5.pt")
+    save_checkpoint(tiny_full_ckpt(step=5), tmp_path / "model_step_5.pt")
     bad = make_bad(kind, tmp_path / "model_step_10.pt", tmp_path)
     reports = []
     path, ckpt = find_resume_checkpoint(tmp_path, "auto", TINY, report=reports.append)
@@ -110,7 +100,7 @@ def test_auto_resume_skips_bad_files_and_reports_them(kind, tmp_path):
 
 
 def test_deployment_checkpoint_where_full_is_needed(tmp_path, capsys):
-    deploy = save_checkpoint(to_deployment(full_ckpt()), tmp_path / "model_final.pt")
+    deploy = save_checkpoint(to_deployment(tiny_full_ckpt()), tmp_path / "model_final.pt")
     assert create_main([str(deploy), str(tmp_path / "out.pt")]) == 1
     assert "is a deployment checkpoint (no optimizer_state_dict)" in capsys.readouterr().err
     assert not (tmp_path / "out.pt").exists()
@@ -122,13 +112,13 @@ def test_deployment_checkpoint_where_full_is_needed(tmp_path, capsys):
 
 def test_checkpoint_of_another_model_size(tmp_path, capsys):
     other = GPTConfig(n_layer=3, n_head=2, n_embd=64, block_size=16)
-    path = save_checkpoint(full_ckpt(other), tmp_path / "model_step_5.pt")
+    path = save_checkpoint(tiny_full_ckpt(model_config=other), tmp_path / "model_step_5.pt")
     with pytest.raises(CheckpointError, match=r"model_step_5.pt: is a different model size: n_layer 3 \(expected 2\), n_embd 64 \(expected 32\)"):
         find_resume_checkpoint(tmp_path, str(path), TINY)
     with pytest.raises(CheckpointError, match="holds 1 full checkpoint.s., none of which fits this model"):
         find_resume_checkpoint(tmp_path, "auto", TINY, report=lambda _: None)
     # a deployment file checked against a full checkpoint of another size
-    deploy = save_checkpoint(to_deployment(full_ckpt()), tmp_path / "d.pt")
+    deploy = save_checkpoint(to_deployment(tiny_full_ckpt()), tmp_path / "d.pt")
     assert verify_main([str(deploy), "--full", str(path), "--tokens", "2"]) == 1
     err = capsys.readouterr().err
     assert "tensor transformer.h.2.attn.c_attn.weight: missing from the deployment checkpoint" in err
@@ -163,14 +153,14 @@ def failing_disk(monkeypatch, after_bytes=1000):
 
 def test_full_disk_keeps_previous_checkpoints(tmp_path, monkeypatch):
     for step in (5, 10):
-        save_periodic(tmp_path, full_ckpt(step=step), keep_last=2)
-    save_best(tmp_path, full_ckpt(step=10))
+        save_periodic(tmp_path, tiny_full_ckpt(step=step), keep_last=2)
+    save_best(tmp_path, tiny_full_ckpt(step=10))
     before = snapshot_dir(tmp_path)
     failing_disk(monkeypatch)
     with pytest.raises(OSError, match="No space left"):
-        save_periodic(tmp_path, full_ckpt(step=15), keep_last=2)
+        save_periodic(tmp_path, tiny_full_ckpt(step=15), keep_last=2)
     with pytest.raises(OSError, match="No space left"):
-        save_best(tmp_path, full_ckpt(step=15))
+        save_best(tmp_path, tiny_full_ckpt(step=15))
     assert snapshot_dir(tmp_path) == before  # no partial file, no rotation, best untouched
     assert [s for s, _ in periodic_checkpoints(tmp_path)] == [5, 10]
     monkeypatch.undo()
@@ -179,7 +169,7 @@ def test_full_disk_keeps_previous_checkpoints(tmp_path, monkeypatch):
 
 
 def test_full_disk_in_the_tool(tmp_path, monkeypatch, capsys):
-    full = save_checkpoint(full_ckpt(), tmp_path / "model_final_full.pt")
+    full = save_full(tmp_path / "model_final_full.pt")
     before = snapshot_dir(tmp_path)
     failing_disk(monkeypatch)
     assert create_main([str(full)]) == 1
@@ -189,7 +179,7 @@ def test_full_disk_in_the_tool(tmp_path, monkeypatch, capsys):
 
 
 def test_empty_prompt_and_bad_sizes_in_the_verifier(tmp_path, capsys):
-    deploy = save_checkpoint(to_deployment(full_ckpt()), tmp_path / "d.pt")
+    deploy = save_checkpoint(to_deployment(tiny_full_ckpt()), tmp_path / "d.pt")
     assert verify_main([str(deploy), "--prompt", "", "--tokens", "3"]) == 0
     ckpt = torch.load(deploy, weights_only=True)
     ckpt["model_args"]["n_head"] = 5  # 32 is not a multiple of 5
@@ -216,7 +206,7 @@ def test_a_folder_given_as_the_checkpoint(tmp_path, monkeypatch, capsys):
     ({"kind": "full", "optimizer_state_dict": None}, "missing key(s): optimizer_state_dict"),
 ])
 def test_what_a_file_says_it_is_is_checked(change, problem, tmp_path, capsys):
-    ckpt = dict(full_ckpt(), **change)
+    ckpt = dict(tiny_full_ckpt(), **change)
     if change.get("optimizer_state_dict", 0) is None:
         del ckpt["optimizer_state_dict"]
     bad = save_checkpoint(ckpt, tmp_path / "model_final_full.pt")

@@ -9,15 +9,14 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, TINY
 from helpers.commands.bench import gpu_check, main
 from helpers.commands.bench_checkpoint_io import bench_checkpoint_io
 from helpers.checkpoint import DEPLOYMENT, load_checkpoint, make_checkpoint, save_checkpoint
-from helpers.model import GPT, GPTConfig
-
-TINY = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32)
+from helpers.model import GPT
 
 
+@pytest.mark.slow
 def test_train_bench_times_the_notebooks_own_loop(capsys):
     assert main(["train", "--preset", "ci", "--steps", "3", "--warmup", "1"]) == 0
     out = capsys.readouterr().out
@@ -33,6 +32,7 @@ def test_bad_settings_fail_before_anything_runs(capsys):
     assert "expected FIELD=VALUE" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_gpu_check_logic_runs_on_the_cpu(tmp_path, capsys):
     """gpu-check's speed case and its stop/resume cycle, through the notebook on the ci preset."""
     cases = [("ci, eager", dict(preset="ci", compile=False), (0, 0))]
@@ -50,6 +50,7 @@ def test_gpu_check_needs_a_gpu(capsys):
     assert "needs a CUDA GPU" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_checkpoint_io_measures_every_figure(tmp_path):
     """The checkpoint-io bench end to end (fresh processes included), on a tiny model."""
     rows = dict(bench_checkpoint_io(tmp_path, repeats=1, config=TINY))
@@ -61,6 +62,7 @@ def test_checkpoint_io_measures_every_figure(tmp_path):
     assert all(torch.equal(stripped["model_state_dict"][k], v) for k, v in full["model_state_dict"].items())
 
 
+@pytest.mark.slow
 def test_load_model_does_not_initialise_the_model(tmp_path):
     """Initialising on the meta device imports torch._dynamo: seconds in a fresh process, for nothing."""
     path = save_checkpoint(make_checkpoint(DEPLOYMENT, step=0, model=GPT(TINY), loss=0.0, config={}), tmp_path / "m.pt")

@@ -8,7 +8,6 @@ import torch
 
 from helpers.checkpoint import (
     DEPLOYMENT,
-    FULL,
     clean_state_dict,
     load_checkpoint,
     load_model,
@@ -21,26 +20,10 @@ from helpers.errors import CheckpointError
 from helpers.model import GPT, GPTConfig
 from helpers.policy import BEST, find_resume_checkpoint, periodic_checkpoints, periodic_path, rotate, save_best, save_final, save_periodic
 
-TINY = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16)
+from conftest import TINY, full_ckpt, trained_tiny
+
 DOC_FULL_KEYS = {"step", "model_state_dict", "optimizer_state_dict", "loss", "config"}
 DOC_DEPLOY_KEYS = {"step", "model_state_dict", "loss", "config"}
-
-
-def trained_tiny(steps: int = 1, seed: int = 0):
-    torch.manual_seed(seed)
-    model = GPT(TINY)
-    opt = model.configure_optimizer(0.1, 1e-3, (0.9, 0.95), fused=False)
-    for _ in range(steps):
-        x = torch.randint(0, 50257, (2, 16))
-        _, loss = model(x, x)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    return model, opt, loss.item()
-
-
-def full_ckpt(model, opt, step=1, loss=1.0, **extra):
-    return make_checkpoint(FULL, step=step, model=model, loss=loss, config={"preset": "test"}, optimizer=opt, **extra)
 
 
 def test_full_and_deployment_keys(tmp_path):
@@ -146,6 +129,7 @@ def test_best_pair_is_deployment_and_full(tmp_path):
     assert all(torch.equal(full["model_state_dict"][k], v) for k, v in ckpt["model_state_dict"].items())
 
 
+@pytest.mark.slow
 def test_ci_run_best_is_the_lowest_validation_loss(ci_run):
     checkpoint_dir, _ = ci_run
     history = load_checkpoint(checkpoint_dir / "model_final_full.pt")["history"]
@@ -156,6 +140,7 @@ def test_ci_run_best_is_the_lowest_validation_loss(ci_run):
     assert full["step"] == full["best_step"] == best_step and full["best_val_loss"] == best_val
 
 
+@pytest.mark.slow
 def test_every_file_the_notebook_wrote_loads_weights_only(ci_run):
     checkpoint_dir, _ = ci_run
     files = sorted(checkpoint_dir.glob("*.pt"))
@@ -164,6 +149,7 @@ def test_every_file_the_notebook_wrote_loads_weights_only(ci_run):
         assert isinstance(torch.load(path, map_location="cpu", weights_only=True), dict)
 
 
+@pytest.mark.slow
 def test_documents_loading_snippets_run(ci_run):
     """The user's two snippets, with GPTConfig built from the checkpoint (the ci model is tiny)."""
     checkpoint_dir, _ = ci_run
@@ -186,6 +172,7 @@ def test_documents_loading_snippets_run(ci_run):
     optimizer.step()  # training continues
 
 
+@pytest.mark.slow
 def test_gpt2_124m_sizes(tmp_path):
     """The document's sizes: deployment <= 500 MB, full about three times, float16 <= 250 MB."""
     code = f"""
@@ -275,7 +262,7 @@ def test_files_in_the_documents_own_format_work(tmp_path):
 
     model, opt, loss = trained_tiny()
     sd = dict(model.state_dict())
-    sd["transformer.h.0.attn.bias"] = torch.ones(1, 1, 16, 16).tril()
+    sd["transformer.h.0.attn.bias"] = torch.ones(1, 1, TINY.block_size, TINY.block_size).tril()
     full = tmp_path / "model_final_full.pt"
     torch.save({"step": 7, "model_state_dict": sd, "optimizer_state_dict": opt.state_dict(), "loss": loss,
                 "config": TINY.__dict__}, full)

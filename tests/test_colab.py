@@ -87,6 +87,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_uploaded_zip_and_a_drive_that_says_no(tmp_path):
     """(a) the clone fails, GitHub's ZIP was uploaded: found and unpacked; (c) Drive refuses: local checkpoints, loudly."""
     colab = Colab(tmp_path, drive_mode="refuse")
@@ -109,6 +110,7 @@ def test_uploaded_zip_and_a_drive_that_says_no(tmp_path):
     assert not (colab.cloud / "MyDrive").exists()
 
 
+@pytest.mark.slow
 def test_nothing_to_find_stops_at_the_first_cell_with_the_ways_out(tmp_path):
     """(b) the clone fails and nothing was uploaded: one clear message, and no other cell runs."""
     colab = Colab(tmp_path)
@@ -123,6 +125,7 @@ def test_nothing_to_find_stops_at_the_first_cell_with_the_ways_out(tmp_path):
     assert colab.events() == []
 
 
+@pytest.mark.slow
 def test_drive_runs_resume_after_a_reset_and_share_drive(tmp_path):
     """(f) the download and the float16 hint after the end; (e) a CPU run beside a ci run on one Drive; (d) a reset resumes."""
     colab = Colab(tmp_path)

@@ -4,7 +4,6 @@ The reference is the session's single-process ci run (`ci_run`: 20 steps of 2 mi
 Here two processes take one micro-batch each, so every step sees the same global batch.
 """
 
-import os
 import textwrap
 from pathlib import Path
 
@@ -12,11 +11,12 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from conftest import run_script
+from conftest import run_script, sitecustomize_env
 from helpers.checkpoint import read_checkpoint
 from helpers.fileio import TMP_MARK
 
-pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs gloo")
+pytestmark = [pytest.mark.slow,  # torchrun: the notebook's .py in three processes
+              pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs gloo")]
 
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")  # standalone: a free port
 FAST = {"sample_tokens": 1}  # the sample cell's length; training is the same
@@ -52,12 +52,9 @@ WRITE_AUDIT = textwrap.dedent('''
 
 def audited(tmp_path: Path) -> dict:
     """Environment that loads WRITE_AUDIT into every process, logging to tmp_path/audit."""
-    hook_dir, log_dir = tmp_path / "hook", tmp_path / "audit"
-    hook_dir.mkdir()
+    log_dir = tmp_path / "audit"
     log_dir.mkdir()
-    (hook_dir / "sitecustomize.py").write_text(WRITE_AUDIT)
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(hook_dir), os.environ.get("PYTHONPATH")])),
-            "WRITE_AUDIT_DIR": str(log_dir), **ONE_THREAD}
+    return {**sitecustomize_env(tmp_path / "hook", WRITE_AUDIT), "WRITE_AUDIT_DIR": str(log_dir), **ONE_THREAD}
 
 
 def writes_by_process(log_dir: Path) -> dict[str, list[str]]:

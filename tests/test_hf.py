@@ -1,27 +1,21 @@
 """Hugging Face interop: safetensors deployment checkpoints, export to and import from transformers, upload."""
 
 import json
-import sys
-import types
 
 import pytest
 import torch
 
 from helpers import hf, hf_convert, hub, tokenizer_files
-from helpers.checkpoint import DEPLOYMENT, FULL, CheckpointError, load_checkpoint, load_model, make_checkpoint, save_checkpoint
+from helpers.checkpoint import DEPLOYMENT, CheckpointError, load_checkpoint, load_model, make_checkpoint, save_checkpoint
 from helpers.commands.create_deployment_checkpoint import main as create_main
 from helpers.commands.export_hf import main as export_main
 from helpers.model import GPT, GPTConfig
 from helpers.commands.test_deployment_checkpoint import main as check_main
 from helpers.errors import HubError, OutputError
 
-TINY = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32)
+from conftest import TINY, full_ckpt, tiny_model
+
 VOCAB = TINY.vocab_size
-
-
-def tiny_model(seed: int = 0) -> GPT:
-    torch.manual_seed(seed)
-    return GPT(TINY).eval()
 
 
 def full_logits(model: GPT, idx: torch.Tensor) -> torch.Tensor:
@@ -33,7 +27,7 @@ def full_logits(model: GPT, idx: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def model() -> GPT:
-    return tiny_model()
+    return tiny_model().eval()
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +35,7 @@ def files(model, tmp_path_factory) -> dict:
     """The tiny model as a full and a deployment checkpoint, and exported as a transformers folder."""
     root = tmp_path_factory.mktemp("hf")
     opt = model.configure_optimizer(0.1, 1e-3, (0.9, 0.95), fused=False)
-    full = save_checkpoint(make_checkpoint(FULL, step=7, model=model, loss=2.5, config={"preset": "test"},
-                                           optimizer=opt, history={"train": [[7, 2.5]], "val": []}), root / "full.pt")
+    full = save_checkpoint(full_ckpt(model, opt, step=7, loss=2.5, history={"train": [[7, 2.5]], "val": []}), root / "full.pt")
     deploy = save_checkpoint(make_checkpoint(DEPLOYMENT, step=7, model=model, loss=2.5, config={"preset": "test"}),
                              root / "model_final.pt")
     assert export_main([str(deploy), str(root / "export")]) == 0

@@ -24,13 +24,14 @@ import torch
 import yaml
 
 from helpers import model as model_module
-from helpers.checkpoint import FULL, load_model, make_checkpoint, save_checkpoint
+from helpers.checkpoint import load_model
 from helpers.data import get_encoding
 from helpers.commands.make_space import main
 from helpers.space import gradio_version, make_space
 from helpers.model import GPT, GPTConfig
 
-CI_MODEL = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32)  # the ci preset's size
+from conftest import save_full
+
 SPACE_FILES = {".gitattributes", "README.md", "app.py", "model.py", "model_final.pt", "requirements.txt",
                "space.json", "tiktoken_cache"}
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -54,12 +55,8 @@ sys.addaudithook(_hook)
 
 
 def full_checkpoint(path: Path) -> Path:
-    """A full (with optimizer) checkpoint of a randomly initialised ci-sized GPT, saved by the project's code."""
-    torch.manual_seed(0)
-    model = GPT(CI_MODEL)
-    opt = model.configure_optimizer(0.1, 1e-3, (0.9, 0.95), fused=False)
-    return save_checkpoint(make_checkpoint(FULL, step=20, model=model, loss=6.5, optimizer=opt, val_loss=6.75,
-                                           config={"preset": "ci", "max_steps": 20}), path)
+    """A full checkpoint of the ci-sized model, as if at the end of a 20-step ci run."""
+    return save_full(path, step=20, loss=6.5, val_loss=6.75, config={"preset": "ci", "max_steps": 20})
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +152,7 @@ def test_space_code_imports_nothing_from_the_project(space):
         assert not [m for m in modules if m.split(".")[0] == "helpers"], name
 
 
+@pytest.mark.slow
 def test_model_card_snippet_loads_the_checkpoint(space):
     snippet = re.search(r"```python\n(.*?)```", (space / "README.md").read_text(), re.S).group(1)
     check = snippet + "\nprint(sum(p.numel() for p in model.parameters()))\n"
@@ -229,6 +227,7 @@ def test_push_with_token_creates_a_gradio_space_and_uploads(fake_hub, tmp_path, 
 
 # ----------------------------------------------------------------------------- the app, started on its own
 
+@pytest.mark.slow
 def test_app_serves_generated_text_to_gradio_client(app, space):
     from gradio_client import Client
 
@@ -258,6 +257,7 @@ def chrome():
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+@pytest.mark.slow
 def test_browser_types_a_prompt_and_reads_the_output(app, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -283,6 +283,7 @@ def test_browser_types_a_prompt_and_reads_the_output(app, tmp_path):
         driver.quit()
 
 
+@pytest.mark.slow
 def test_app_reaches_no_network(app):
     """Run last of the app's tests: after start-up, a client and a browser, nothing left this machine."""
     log = app["network_log"]

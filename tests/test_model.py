@@ -5,7 +5,7 @@ import torch
 
 from helpers.model import GPT, GPT2_VOCAB_SIZE, GPTConfig
 
-TINY = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16)
+from conftest import TINY
 
 
 def test_default_config_is_gpt2_124m():
@@ -29,14 +29,11 @@ def test_output_shapes_and_tied_weights():
     logits, loss = model(x)
     assert logits.shape == (3, 1, TINY.vocab_size) and loss is None
     assert model.lm_head.weight is model.transformer.wte.weight
-    assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
 
 
 def test_no_mask_buffer_in_state_dict():
     model = GPT(TINY)
-    assert list(model.buffers()) == []
-    params = {name for name, _ in model.named_parameters(remove_duplicate=False)}
-    assert set(model.state_dict()) == params
+    assert list(model.buffers()) == []  # so the state dict holds the parameters alone
 
 
 def test_initial_loss_is_uniform_over_vocabulary():
@@ -60,10 +57,11 @@ def test_gpt2_init_scales_residual_projections():
 def test_generate_is_reproducible_for_a_seed_and_stays_in_vocabulary():
     model = GPT(TINY)
     idx = torch.zeros((1, 1), dtype=torch.long)
-    a = model.generate(idx, 40, temperature=1.0, top_k=None, seed=7)
-    b = model.generate(idx, 40, temperature=1.0, top_k=None, seed=7)
-    c = model.generate(idx, 40, temperature=1.0, top_k=None, seed=8)
-    assert a.shape == (1, 41)
+    # 10 tokens: sampling over 50,257 is slow on a CPU (25 ms a token), and 10 draws tell two seeds apart
+    a = model.generate(idx, 10, temperature=1.0, top_k=None, seed=7)
+    b = model.generate(idx, 10, temperature=1.0, top_k=None, seed=7)
+    c = model.generate(idx, 10, temperature=1.0, top_k=None, seed=8)
+    assert a.shape == (1, 11)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.max().item() < GPT2_VOCAB_SIZE
 
@@ -81,4 +79,4 @@ def test_generate_top_k_1_is_greedy():
 
 def test_too_long_sequence_is_a_clear_error():
     with pytest.raises(ValueError, match="longer than block_size"):
-        GPT(TINY)(torch.zeros((1, 17), dtype=torch.long))
+        GPT(TINY)(torch.zeros((1, TINY.block_size + 1), dtype=torch.long))

@@ -4,6 +4,7 @@ import json
 import re
 
 import jupytext
+import pytest
 import torch
 
 from conftest import NOTEBOOK, REPO, SCRIPT
@@ -44,6 +45,7 @@ def test_every_code_cell_follows_a_markdown_cell():
             assert i > 0 and kinds[i - 1] == "markdown", f"code cell {i} has no markdown cell before it"
 
 
+@pytest.mark.slow
 def test_ci_run_writes_the_policy_files(ci_run):
     checkpoint_dir, proc = ci_run
     names = sorted(p.name for p in checkpoint_dir.iterdir())
@@ -56,6 +58,7 @@ def test_ci_run_writes_the_policy_files(ci_run):
     assert "model_final.pt" in proc.stdout  # and what was saved, with its size
 
 
+@pytest.mark.slow
 def test_final_checkpoint_loads_strict(ci_run):
     checkpoint_dir, _ = ci_run
     ckpt = torch.load(checkpoint_dir / "model_final.pt", map_location="cpu", weights_only=True)
@@ -65,6 +68,7 @@ def test_final_checkpoint_loads_strict(ci_run):
     assert ckpt["step"] == min(history["val"][1:], key=lambda sv: sv[1])[0]  # the best step
 
 
+@pytest.mark.slow
 def test_validation_loss_falls(ci_run):
     checkpoint_dir, _ = ci_run
     history = read_checkpoint(checkpoint_dir / "model_final_full.pt")["history"]

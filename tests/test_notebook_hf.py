@@ -10,6 +10,8 @@ from conftest import run_script
 from helpers.checkpoint import load_checkpoint
 from helpers.hf import load_hf_gpt2
 
+pytestmark = pytest.mark.slow  # runs the notebook's .py
+
 FAKE_HUB = '''
 import json, os, shutil
 def _log(*event):

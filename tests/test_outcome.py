@@ -4,11 +4,14 @@ The ci model over-fits a few hundred training tokens within a few epochs, so its
 has a minimum that early stopping must find (settings OVERFIT, run by the overfit_run fixture).
 """
 
+import pytest
 import torch
 
 from conftest import OVERFIT, run_script
 from helpers.checkpoint import load_checkpoint
 from helpers.policy import periodic_checkpoints
+
+pytestmark = pytest.mark.slow  # every test runs the notebook's .py
 
 def assert_same_tensors(a, b, path="ckpt"):
     """Equal structure, equal numbers, equal tensors bit for bit."""

@@ -8,11 +8,9 @@ import torch
 
 from helpers.commands.create_deployment_checkpoint import main as create_main
 from helpers.commands.test_deployment_checkpoint import main as verify_main
-from helpers.checkpoint import FULL, make_checkpoint, save_checkpoint
-from helpers.model import GPT, GPTConfig
+from helpers.checkpoint import save_checkpoint
 
-TINY = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16)
-
+from conftest import save_full
 
 TOOLS = {"helpers.create_deployment_checkpoint": create_main, "helpers.test_deployment_checkpoint": verify_main}
 
@@ -29,8 +27,9 @@ def run_tool(capsys):
     return run
 
 
+@pytest.mark.slow
 def test_tools_run_as_modules_with_exit_status(tmp_path):
-    full = make_full(tmp_path / "model_final_full.pt")
+    full = save_full(tmp_path / "model_final_full.pt")
     ok = subprocess.run([sys.executable, "-m", "helpers.create_deployment_checkpoint", str(full)],
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
@@ -42,18 +41,8 @@ def test_tools_run_as_modules_with_exit_status(tmp_path):
     assert bad.returncode == 1 and "nope.pt: no such file" in bad.stderr
 
 
-def make_full(path, seed=0):
-    torch.manual_seed(seed)
-    model = GPT(TINY)
-    opt = model.configure_optimizer(0.1, 1e-3, (0.9, 0.95), fused=False)
-    x = torch.randint(0, 50257, (2, 16))
-    model(x, x)[1].backward()
-    opt.step()
-    return save_checkpoint(make_checkpoint(FULL, step=3, model=model, loss=2.5, config={}, optimizer=opt), path)
-
-
 def test_create_prints_sizes_and_saving(tmp_path, run_tool):
-    full = make_full(tmp_path / "model_final_full.pt")
+    full = save_full(tmp_path / "model_final_full.pt")
     proc = run_tool("helpers.create_deployment_checkpoint", full)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "model_final.pt").exists()
@@ -62,14 +51,14 @@ def test_create_prints_sizes_and_saving(tmp_path, run_tool):
 
 
 def test_create_default_names(tmp_path, run_tool):
-    full = make_full(tmp_path / "model_step_500.pt")
+    full = save_full(tmp_path / "model_step_500.pt")
     assert run_tool("helpers.create_deployment_checkpoint", full).returncode == 0
     assert run_tool("helpers.create_deployment_checkpoint", full, "--dtype", "bfloat16").returncode == 0
     assert {p.name for p in tmp_path.iterdir()} == {"model_step_500.pt", "model_step_500_deploy.pt", "model_step_500_deploy_bf16.pt"}
 
 
 def test_create_refuses_to_overwrite_unless_forced(tmp_path, run_tool):
-    full = make_full(tmp_path / "model_final_full.pt")
+    full = save_full(tmp_path / "model_final_full.pt")
     out = tmp_path / "model_final.pt"
     out.write_bytes(b"precious")
     proc = run_tool("helpers.create_deployment_checkpoint", full)
@@ -81,7 +70,7 @@ def test_create_refuses_to_overwrite_unless_forced(tmp_path, run_tool):
 
 
 def test_create_never_overwrites_its_input(tmp_path, run_tool):
-    full = make_full(tmp_path / "model_final_full.pt")
+    full = save_full(tmp_path / "model_final_full.pt")
     before = full.read_bytes()
     proc = run_tool("helpers.create_deployment_checkpoint", full, tmp_path / "." / "model_final_full.pt", "--force")
     assert proc.returncode == 1
@@ -90,7 +79,7 @@ def test_create_never_overwrites_its_input(tmp_path, run_tool):
 
 
 def test_verify_passes_float32_and_half(tmp_path, run_tool):
-    full = make_full(tmp_path / "model_final_full.pt")
+    full = save_full(tmp_path / "model_final_full.pt")
     for dtype in ("float32", "float16", "bfloat16"):
         out = tmp_path / f"d_{dtype}.pt"
         assert run_tool("helpers.create_deployment_checkpoint", full, out, "--dtype", dtype).returncode == 0
@@ -100,7 +89,7 @@ def test_verify_passes_float32_and_half(tmp_path, run_tool):
 
 
 def test_verify_sample_is_reproducible(tmp_path, run_tool):
-    full = make_full(tmp_path / "model_final_full.pt")
+    full = save_full(tmp_path / "model_final_full.pt")
     out = tmp_path / "d.pt"
     run_tool("helpers.create_deployment_checkpoint", full, out)
     runs = [run_tool("helpers.test_deployment_checkpoint", out, "--prompt", "To be", "--tokens", "12", "--seed", "5") for _ in range(2)]
@@ -109,7 +98,7 @@ def test_verify_sample_is_reproducible(tmp_path, run_tool):
 
 
 def test_verify_names_an_altered_weight(tmp_path, run_tool):
-    full = make_full(tmp_path / "model_final_full.pt")
+    full = save_full(tmp_path / "model_final_full.pt")
     out = tmp_path / "d.pt"
     run_tool("helpers.create_deployment_checkpoint", full, out)
     ckpt = torch.load(out, weights_only=True)
@@ -123,7 +112,7 @@ def test_verify_names_an_altered_weight(tmp_path, run_tool):
 
 
 def test_verify_names_a_missing_tensor(tmp_path, run_tool):
-    full = make_full(tmp_path / "model_final_full.pt")
+    full = save_full(tmp_path / "model_final_full.pt")
     out = tmp_path / "d.pt"
     run_tool("helpers.create_deployment_checkpoint", full, out)
     ckpt = torch.load(out, weights_only=True)
