@@ -352,7 +352,8 @@ from tqdm.auto import tqdm
 from helpers.checkpoint import FULL, make_checkpoint
 from helpers.data import get_batch, step_offsets
 from helpers.display import LossChart
-from helpers.policy import BackgroundWriter, BestState, SaveClock, save_periodic
+from helpers.policy import BestState, SaveClock, save_periodic
+from helpers.writer import BackgroundWriter
 from helpers.stopping import improves
 from helpers.data import eval_offsets
 from helpers.distributed import from_main_process, mean_over_processes

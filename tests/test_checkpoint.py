@@ -200,7 +200,7 @@ print(full.stat().st_size, create_deployment_checkpoint(full).stat().st_size,
 
 
 def test_snapshot_reuses_the_last_copy_and_keeps_ties():
-    from helpers.policy import snapshot
+    from helpers.writer import snapshot
 
     model, opt, _ = trained_tiny()
     first = snapshot(full_ckpt(model, opt))
@@ -222,7 +222,7 @@ def test_snapshot_reuses_the_last_copy_and_keeps_ties():
 
 
 def test_background_writes_are_the_state_at_save_time(tmp_path):
-    from helpers.policy import BackgroundWriter
+    from helpers.writer import BackgroundWriter
 
     model, opt, _ = trained_tiny()
     writer = BackgroundWriter(background=True)
@@ -241,7 +241,7 @@ def test_background_writes_are_the_state_at_save_time(tmp_path):
 
 
 def test_background_write_errors_reach_the_loop(tmp_path):
-    from helpers.policy import BackgroundWriter
+    from helpers.writer import BackgroundWriter
 
     model, opt, _ = trained_tiny()
     writer = BackgroundWriter()

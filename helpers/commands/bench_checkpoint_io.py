@@ -23,7 +23,8 @@ from helpers.checkpoint import FULL, load_model, make_checkpoint, save_checkpoin
 from helpers.deployment import create_deployment_checkpoint
 from helpers.config import make_config
 from helpers.model import GPT, GPTConfig
-from helpers.policy import BackgroundWriter, save_periodic
+from helpers.policy import save_periodic
+from helpers.writer import BackgroundWriter
 from helpers.safetensors_io import tensor_identity
 from helpers.rng import capture_rng_state
 
