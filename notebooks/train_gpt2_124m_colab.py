@@ -513,7 +513,6 @@ from helpers.fileio import atomic_write_bytes
 from helpers.policy import BEST, BEST_FULL, FINAL, FINAL_FULL, periodic_path, save_final
 
 
-
 def best_full_state() -> dict:
     """The full state of the best step: from memory, else from model_best_full.pt (found before a resume)."""
     if best_step is None:  # no evaluation gave a finite loss: the last state is all there is
