@@ -55,7 +55,7 @@ class TrainConfig:
     eval_every: int = 100
     eval_iters: int = 0  # validation batches per evaluation; 0: the whole split, in order (exact)
     target_loss: float = 0.0  # stop once the validation loss is at or below it; 0 disables
-    patience: int = 0  # stop after so many evaluations without an improvement of min_delta; 0 disables
+    patience: int = 0  # stop after so many evaluations without an improvement of more than min_delta; 0 disables
     min_delta: float = 0.0  # the least drop in validation loss that resets patience
     # checkpoints
     checkpoint_dir: str = "checkpoints"

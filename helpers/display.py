@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -41,7 +42,6 @@ class LossChart:
 
         self.png_path = Path(png_path) if png_path else None
         self.fig, self.ax = plt.subplots(figsize=(7, 3.5))
-        self.steps_per_epoch = steps_per_epoch
         if steps_per_epoch:  # a second x axis: how many times the model has seen the training text
             epoch_axis = self.ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch,
                                                                    lambda e: e * steps_per_epoch))
@@ -59,7 +59,7 @@ class LossChart:
             if points:
                 steps, losses = zip(*points)
                 ax.plot(steps, losses, style, color=color, label=f"{split} ({losses[-1]:.3f})", markersize=3)
-        finite = [(s, v) for s, v in history.get("val", [])[1:] if v == v and abs(v) != float("inf")]
+        finite = [(s, v) for s, v in history.get("val", [])[1:] if math.isfinite(v)]
         if finite:  # the best model: the lowest validation loss after step 0
             best_step, best_loss = min(finite, key=lambda sv: sv[1])
             ax.plot([best_step], [best_loss], "*", color="C3", markersize=12,

@@ -264,8 +264,8 @@ scaler = torch.amp.GradScaler(hw.device_type, enabled=hw.dtype == "float16")
 from helpers.checkpoint import load_weights
 from helpers.fileio import remove_stale_temporaries
 from helpers.policy import find_resume_checkpoint
-from helpers.stopping import EarlyStopping
 from helpers.rng import restore_rng_state
+from helpers.stopping import EarlyStopping
 
 step, best_val_loss, best_step = 0, float("inf"), None
 train_loss, val_loss = float("nan"), None
@@ -290,12 +290,14 @@ if resumed:
     step, train_loss, val_loss = ckpt["step"], ckpt["loss"], ckpt.get("val_loss")
     # A full checkpoint made elsewhere may have only the summary's keys: resume it, less exactly.
     best_val_loss, best_step = ckpt.get("best_val_loss", float("inf")), ckpt.get("best_step")
-    history = {split: [p for p in points if p[0] <= step] for split, points in ckpt.get("history", history).items()}
     if "early_stopping" in ckpt:
         early_stopping.load_state_dict(ckpt["early_stopping"])
-    if cfg.resume == "auto":  # a finished run stays finished; an explicit path trains on from it
-        stop_reason = ckpt.get("stop_reason")
-        history = ckpt.get("history", history)  # the whole run's, for the chart
+    # A finished run stays finished, its whole history kept for the chart; an explicit path trains
+    # on from its step, so the history after that step is dropped (it will be made again).
+    stop_reason = ckpt.get("stop_reason") if cfg.resume == "auto" else None
+    history = ckpt.get("history", history)
+    if stop_reason is None:
+        history = {split: [p for p in points if p[0] <= step] for split, points in history.items()}
     if "sampler_state" in ckpt:
         sampler.set_state(ckpt["sampler_state"])
     if "rng_state" in ckpt:
@@ -337,7 +339,7 @@ if procs.world_size > 1:
 # `save_every_minutes`, whichever comes first, with the best pair (`model_best.pt`,
 # `model_best_full.pt`) brought up to date just before it; periodic files beyond `keep_last` are
 # deleted. Training stops at `max_steps`, once the validation loss reaches `target_loss`, or
-# after `patience` evaluations without an improvement of at least `min_delta` (early stopping):
+# after `patience` evaluations without an improvement of more than `min_delta` (early stopping):
 # the model has started to memorise the plays rather than learn from them.
 
 # %%
@@ -346,19 +348,17 @@ import math
 import time
 
 import numpy as np
-
 from tqdm.auto import tqdm
 
 from helpers.checkpoint import FULL, make_checkpoint
-from helpers.data import get_batch, step_offsets
+from helpers.data import eval_offsets, get_batch, step_offsets
 from helpers.display import LossChart
-from helpers.policy import BestState, SaveClock, save_periodic
-from helpers.writer import BackgroundWriter
-from helpers.stopping import improves
-from helpers.data import eval_offsets
 from helpers.distributed import from_main_process, mean_over_processes
 from helpers.hardware import autocast
+from helpers.policy import BestState, SaveClock, save_periodic
 from helpers.rng import capture_rng_state
+from helpers.stopping import improves
+from helpers.writer import BackgroundWriter
 
 
 def get_lr(step: int) -> float:
@@ -390,7 +390,6 @@ def estimate_loss(tokens: np.ndarray, max_batches: int) -> float:
     return (total / count).item()
 
 
-
 def full_checkpoint(loss: float, val_loss: float | None) -> dict:
     """Everything needed to resume from this moment (tensors are references, not copies)."""
     return make_checkpoint(FULL, step=step, model=raw_model, loss=loss, config=cfg.to_dict(),
@@ -408,7 +407,7 @@ def why_stop() -> str | None:
         return f"validation loss reached target_loss ({cfg.target_loss})"
     if early_stopping.should_stop:
         return (f"early stop: {early_stopping.bad_evals} evaluations without an improvement "
-                f"of {cfg.min_delta} (patience {cfg.patience})")
+                f"of more than {cfg.min_delta} (patience {cfg.patience})")
     return None
 
 
