@@ -8,10 +8,13 @@ any field, e.g. `GPT2_MAX_STEPS=20 GPT2_CHECKPOINT_DIR=/some/dir`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import typing
 from dataclasses import dataclass
 
+from helpers.errors import SettingError
 from helpers.hardware import gpu_capability, is_ampere_or_newer
 from helpers.model import GPTConfig
 
@@ -20,6 +23,7 @@ ENV_PREFIX = "GPT2_"
 # Variables with the prefix that are not fields: the preset itself, and the repository URL the
 # notebook's setup cell reads before helpers/ can be imported.
 ENV_NOT_FIELDS = {"GPT2_PRESET", "GPT2_REPO_URL"}
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")  # the devices training runs on
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")  # shared with GPTConfig
 
 
@@ -38,7 +42,7 @@ class TrainConfig:
     init_from: str = "scratch"  # "scratch", or "gpt2": OpenAI's weights (a hub name or a local folder)
     # data
     data_dir: str = "data"
-    data_url: str = SHAKESPEARE_URL  # a file:// URL works too
+    data_url: str = SHAKESPEARE_URL  # the training text: an http(s) or file:// URL, or a path
     # optimisation: tokens per step = batch_size * block_size * grad_accum_steps
     batch_size: int = 8  # micro-batch, per process
     grad_accum_steps: int = 8  # micro-batches per optimizer step, over all processes
@@ -79,20 +83,28 @@ class TrainConfig:
     sample_tokens: int = 200
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):  # nan or inf would pass every range check below
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingError(f"GPT2_{field.name.upper()}={value}: must be a finite number")
         positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum_steps", "max_steps",
                     "eval_every", "save_every", "keep_last", "log_every")
         for name in positive:
             if getattr(self, name) < 1:
-                raise ValueError(f"GPT2_{name.upper()}={getattr(self, name)}: must be at least 1")
+                raise SettingError(f"GPT2_{name.upper()}={getattr(self, name)}: must be at least 1")
         for name in ("learning_rate", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "dropout",
                      "target_loss", "stop_after_steps", "sample_tokens", "eval_iters", "patience", "min_delta",
                      "save_every_minutes"):
             if getattr(self, name) < 0:
-                raise ValueError(f"GPT2_{name.upper()}={getattr(self, name)}: must not be negative")
+                raise SettingError(f"GPT2_{name.upper()}={getattr(self, name)}: must not be negative")
         if not 0 < self.train_fraction <= 1:
-            raise ValueError(f"GPT2_TRAIN_FRACTION={self.train_fraction}: must be above 0 and at most 1")
+            raise SettingError(f"GPT2_TRAIN_FRACTION={self.train_fraction}: must be above 0 and at most 1")
+        if not self.data_url.strip():
+            raise SettingError("GPT2_DATA_URL='': must name the training text (a URL, a path or file://)")
+        if not DEVICE.fullmatch(self.device):
+            raise SettingError(f"GPT2_DEVICE={self.device!r}: expected auto, cpu, cuda or cuda:N")
         if self.n_embd % self.n_head:
-            raise ValueError(f"GPT2_N_EMBD={self.n_embd}: must be a multiple of n_head ({self.n_head})")
+            raise SettingError(f"GPT2_N_EMBD={self.n_embd}: must be a multiple of n_head ({self.n_head})")
 
     def model_config(self) -> GPTConfig:
         """The GPTConfig of the model these settings train from scratch."""
@@ -161,11 +173,11 @@ def _parse(name: str, text: str, kind: type) -> object:
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"{name}={text!r}: expected a boolean (true/false/1/0)")
+        raise SettingError(f"{name}={text!r}: expected a boolean (true/false/1/0)")
     try:
         return kind(text)
     except ValueError:
-        raise ValueError(f"{name}={text!r}: expected {kind.__name__}") from None
+        raise SettingError(f"{name}={text!r}: expected {kind.__name__}") from None
 
 
 def make_config(preset: str | None = None, env: typing.Mapping[str, str] | None = None,
@@ -181,7 +193,7 @@ def make_config(preset: str | None = None, env: typing.Mapping[str, str] | None 
     form_preset = form.pop("preset", "auto")
     preset = preset or env.get("GPT2_PRESET") or (form_preset if form_preset != "auto" else None) or detect_preset()
     if preset not in PRESETS:
-        raise ValueError(f"GPT2_PRESET={preset!r}: unknown preset; choose one of {', '.join(PRESETS)}")
+        raise SettingError(f"GPT2_PRESET={preset!r}: unknown preset; choose one of {', '.join(PRESETS)}")
     values = dict(PRESETS[preset], preset=preset)
     if env.get("GPT2_INIT_FROM", form.get("init_from", "scratch")).strip() != "scratch":
         values.update(FINETUNE)  # a pretrained start: settings for fine-tuning, under the form and variables
@@ -189,7 +201,7 @@ def make_config(preset: str | None = None, env: typing.Mapping[str, str] | None 
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for field, value in form.items():
         if field not in defaults or field == "preset":
-            raise ValueError(f"form field {field!r}: unknown setting")
+            raise SettingError(f"form field {field!r}: unknown setting")
         if value != defaults[field]:
             values[field] = value
     fields = set(defaults)
@@ -198,6 +210,6 @@ def make_config(preset: str | None = None, env: typing.Mapping[str, str] | None 
             continue
         field = var[len(ENV_PREFIX):].lower()
         if field not in fields or field == "preset":
-            raise ValueError(f"{var}: unknown setting; known settings: {', '.join(sorted(fields - {'preset'}))}")
+            raise SettingError(f"{var}: unknown setting; known settings: {', '.join(sorted(fields - {'preset'}))}")
         values[field] = _parse(var, text, hints[field])
     return TrainConfig(**values)

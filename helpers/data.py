@@ -1,26 +1,31 @@
-"""Tiny Shakespeare: download, tokenise with GPT-2's BPE, and sample training batches.
+"""The training text: fetched from data_url, tokenised with GPT-2's BPE, checked by hash, and sampled in batches.
 
-The layout is nanoGPT's: `data/input.txt`, then `data/train.bin` and `data/val.bin` as uint16
-token ids, split 90/10 by characters before encoding.
+The layout is nanoGPT's: `input.txt`, then `train.bin` and `val.bin` as uint16 token ids, split
+90/10 by characters before encoding, and `meta.json` with the sha256 of all three. Tiny
+Shakespeare lives in `data/` itself; any other text in a folder of its own below it
+(`data/<name>-<hash>/`), so that two texts never share token files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import urllib.request
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import tiktoken
 import torch
 
 from helpers.config import SHAKESPEARE_URL  # the default data_url: a setting, so the settings own it
+from helpers.data_source import SETTING, SHAKESPEARE_SHA256, data_label, decoded, fetch_text, sha256_of
+from helpers.errors import CheckpointError, DataError, describe
 from helpers.fileio import atomic_write_bytes
 
-SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 ENCODING = "gpt2"
 TRAIN_FRACTION = 0.9
+SPLITS = ("train", "val")
+IDENTITY = ("text_sha256", "train_sha256", "val_sha256")  # a run's data, in meta.json's terms: see data_identity
 
 
 def get_encoding() -> tiktoken.Encoding:
@@ -28,53 +33,114 @@ def get_encoding() -> tiktoken.Encoding:
     return tiktoken.get_encoding(ENCODING)
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def download_shakespeare(path: Path, url: str = SHAKESPEARE_URL) -> Path:
-    """Download tiny Shakespeare to path (checked against its sha256) unless it is already there."""
-    path = Path(path)
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(url, timeout=60) as response:
-        payload = response.read()
-    if hashlib.sha256(payload).hexdigest() != SHAKESPEARE_SHA256:
-        raise RuntimeError(f"{url}: downloaded text does not match tiny Shakespeare's sha256")
-    atomic_write_bytes(path, payload)
-    return path
-
-
-def prepare_data(data_dir: str | Path, url: str = SHAKESPEARE_URL) -> dict:
-    """Make train.bin and val.bin in data_dir from input.txt (downloaded if absent), reusing them when up to date."""
-    data_dir = Path(data_dir)
-    text_path = download_shakespeare(data_dir / "input.txt", url)
+def _why_stale(data_dir: Path, text_sha256: str) -> str | None:
+    """Why the token files in data_dir cannot be reused for this text (None: they can), checked by hash."""
     meta_path = data_dir / "meta.json"
-    source_sha = sha256_of(text_path)
-    if meta_path.exists():
+    if not meta_path.exists():
+        return "no meta.json"
+    try:
         meta = json.loads(meta_path.read_text())
-        up_to_date = meta.get("source_sha256") == source_sha and meta.get("encoding") == ENCODING
-        for split in ("train", "val"):
-            bin_path = data_dir / f"{split}.bin"
-            up_to_date &= bin_path.exists() and bin_path.stat().st_size == 2 * meta.get(f"{split}_tokens", -1)
-        if up_to_date:
-            return dict(meta, reused=True)
-    text = text_path.read_text(encoding="utf-8")
+    except (ValueError, UnicodeDecodeError) as e:
+        return f"meta.json is not valid JSON ({describe(e)})"
+    if not isinstance(meta, dict):
+        return "meta.json does not hold a JSON object"
+    if meta.get("source_sha256") != text_sha256 or meta.get("encoding") != ENCODING:
+        return "input.txt has changed since the token files were made"
+    for split in SPLITS:
+        recorded = meta.get(f"{split}_sha256")
+        if recorded is None:
+            return f"meta.json records no sha256 of {split}.bin (made by an older version)"
+        if not (data_dir / f"{split}.bin").is_file():
+            return f"{split}.bin is missing"
+        if sha256_of(data_dir / f"{split}.bin") != recorded:
+            return f"{split}.bin does not match the sha256 in meta.json (changed or damaged)"
+    return None
+
+
+def prepare_data(data_dir: str | Path, url: str = SHAKESPEARE_URL, report: Callable[[str], None] = print) -> dict:
+    """Make train.bin and val.bin in data_dir from data_url's text, reusing them only when their hashes match meta.json.
+
+    The folder of tiny Shakespeare (see data_folder) must hold tiny Shakespeare: another text
+    found there is refused, never overwritten. A cache that does not match is reported and made again.
+    """
+    data_dir = Path(data_dir)
+    text_path = data_dir / "input.txt"
+    shakespeare = data_label(url) == ""
+    if shakespeare and text_path.exists() and sha256_of(text_path) != SHAKESPEARE_SHA256:
+        raise DataError(text_path, f"is not tiny Shakespeare, which {SETTING} names; to train on this text, set "
+                                   "data_url to its path; to train on Shakespeare, move it away")
+    fetch_text(url, text_path, SHAKESPEARE_SHA256 if shakespeare else None)
+    text_sha256 = sha256_of(text_path)
+    reason = _why_stale(data_dir, text_sha256)
+    if reason is None:
+        return dict(read_meta(data_dir), reused=True)
+    if reason != "no meta.json":
+        report(f"{data_dir}: {reason}: making the token files again")
+    text = decoded(text_path.read_bytes(), text_path)
     cut = int(len(text) * TRAIN_FRACTION)
     enc = get_encoding()
-    meta = {"source_sha256": source_sha, "encoding": ENCODING, "vocab_size": enc.n_vocab}
+    meta = {"source_sha256": text_sha256, "encoding": ENCODING, "vocab_size": enc.n_vocab, "data_url": url}
     for split, part in (("train", text[:cut]), ("val", text[cut:])):
-        ids = np.array(enc.encode_ordinary(part), dtype=np.uint16)  # GPT-2 ids fit in 16 bits
-        atomic_write_bytes(data_dir / f"{split}.bin", ids.tobytes())
-        meta[f"{split}_tokens"] = int(ids.size)
-    atomic_write_bytes(meta_path, json.dumps(meta, indent=2).encode())
+        payload = np.array(enc.encode_ordinary(part), dtype=np.uint16).tobytes()  # GPT-2 ids fit in 16 bits
+        atomic_write_bytes(data_dir / f"{split}.bin", payload)
+        meta[f"{split}_tokens"] = len(payload) // 2
+        meta[f"{split}_sha256"] = hashlib.sha256(payload).hexdigest()
+    atomic_write_bytes(data_dir / "meta.json", json.dumps(meta, indent=2).encode())
     return dict(meta, reused=False)
+
+
+def read_meta(data_dir: str | Path) -> dict:
+    """meta.json of prepared data (the other processes under torchrun read what the first one made)."""
+    path = Path(data_dir) / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(path, f"cannot be read ({describe(e)})") from None
+    return meta
+
+
+def data_identity(meta: dict) -> dict:
+    """What a run trained on: the sha256 of the text and of both token files, recorded in every full checkpoint."""
+    return {"text_sha256": meta["source_sha256"], "train_sha256": meta["train_sha256"], "val_sha256": meta["val_sha256"]}
+
+
+def check_same_data(path: str | Path, ckpt: dict, identity: dict, data_url: str, resume: str = "auto",
+                    report: Callable[[str], None] = print) -> None:
+    """Refuse to resume a checkpoint made on other data (its best loss was measured on another text), in one line.
+
+    A checkpoint from before checkpoints recorded their data is resumed with a warning: nothing
+    says what it was trained on, and such files were made on the text of their data_url.
+    """
+    theirs = ckpt.get("data")
+    if not isinstance(theirs, dict):
+        report(f"{path}: made before checkpoints recorded their data; resuming it as if made on this text "
+               f"(sha256 {identity['text_sha256'][:16]}, data_url {data_url})")
+        return
+    differs = next((key for key in IDENTITY if theirs.get(key) != identity[key]), None)
+    if differs is None:
+        return
+    their_url = ckpt.get("config", {}).get("data_url", "?")
+    way = ("use another checkpoint folder (GPT2_CHECKPOINT_DIR; on Drive, GPT2_DRIVE_DIR) or move these checkpoints "
+           "away" if resume == "auto" else "start over with GPT2_RESUME=never")
+    raise CheckpointError(path, f"made on other data: {differs} {str(theirs.get(differs))[:16]} (data_url {their_url}), "
+                                f"this run's {identity[differs][:16]} (data_url {data_url}); to train on this text, "
+                                f"{way}; to continue that run, set data_url back to its text")
+
+
+def load_splits(data_dir: str | Path, block_size: int, train_fraction: float = 1.0) -> tuple[np.memmap, np.memmap]:
+    """The training (its first train_fraction) and validation tokens, each refused if too short for one window."""
+    splits = []
+    for split, fraction in (("train", train_fraction), ("val", 1.0)):
+        tokens = load_tokens(data_dir, split)
+        tokens = tokens[: int(len(tokens) * fraction)]
+        if len(tokens) <= block_size:
+            part = f"with train_fraction {fraction}, " if fraction < 1 else ""
+            raise DataError(Path(data_dir) / f"{split}.bin",
+                            f"{part}{len(tokens)} tokens, too few for one window of block_size + 1 = {block_size + 1} "
+                            f"({split} is {'the first 90%' if split == 'train' else 'the last 10%'} of "
+                            f"{Path(data_dir) / 'input.txt'}); use a longer text or a smaller block_size (GPT2_BLOCK_SIZE)")
+        splits.append(tokens)
+    return splits[0], splits[1]
 
 
 def load_tokens(data_dir: str | Path, split: str) -> np.memmap:

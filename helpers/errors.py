@@ -1,8 +1,12 @@
-"""The project's errors: each names the file or folder it is about, and says the problem in one line."""
+"""The project's errors: each names the file, folder or setting it is about, and says the problem in one line."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from types import TracebackType
+
+INTERRUPTED = "interrupted: run it again to resume from the last checkpoint saved"
 
 
 class PathError(Exception):
@@ -26,7 +30,57 @@ class HubError(PathError):
     """The Hugging Face Hub did not give or take what was asked; path is the repository or folder."""
 
 
+class DataError(PathError):
+    """The training text, its token files or meta.json cannot be used; path is the file, folder or data_url."""
+
+
+class SettingError(ValueError):
+    """A setting with a value that cannot work; str() is "GPT2_NAME=VALUE: PROBLEM", one line."""
+
+
+# The errors this project raises itself, each already one line that says what to change: a script
+# shows them as that line, where a traceback would only bury it.
+OURS = (PathError, SettingError)
+
+
 def describe(error: BaseException, limit: int = 200) -> str:
     """'TypeName: first line of the message' (at most limit characters), for errors raised by other libraries."""
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0][:limit]}" if lines else type(error).__name__
+
+
+def _script_hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+    """sys.excepthook for a script run: our errors and Ctrl-C as one line, anything else as Python shows it."""
+    if issubclass(kind, OURS):
+        print(f"error: {error}", file=sys.stderr)  # Python then exits with status 1
+    elif issubclass(kind, KeyboardInterrupt):
+        # On its own line (a progress bar may be half-drawn). Python then ends the process by
+        # SIGINT, as for any Ctrl-C, so a shell sees 130 and a calling script stops too.
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, tb)  # an unexpected error: its traceback is the clue
+
+
+def _shell_handler(shell: object, kind: type, error: BaseException, tb: TracebackType | None,
+                   tb_offset: int | None = None) -> list[str]:
+    """IPython's custom-exception handler: the cell still fails (Run all stops), its error shown as one line."""
+    stb = [f"{kind.__name__}: {error}"]
+    shell._showtraceback(kind, error, stb)  # what IPython's showtraceback calls; ipykernel sends it as the cell's error
+    return stb
+
+
+def short_errors() -> None:
+    """Show the project's own errors as one line (and Ctrl-C as a note to run again), in a script or a notebook.
+
+    A script gets a sys.excepthook. Under IPython (Jupyter, Colab), whose cells never reach
+    sys.excepthook, the same errors are registered with the shell: the cell still fails and Run
+    all still stops, but the output is the message, not 20 lines of frames in helpers/. Any
+    other error keeps its full traceback in both, and so does Ctrl-C in a notebook, where
+    interrupting a cell is ordinary use.
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        sys.excepthook = _script_hook
+    else:
+        shell.set_custom_exc(OURS, _shell_handler)

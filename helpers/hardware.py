@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from helpers.errors import describe
+from helpers.errors import SettingError, describe
 
 # Peak dense tensor-core throughput in FLOP/s by GPU, for MFU: fp16 on a T4 (it has no bf16),
 # bf16 elsewhere. Substrings of torch.cuda.get_device_name().
@@ -57,6 +57,12 @@ def detect_hardware(device: str = "auto", dtype: str = "auto", local_rank: int |
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     if device_type == "cuda":
         index = torch.device(device).index or 0
+        if not torch.cuda.is_available():
+            raise SettingError(f"GPT2_DEVICE={device!r}: this machine has no CUDA GPU (or torch was built without "
+                               "CUDA); use auto or cpu")
+        if torch.device(device).index is not None and index >= torch.cuda.device_count():
+            raise SettingError(f"GPT2_DEVICE={device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                               f"numbered from 0")
         name = torch.cuda.get_device_name(index)
         best = "bfloat16" if is_ampere_or_newer(gpu_capability(index)) else "float16"
         # longest names first, so that "L40S" is not taken for "L4"
@@ -66,7 +72,7 @@ def detect_hardware(device: str = "auto", dtype: str = "auto", local_rank: int |
     if dtype == "auto":
         dtype = best
     if dtype not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"GPT2_DTYPE={dtype!r}: expected auto, float32, bfloat16 or float16")
+        raise SettingError(f"GPT2_DTYPE={dtype!r}: expected auto, float32, bfloat16 or float16")
     return Hardware(device, device_type, name, dtype, peak)
 
 

@@ -1,9 +1,11 @@
-"""Where a run's checkpoints go: one folder per kind of run, named for what is trained.
+"""Where a run's checkpoints go: one folder per kind of run, named for what is trained and on what.
 
-Runs of different model sizes (or from scratch and fine-tuned) cannot share a folder: resuming
-refuses a folder of another model's checkpoints. Each kind gets its own subfolder, e.g.
-`gpt2-124m-scratch`, `gpt2-124m-finetune`, `cpu-7m`, so they never block each other, while the
-same run started again (after a runtime reset) finds its own folder and resumes.
+Runs of different model sizes (or from scratch and fine-tuned), or on different texts, cannot
+share a folder: resuming refuses a folder of another model's checkpoints, or of another text's.
+Each kind gets its own subfolder, e.g. `gpt2-124m-scratch`, `gpt2-124m-finetune`, `cpu-7m`, and
+on a text other than tiny Shakespeare the text's label after it (`cpu-7m-sonnets-1f2e3d4c`), so
+they never block each other, while the same run started again (after a runtime reset) finds its
+own folder and resumes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import torch
 
 from helpers.config import PRESETS, TrainConfig
+from helpers.data_source import data_label
 from helpers.model import GPT, GPTConfig
 
 SHAPE = ("n_layer", "n_head", "n_embd", "block_size", "bias")  # what resuming checks, with the vocabulary
@@ -33,7 +36,13 @@ def size_label(n: int) -> str:
 
 
 def run_folder(cfg: TrainConfig) -> str:
-    """The checkpoint subfolder for what cfg trains; different model shapes never share one."""
+    """The checkpoint subfolder for what cfg trains and on which text; different model shapes or texts never share one."""
+    label = data_label(cfg.data_url)
+    return f"{model_folder(cfg)}-{label}" if label else model_folder(cfg)
+
+
+def model_folder(cfg: TrainConfig) -> str:
+    """The part of run_folder that names the model: gpt2-124m-scratch, cpu-7m, ..."""
     if cfg.init_from != "scratch":  # the pretrained model's shape, its context cropped to block_size
         source = "gpt2-124m" if cfg.init_from == "gpt2" else re.sub(r"[^\w.-]+", "-", Path(cfg.init_from).name)
         context = "" if cfg.block_size == GPT2_SMALL.block_size else f"-ctx{cfg.block_size}"

@@ -130,8 +130,10 @@ if os.environ.get("RANK", "0") == "0":  # under torchrun, the first process spea
 # The form at the top of this cell holds what a Colab user usually changes; a field left at its
 # default means "the preset's value". The preset follows the hardware (`a100` for Ampere and
 # newer GPUs, `t4` for older ones, `cpu` without a GPU). `INIT_FROM = "gpt2"` fine-tunes OpenAI's
-# GPT-2 124M instead of training from scratch. `HUB_REPO` (`you/name`) uploads the final model to
-# the Hugging Face Hub. Every other setting is a field of `TrainConfig` (`helpers/config.py`):
+# GPT-2 124M instead of training from scratch. `DATA_URL` is the text to train on: tiny
+# Shakespeare unless you change it to your own (an `https://` URL, a path, or the name of a file
+# uploaded to `/content` with the file pane on the left). `HUB_REPO` (`you/name`) uploads the
+# final model to the Hugging Face Hub. Every other setting is a field of `TrainConfig` (`helpers/config.py`):
 # set `GPT2_<SETTING>` in the environment, e.g. `os.environ["GPT2_MAX_STEPS"] = "500"` in a cell
 # above; such a variable wins over the form too.
 #
@@ -139,7 +141,8 @@ if os.environ.get("RANK", "0") == "0":  # under torchrun, the first process spea
 # files on Drive, running all cells again resumes training instead of starting over. Mounting
 # asks for permission; if Drive says no (declined, a permission left unticked, nobody there to
 # click within two minutes), training goes on with local checkpoints and a warning. Each kind of
-# run (model size, from scratch or fine-tuned) has its own folder, shown in the table.
+# run (model size, from scratch or fine-tuned, the text) has its own folder, shown in the table.
+# A setting that cannot work stops here with one line naming it.
 # `DOWNLOAD` also sends `model_final.pt` through the browser at the end.
 
 # %%
@@ -148,30 +151,37 @@ INIT_FROM = "scratch"  # @param ["scratch", "gpt2"]
 USE_DRIVE = True  # @param {type:"boolean"}
 DOWNLOAD = False  # @param {type:"boolean"}
 HUB_REPO = ""  # @param {type:"string"}
+DATA_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"  # @param {type:"string"}
+
+from helpers.errors import SettingError, short_errors
+
+short_errors()  # the project's own errors as one line each, run as a script or in a notebook
 
 import torch
 
 from helpers import colab
 from helpers.config import make_config
+from helpers.data_source import data_folder
 from helpers.display import table
 from helpers.runs import local_checkpoint_dir, param_count, run_folder
 from helpers.distributed import init_processes
 from helpers.hardware import detect_hardware, enable_tf32
 
 cfg = make_config(form=dict(preset=PRESET, init_from=INIT_FROM, use_drive=USE_DRIVE, download=DOWNLOAD,
-                            hub_repo=HUB_REPO))
+                            hub_repo=HUB_REPO, data_url=DATA_URL.strip()))
 procs = init_processes(cfg.device)
 hw = detect_hardware(cfg.device, cfg.dtype, procs.local_rank if procs.world_size > 1 else None)
 if hw.dtype != "float16":
     enable_tf32()
 if cfg.grad_accum_steps % procs.world_size:
-    raise ValueError(f"grad_accum_steps={cfg.grad_accum_steps} must be a multiple of the {procs.world_size} processes")
+    raise SettingError(f"GPT2_GRAD_ACCUM_STEPS={cfg.grad_accum_steps}: must be a multiple of the "
+                       f"{procs.world_size} processes")
 if not torch.cuda.is_available() and procs.is_main:
     print(colab.no_gpu_banner(cfg.preset, param_count(cfg)))
 checkpoint_dir, on_drive = local_checkpoint_dir(cfg, REPO_ROOT), False
 if IN_COLAB and cfg.use_drive:
     checkpoint_dir, on_drive = colab.checkpoints_on_drive(cfg.drive_dir, run_folder(cfg), fallback=checkpoint_dir)
-data_dir = REPO_ROOT / cfg.data_dir
+data_dir = data_folder(REPO_ROOT / cfg.data_dir, cfg.data_url)  # tiny Shakespeare's, or a folder of this text's own
 if procs.is_main:
     print(table([
         ("preset", cfg.preset),
@@ -182,31 +192,35 @@ if procs.is_main:
         ("tokens per step", f"{cfg.tokens_per_step:,}"),
         ("steps", cfg.max_steps),
         ("compile", cfg.compile),
+        ("data", cfg.data_url),
         ("checkpoints", f"{checkpoint_dir}{' (Google Drive)' if on_drive else ' (this runtime only)' if IN_COLAB else ''}"),
     ]))
 
 # %% [markdown]
 # ## Data
-# Tiny Shakespeare (1.1 MB of plays), tokenised with GPT-2's own BPE: 301,966 training and 36,059
-# validation tokens. Made once and reused; batches are drawn by a seeded generator whose state
-# goes into every checkpoint, so a resumed run sees exactly the batches it would have seen. One
-# pass over the training tokens is an *epoch*: a 124M model memorises the plays within a few, so
-# the run is planned in epochs (printed below) and ends once the validation loss stops improving.
+# Tiny Shakespeare (1.1 MB of plays), or your text (`DATA_URL`), tokenised with GPT-2's own BPE:
+# for the plays, 301,966 training and 36,059 validation tokens (the first 90% of the text and the
+# last 10%). Made once and reused while their sha256 matches `meta.json`; every full checkpoint
+# records these hashes, so a run never resumes on other text. Batches are drawn by a seeded
+# generator whose state goes into every checkpoint, so a resumed run sees exactly the batches it
+# would have seen. One pass over the training tokens is an *epoch*: a 124M model memorises the
+# plays within a few, so the run is planned in epochs (printed below) and ends once the
+# validation loss stops improving.
 
 # %%
 import torch.distributed as dist
 
-from helpers.data import load_tokens, prepare_data
+from helpers.data import data_identity, load_splits, prepare_data, read_meta
 
 if procs.is_main:
     meta = prepare_data(data_dir, cfg.data_url)
-    print(f"train {meta['train_tokens']:,} tokens, val {meta['val_tokens']:,} tokens"
+    print(f"{data_dir / 'input.txt'}: train {meta['train_tokens']:,} tokens, val {meta['val_tokens']:,} tokens"
           f"{' (reused)' if meta['reused'] else ''}")
 if procs.world_size > 1:
     dist.barrier()  # the others wait until the main process has made the files
-train_tokens = load_tokens(data_dir, "train")
-train_tokens = train_tokens[: int(len(train_tokens) * cfg.train_fraction)]  # all of it, unless experimenting
-val_tokens = load_tokens(data_dir, "val")
+    meta = read_meta(data_dir)
+data_id = data_identity(meta)  # what this run trains on, in every full checkpoint
+train_tokens, val_tokens = load_splits(data_dir, cfg.block_size, cfg.train_fraction)  # train_fraction: experiments
 sampler = torch.Generator().manual_seed(cfg.seed)
 steps_per_epoch = len(train_tokens) / cfg.tokens_per_step  # an epoch: as many tokens as the training split holds
 if procs.is_main:
@@ -257,11 +271,13 @@ scaler = torch.amp.GradScaler(hw.device_type, enabled=hw.dtype == "float16")
 # and passes its checks (a damaged file is reported and the next newest is tried). Everything
 # comes back: weights, optimizer, GradScaler, step, best loss, the early-stopping count, the data
 # sampler and every random generator, so the resumed run is the run that was interrupted. A folder
-# that holds `model_final_full.pt` holds a finished run: it is not trained again.
+# that holds `model_final_full.pt` holds a finished run: it is not trained again. A checkpoint
+# made on other text is refused: its best loss was measured on another validation text.
 # `GPT2_RESUME=never` starts over; `GPT2_RESUME=<path>` continues from that file, finished or not.
 
 # %%
 from helpers.checkpoint import load_weights
+from helpers.data import check_same_data
 from helpers.fileio import remove_stale_temporaries
 from helpers.policy import find_resume_checkpoint
 from helpers.rng import restore_rng_state
@@ -281,6 +297,8 @@ resumed = find_resume_checkpoint(checkpoint_dir, cfg.resume, model_config,
                                  report=print if procs.is_main else lambda _: None)
 if resumed:
     resume_path, ckpt = resumed
+    check_same_data(resume_path, ckpt, data_id, cfg.data_url, cfg.resume,  # never onto other text
+                    report=print if procs.is_main else lambda _: None)
     load_weights(model, resume_path, ckpt)
     optimizer.load_state_dict(ckpt["optimizer_state_dict"])
     for group in optimizer.param_groups:  # this run's settings win over the file's (lr is set per step)
@@ -396,7 +414,7 @@ def full_checkpoint(loss: float, val_loss: float | None) -> dict:
                            optimizer=optimizer, val_loss=val_loss, best_val_loss=best_val_loss,
                            best_step=best_step, scaler_state_dict=scaler.state_dict(),
                            rng_state=capture_rng_state(), sampler_state=sampler.get_state(),
-                           early_stopping=early_stopping.state_dict(), history=history)
+                           early_stopping=early_stopping.state_dict(), history=history, data=data_id)
 
 
 def why_stop() -> str | None:
