@@ -31,7 +31,10 @@ def sha256_of(path: Path) -> str:
 
 def local_source(url: str) -> Path | None:
     """The file a data_url names on this machine (a path, or file://), or None for a download (http, https)."""
-    parsed = urllib.parse.urlparse(url)
+    try:
+        parsed = urllib.parse.urlparse(url)
+    except ValueError as e:
+        raise DataError(url, f"is not a valid URL or path ({describe(e)}); {SETTING} names the text") from None
     if parsed.scheme == "file":
         return Path(urllib.request.url2pathname(parsed.path))
     if parsed.scheme in ("http", "https", "ftp"):

@@ -49,14 +49,23 @@ def describe(error: BaseException, limit: int = 200) -> str:
     return f"{type(error).__name__}: {lines[0][:limit]}" if lines else type(error).__name__
 
 
+def _close_progress_bars() -> None:
+    """Finish tqdm's open bars now, so that they are not drawn again at exit, below the message."""
+    std = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(std, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
 def _script_hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
     """sys.excepthook for a script run: our errors and Ctrl-C as one line, anything else as Python shows it."""
     if issubclass(kind, OURS):
+        _close_progress_bars()
         print(f"error: {error}", file=sys.stderr)  # Python then exits with status 1
     elif issubclass(kind, KeyboardInterrupt):
-        # On its own line (a progress bar may be half-drawn). Python then ends the process by
-        # SIGINT, as for any Ctrl-C, so a shell sees 130 and a calling script stops too.
-        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        # Python then ends the process by SIGINT, as for any Ctrl-C: a shell sees 130, and a
+        # script that called this one stops too.
+        _close_progress_bars()
+        print(INTERRUPTED, file=sys.stderr)
     else:
         sys.__excepthook__(kind, error, tb)  # an unexpected error: its traceback is the clue
 

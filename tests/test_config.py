@@ -1,6 +1,11 @@
+import re
+
 import pytest
+import torch
 
 from helpers.config import PRESETS, TrainConfig, make_config
+from helpers.errors import SettingError
+from helpers.hardware import detect_hardware
 
 
 def test_presets_exist_with_policy_defaults():
@@ -49,10 +54,31 @@ def test_config_is_plain_data():
     ("GPT2_TRAIN_FRACTION", "0.0", "0.0: must be above 0 and at most 1"),
     ("GPT2_TRAIN_FRACTION", "1.5", "1.5: must be above 0 and at most 1"),
     ("GPT2_SAVE_EVERY_MINUTES", "-5.0", "-5.0: must not be negative"),
+    # not a finite number: nan passes every comparison, inf every lower bound (both were accepted)
+    ("GPT2_LEARNING_RATE", "nan", "nan: must be a finite number"),
+    ("GPT2_MIN_DELTA", "inf", "inf: must be a finite number"),
+    ("GPT2_TARGET_LOSS", "-inf", "-inf: must be a finite number"),
+    ("GPT2_DROPOUT", "NaN", "nan: must be a finite number"),
+    ("GPT2_DEVICE", "mps", "'mps': expected auto, cpu, cuda or cuda:N"),
+    ("GPT2_DATA_URL", " ", "' ': must name the training text"),
 ])
 def test_wrong_type_or_out_of_range_is_an_error(var, value, expected):
-    with pytest.raises(ValueError, match=f"{var}={expected}"):
+    with pytest.raises(SettingError, match=f"^{re.escape(var)}={re.escape(expected)}") as info:
         make_config("ci", env={var: value})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("device,gpus,problem", [
+    ("cuda", 0, "this machine has no CUDA GPU (or torch was built without CUDA); use auto or cpu"),
+    ("cuda:1", 1, "this machine has 1 CUDA GPU(s), numbered from 0"),
+])
+def test_a_gpu_that_is_not_there_is_a_setting_error(monkeypatch, device, gpus, problem):
+    """GPT2_DEVICE=cuda without a GPU was torch's AssertionError: Torch not compiled with CUDA enabled."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    with pytest.raises(SettingError) as info:
+        detect_hardware(make_config("ci", env={"GPT2_DEVICE": device}).device)
+    assert str(info.value) == f"GPT2_DEVICE={device!r}: {problem}"
 
 
 TRAIN_TOKENS = 301_966  # tiny Shakespeare's training split in GPT-2 tokens (tests/test_data.py)

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from helpers.config import make_config
+from helpers.data_source import data_label
 from helpers.model import GPT, GPTConfig
 from helpers.runs import local_checkpoint_dir, param_count, run_folder
 
@@ -43,3 +44,17 @@ def test_default_checkpoint_dir_gets_the_run_folder_an_explicit_one_does_not(tmp
     assert local_checkpoint_dir(explicit, Path("/repo")) == tmp_path / "mine"
     relative = make_config("ci", env={"GPT2_CHECKPOINT_DIR": "ckpt"})
     assert local_checkpoint_dir(relative, tmp_path) == tmp_path / "ckpt"
+
+
+def test_a_run_on_other_text_gets_a_folder_of_its_own(data_dir, tmp_path):
+    """A Shakespeare run and a run on other text never meet; the same text by path or URL is the same run."""
+    mine = tmp_path / "my poems.txt"
+    mine.write_text("Shall I compare thee to a summer's day?\n" * 50)
+    label = data_label(str(mine))
+    assert label.startswith("my-poems-")
+    shakespeare = [make_config("ci", env={}), make_config("ci", env={"GPT2_DATA_URL": (data_dir / "input.txt").as_uri()})]
+    assert [run_folder(cfg) for cfg in shakespeare] == ["ci-2m", "ci-2m"]
+    for url in (str(mine), mine.as_uri()):
+        assert run_folder(make_config("ci", env={"GPT2_DATA_URL": url})) == f"ci-2m-{label}"
+        assert local_checkpoint_dir(make_config("t4", env={"GPT2_DATA_URL": url}), tmp_path) == \
+            tmp_path / "checkpoints" / f"gpt2-124m-scratch-{label}"
