@@ -133,9 +133,9 @@ if os.environ.get("RANK", "0") == "0":  # under torchrun, the first process spea
 # GPT-2 124M instead of training from scratch. `DATA_URL` is the text to train on: tiny
 # Shakespeare unless you change it to your own (an `https://` URL, a path, or the name of a file
 # uploaded to `/content` with the file pane on the left). `HUB_REPO` (`you/name`) uploads the
-# final model to the Hugging Face Hub. Every other setting is a field of `TrainConfig` (`helpers/config.py`):
-# set `GPT2_<SETTING>` in the environment, e.g. `os.environ["GPT2_MAX_STEPS"] = "500"` in a cell
-# above; such a variable wins over the form too.
+# final model to the Hugging Face Hub. Every other setting is a field of `TrainConfig`
+# (`helpers/config.py`): set `GPT2_<SETTING>` in the environment, e.g.
+# `os.environ["GPT2_MAX_STEPS"] = "500"` in a cell above; such a variable wins over the form too.
 #
 # `USE_DRIVE` keeps checkpoints on Google Drive: a runtime reset wipes `/content`, and with the
 # files on Drive, running all cells again resumes training instead of starting over. Mounting
@@ -220,7 +220,7 @@ if procs.world_size > 1:
     dist.barrier()  # the others wait until the main process has made the files
     meta = read_meta(data_dir)
 data_id = data_identity(meta)  # what this run trains on, in every full checkpoint
-train_tokens, val_tokens = load_splits(data_dir, cfg.block_size, cfg.train_fraction)  # train_fraction: experiments
+train_tokens, val_tokens = load_splits(data_dir, cfg.block_size, cfg.train_fraction)  # each at least one window
 sampler = torch.Generator().manual_seed(cfg.seed)
 steps_per_epoch = len(train_tokens) / cfg.tokens_per_step  # an epoch: as many tokens as the training split holds
 if procs.is_main:
