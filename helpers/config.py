@@ -100,7 +100,7 @@ class TrainConfig:
         if not 0 < self.train_fraction <= 1:
             raise SettingError(f"GPT2_TRAIN_FRACTION={self.train_fraction}: must be above 0 and at most 1")
         if not self.data_url.strip():
-            raise SettingError(f"GPT2_DATA_URL={self.data_url!r}: must name the training text (a URL, a path or file://)")
+            raise SettingError(f"GPT2_DATA_URL={self.data_url!r}: must name the training text (a URL or a path)")
         if not DEVICE.fullmatch(self.device):
             raise SettingError(f"GPT2_DEVICE={self.device!r}: expected auto, cpu, cuda or cuda:N")
         if self.n_embd % self.n_head:

@@ -23,6 +23,7 @@ from helpers.errors import CheckpointError, DataError, describe
 from helpers.fileio import atomic_write_bytes
 
 ENCODING = "gpt2"
+VOCAB_SIZE = 50257  # GPT-2's token ids are 0 to 50,256
 TRAIN_FRACTION = 0.9
 SPLITS = ("train", "val")
 IDENTITY = ("text_sha256", "train_sha256", "val_sha256")  # a run's data, in meta.json's terms: see data_identity
@@ -66,7 +67,7 @@ def prepare_data(data_dir: str | Path, url: str = SHAKESPEARE_URL, report: Calla
     data_dir = Path(data_dir)
     text_path = data_dir / "input.txt"
     shakespeare = data_label(url) == ""
-    if shakespeare and text_path.exists() and sha256_of(text_path) != SHAKESPEARE_SHA256:
+    if shakespeare and text_path.exists() and text_path.stat().st_size and sha256_of(text_path) != SHAKESPEARE_SHA256:
         raise DataError(text_path, f"is not tiny Shakespeare, which {SETTING} names; to train on this text, set "
                                    "data_url to its path; to train on Shakespeare, move it away")
     fetch_text(url, text_path, SHAKESPEARE_SHA256 if shakespeare else None)
@@ -101,7 +102,8 @@ def read_meta(data_dir: str | Path) -> dict:
 
 def data_identity(meta: dict) -> dict:
     """What a run trained on: the sha256 of the text and of both token files, recorded in every full checkpoint."""
-    return {"text_sha256": meta["source_sha256"], "train_sha256": meta["train_sha256"], "val_sha256": meta["val_sha256"]}
+    return {"text_sha256": meta["source_sha256"], "train_sha256": meta["train_sha256"],
+            "val_sha256": meta["val_sha256"]}
 
 
 def check_same_data(path: str | Path, ckpt: dict, identity: dict, data_url: str, resume: str = "auto",
@@ -122,23 +124,29 @@ def check_same_data(path: str | Path, ckpt: dict, identity: dict, data_url: str,
     their_url = ckpt.get("config", {}).get("data_url", "?")
     way = ("use another checkpoint folder (GPT2_CHECKPOINT_DIR; on Drive, GPT2_DRIVE_DIR) or move these checkpoints "
            "away" if resume == "auto" else "start over with GPT2_RESUME=never")
-    raise CheckpointError(path, f"made on other data: {differs} {str(theirs.get(differs))[:16]} (data_url {their_url}), "
+    raise CheckpointError(path, f"made on other data: {differs} {str(theirs.get(differs))[:16]} "
+                                f"(data_url {their_url}), "
                                 f"this run's {identity[differs][:16]} (data_url {data_url}); to train on this text, "
                                 f"{way}; to continue that run, set data_url back to its text")
 
 
-def load_splits(data_dir: str | Path, block_size: int, train_fraction: float = 1.0) -> tuple[np.memmap, np.memmap]:
-    """The training (its first train_fraction) and validation tokens, each refused if too short for one window."""
+def load_splits(data_dir: str | Path, block_size: int, train_fraction: float = 1.0,
+                vocab_size: int = VOCAB_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """The training (its first train_fraction) and validation tokens, each refused if under a window or not GPT-2 ids."""
     splits = []
     for split, fraction in (("train", train_fraction), ("val", 1.0)):
-        tokens = load_tokens(data_dir, split)
+        path = Path(data_dir) / f"{split}.bin"
+        tokens = load_tokens(data_dir, split) if path.stat().st_size else np.zeros(0, np.uint16)  # mmap refuses 0 bytes
         tokens = tokens[: int(len(tokens) * fraction)]
         if len(tokens) <= block_size:
             part = f"with train_fraction {fraction}, " if fraction < 1 else ""
-            raise DataError(Path(data_dir) / f"{split}.bin",
-                            f"{part}{len(tokens)} tokens, too few for one window of block_size + 1 = {block_size + 1} "
-                            f"({split} is {'the first 90%' if split == 'train' else 'the last 10%'} of "
-                            f"{Path(data_dir) / 'input.txt'}); use a longer text or a smaller block_size (GPT2_BLOCK_SIZE)")
+            share = "the first 90%" if split == "train" else "the last 10%"
+            raise DataError(path, f"{part}{len(tokens)} tokens, too few for one window of block_size + 1 = "
+                                  f"{block_size + 1} ({split} is {share} of {Path(data_dir) / 'input.txt'}); "
+                                  "use a longer text or a smaller block_size (GPT2_BLOCK_SIZE)")
+        if int(tokens.max()) >= vocab_size:  # one pass (under a millisecond for the plays); else an IndexError later
+            raise DataError(path, f"holds token id {int(tokens.max())}, beyond GPT-2's {vocab_size:,}: not a token "
+                                  "file of this project; delete it and meta.json to make them again")
         splits.append(tokens)
     return splits[0], splits[1]
 

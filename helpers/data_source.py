@@ -57,7 +57,7 @@ def _slug(name: str) -> str:
 
 
 def data_label(url: str) -> str:
-    """'' for tiny Shakespeare, else '<name>-<8 hex>' for the text data_url names: its folder's name, in data and checkpoints.
+    """'' for tiny Shakespeare, else '<name>-<8 hex>': the name of data_url's text in data and checkpoint folders.
 
     The hex is the sha256 of a local file's bytes (an edited text is another text) or of a
     download's address (whose bytes are only known once fetched; meta.json and the
@@ -74,7 +74,7 @@ def data_label(url: str) -> str:
 
 
 def data_folder(data_dir: str | Path, url: str) -> Path:
-    """Where data_url's text and token files go: data_dir itself for tiny Shakespeare, a folder below it for other text."""
+    """Where data_url's text and token files go: data_dir for tiny Shakespeare, a folder below it for other text."""
     label = data_label(url)
     return Path(data_dir) / label if label else Path(data_dir)
 
@@ -97,15 +97,15 @@ def decoded(payload: bytes, name: str | Path) -> str:
 def fetch_text(url: str, path: Path, expected_sha256: str | None = None) -> None:
     """Put data_url's text at path: downloaded once, or copied from a local file whenever that file changed."""
     local = local_source(url)
-    if path.exists() and (local is None or sha256_of(path) == sha256_of(_local_file(url))):
-        return
+    if path.exists() and path.stat().st_size and (local is None or sha256_of(path) == sha256_of(_local_file(url))):
+        return  # (an empty file holds nothing to lose: fetched again)
     if local is not None:
         payload = _local_file(url).read_bytes()
     else:
         try:
             with urllib.request.urlopen(url, timeout=60) as response:
                 payload = response.read()
-        except (OSError, ValueError) as e:  # URLError, HTTPError and timeouts are OSErrors; a malformed URL a ValueError
+        except (OSError, ValueError) as e:  # URLError, HTTPError, timeouts: OSErrors; a malformed URL: ValueError
             raise DataError(url, f"could not download ({describe(e)}); check the address and the network, "
                                  f"or set {SETTING} to a local file") from None
     if expected_sha256 is not None and hashlib.sha256(payload).hexdigest() != expected_sha256:

@@ -36,7 +36,7 @@ def size_label(n: int) -> str:
 
 
 def run_folder(cfg: TrainConfig) -> str:
-    """The checkpoint subfolder for what cfg trains and on which text; different model shapes or texts never share one."""
+    """The checkpoint subfolder for what cfg trains, and on which text: different models or texts never share one."""
     label = data_label(cfg.data_url)
     return f"{model_folder(cfg)}-{label}" if label else model_folder(cfg)
 

@@ -1,9 +1,12 @@
+import ast
+import dataclasses
 import re
 
 import pytest
 import torch
 
-from helpers.config import PRESETS, TrainConfig, make_config
+from conftest import SCRIPT
+from helpers.config import PRESETS, SHAKESPEARE_URL, TrainConfig, make_config
 from helpers.errors import SettingError
 from helpers.hardware import detect_hardware
 
@@ -108,14 +111,28 @@ def test_starting_from_gpt2_takes_the_finetune_settings_and_the_environment_stil
 
 
 def test_form_values_override_the_preset_and_variables_override_the_form():
-    form = dict(preset="auto", init_from="scratch", use_drive=True, download=False, hub_repo="")
+    form = dict(preset="auto", init_from="scratch", use_drive=True, download=False, hub_repo="",
+                data_url=SHAKESPEARE_URL)
     untouched = make_config("cpu", env={}, form=form)
     assert untouched == make_config("cpu", env={})  # a form left at its defaults changes nothing
     assert make_config("ci", env={}, form=form).use_drive is False  # the preset's value, not the form's default
-    changed = make_config(env={}, form=dict(form, preset="cpu", use_drive=False, download=True, hub_repo="me/m"))
-    assert (changed.preset, changed.use_drive, changed.download, changed.hub_repo) == ("cpu", False, True, "me/m")
+    changed = make_config(env={}, form=dict(form, preset="cpu", use_drive=False, download=True, hub_repo="me/m",
+                                            data_url="mytext.txt"))
+    assert (changed.preset, changed.use_drive, changed.download, changed.hub_repo, changed.data_url) == \
+        ("cpu", False, True, "me/m", "mytext.txt")
     env = {"GPT2_PRESET": "ci", "GPT2_USE_DRIVE": "true", "GPT2_HUB_REPO": "you/y"}
     both = make_config(env=env, form=dict(form, preset="cpu", use_drive=False, hub_repo="me/m"))
     assert (both.preset, both.use_drive, both.hub_repo) == ("ci", True, "you/y")
     with pytest.raises(ValueError, match="form field 'max_step': unknown setting"):
         make_config("ci", env={}, form={"max_step": 5})
+
+
+def test_the_notebooks_form_defaults_are_the_settings_defaults():
+    """An untouched form means "the preset's value" only if each field's default is the setting's (DATA_URL too)."""
+    source = SCRIPT.read_text()
+    settings_cell = source[source.index("# ## Settings"):source.index("# ## Data")]
+    form = dict(re.findall(r"^([A-Z_]+) = (.+?)  # @param", settings_cell, re.M))
+    assert set(form) == {"PRESET", "INIT_FROM", "USE_DRIVE", "DOWNLOAD", "HUB_REPO", "DATA_URL"}
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for name, value in form.items():
+        assert ast.literal_eval(value) == ("auto" if name == "PRESET" else defaults[name.lower()]), name

@@ -1,10 +1,12 @@
 """The data a run trains on (issue 19): a token cache checked by hash, texts that cannot be used
 refused in one line naming the file or the URL, and a run that never resumes on other text."""
 
+import hashlib
 import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -105,6 +107,38 @@ def test_a_text_too_short_for_one_window_is_refused_naming_the_split(tmp_path):
         load_splits(folder, block_size=n_val - 1, train_fraction=0.1)
 
 
+def test_a_text_of_one_character_leaves_an_empty_split_refused_by_name(tmp_path):
+    """Its training split is 0 tokens: an empty train.bin, which numpy cannot memory-map."""
+    (tmp_path / "one.txt").write_text("A")
+    prepare_data(tmp_path / "data", str(tmp_path / "one.txt"))
+    with pytest.raises(DataError, match=rf"^{tmp_path / 'data' / 'train.bin'}: 0 tokens, too few for one window"):
+        load_splits(tmp_path / "data", block_size=8)
+
+
+def test_token_ids_beyond_gpt2s_vocabulary_are_refused_even_with_a_matching_meta_json(own_text, tmp_path):
+    """Random bytes as train.bin, with a meta.json written to match them: once an IndexError inside the model."""
+    folder = tmp_path / "data"
+    prepare_data(folder, str(own_text))
+    noise = np.random.default_rng(0).integers(0, 2**16, 5000, dtype=np.uint16).tobytes()
+    (folder / "train.bin").write_bytes(noise)
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps(dict(meta, train_sha256=hashlib.sha256(noise).hexdigest())))
+    assert prepare_data(folder, str(own_text))["reused"]  # the hashes agree: nothing to tell
+    with pytest.raises(DataError) as info:
+        load_splits(folder, block_size=32)
+    assert one_line(info.value).startswith(f"{folder / 'train.bin'}: holds token id ")
+    assert "beyond GPT-2's 50,257: not a token file of this project" in str(info.value)
+
+
+def test_an_empty_input_txt_in_shakespeares_folder_is_fetched_again(data_dir, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "input.txt").write_bytes(b"")  # nothing in it to lose
+    meta = prepare_data(folder, os.environ.get("GPT2_DATA_URL", SHAKESPEARE_URL))
+    assert (folder / "input.txt").read_bytes() == (data_dir / "input.txt").read_bytes()
+    assert data_identity(meta) == data_identity(read_meta(data_dir))
+
+
 @pytest.mark.parametrize("url,problem", [
     ("https://127.0.0.1:9/input.txt", "could not download (URLError: "),  # nothing listens on port 9
     ("http://[::1/input.txt", "is not a valid URL or path (ValueError: Invalid IPv6 URL)"),
@@ -131,7 +165,8 @@ def test_shakespeare_folder_holding_another_text_is_refused_untouched(own_text, 
     with pytest.raises(DataError) as info:
         prepare_data(folder, os.environ.get("GPT2_DATA_URL", SHAKESPEARE_URL))
     assert one_line(info.value).startswith(f"{folder / 'input.txt'}: is not tiny Shakespeare")
-    assert (folder / "input.txt").read_bytes() == own_text.read_bytes() and sorted(folder.iterdir()) == [folder / "input.txt"]
+    assert (folder / "input.txt").read_bytes() == own_text.read_bytes()
+    assert sorted(folder.iterdir()) == [folder / "input.txt"]
 
 
 def test_each_text_has_its_own_label_and_folders(data_dir, own_text, tmp_path):

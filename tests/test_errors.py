@@ -32,7 +32,8 @@ def script_hook(monkeypatch):
 
 
 @pytest.mark.parametrize("error,shown", [
-    (SettingError("GPT2_LEARNING_RATE=nan: must be a finite number"), "error: GPT2_LEARNING_RATE=nan: must be a finite number"),
+    (SettingError("GPT2_LEARNING_RATE=nan: must be a finite number"),
+     "error: GPT2_LEARNING_RATE=nan: must be a finite number"),
     (CheckpointError("ck/model_step_5.pt", "file is empty"), "error: ck/model_step_5.pt: file is empty"),
     (KeyboardInterrupt(), INTERRUPTED),
 ])
@@ -45,14 +46,16 @@ def test_a_script_shows_our_errors_and_ctrl_c_as_one_line(script_hook, capsys, e
 def test_a_script_shows_an_unexpected_error_with_its_traceback(script_hook, capsys):
     script_hook(*raised(ZeroDivisionError("division by zero")))
     err = capsys.readouterr().err
-    assert err.startswith("Traceback (most recent call last):") and err.strip().endswith("ZeroDivisionError: division by zero")
+    assert err.startswith("Traceback (most recent call last):")
+    assert err.strip().endswith("ZeroDivisionError: division by zero")
     assert "in raised" in err  # the frames are there
 
 
 @pytest.mark.slow
 def test_a_notebook_kernel_shows_our_errors_as_one_line_and_still_stops(tmp_path):
     """Under IPython (Jupyter, Colab) the cell fails as before, so Run all stops, but shows one line."""
-    setup = f"import sys\nsys.path.insert(0, {str(REPO)!r})\nfrom helpers.errors import SettingError, short_errors\nshort_errors()"
+    setup = (f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"
+             "from helpers.errors import SettingError, short_errors\nshort_errors()")
     cells = [setup, "raise SettingError('GPT2_MAX_STEPS=0: must be at least 1')", "1 / 0"]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,

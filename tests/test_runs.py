@@ -52,7 +52,8 @@ def test_a_run_on_other_text_gets_a_folder_of_its_own(data_dir, tmp_path):
     mine.write_text("Shall I compare thee to a summer's day?\n" * 50)
     label = data_label(str(mine))
     assert label.startswith("my-poems-")
-    shakespeare = [make_config("ci", env={}), make_config("ci", env={"GPT2_DATA_URL": (data_dir / "input.txt").as_uri()})]
+    copy = (data_dir / "input.txt").as_uri()  # the plays by another address are the plays
+    shakespeare = [make_config("ci", env={}), make_config("ci", env={"GPT2_DATA_URL": copy})]
     assert [run_folder(cfg) for cfg in shakespeare] == ["ci-2m", "ci-2m"]
     for url in (str(mine), mine.as_uri()):
         assert run_folder(make_config("ci", env={"GPT2_DATA_URL": url})) == f"ci-2m-{label}"
