@@ -124,10 +124,9 @@ def check_same_data(path: str | Path, ckpt: dict, identity: dict, data_url: str,
     their_url = ckpt.get("config", {}).get("data_url", "?")
     way = ("use another checkpoint folder (GPT2_CHECKPOINT_DIR; on Drive, GPT2_DRIVE_DIR) or move these checkpoints "
            "away" if resume == "auto" else "start over with GPT2_RESUME=never")
-    raise CheckpointError(path, f"made on other data: {differs} {str(theirs.get(differs))[:16]} "
-                                f"(data_url {their_url}), "
-                                f"this run's {identity[differs][:16]} (data_url {data_url}); to train on this text, "
-                                f"{way}; to continue that run, set data_url back to its text")
+    raise CheckpointError(path, f"made on other data: {differs} {str(theirs.get(differs))[:16]} (data_url "
+                                f"{their_url}), this run's {identity[differs][:16]} (data_url {data_url}); to train "
+                                f"on this text, {way}; to continue that run, set data_url back to its text")
 
 
 def load_splits(data_dir: str | Path, block_size: int, train_fraction: float = 1.0,

@@ -184,6 +184,15 @@ def test_each_text_has_its_own_label_and_folders(data_dir, own_text, tmp_path):
     assert remote.startswith("my-20poems-") and remote != data_label("https://example.org/texts/my%20poems.txt")
 
 
+def test_a_file_uploaded_to_the_working_directory_is_found_by_its_name(own_text, tmp_path, monkeypatch):
+    """Colab's file pane uploads to /content, the notebook's working directory: DATA_URL = "sonnets.txt"."""
+    monkeypatch.chdir(own_text.parent)
+    folder = data_folder(tmp_path / "data", "sonnets.txt")
+    assert folder == tmp_path / "data" / data_label(str(own_text))
+    meta = prepare_data(folder, "sonnets.txt")
+    assert (folder / "input.txt").read_bytes() == own_text.read_bytes() and meta["train_tokens"] > 0
+
+
 def checkpoint_on(identity, **config):
     return {"step": 5, "config": {"data_url": "https://example.com/a.txt", **config}, "data": identity}
 
