@@ -6,9 +6,10 @@ Two layers, because a folder on Google Drive can be mounted by two Colab runtime
   cannot carry one), held while the run lives: the kernel drops it when the process dies, however
   it dies, so on one machine a crashed run never blocks the next. It cannot see other machines.
 - the content of `run.lock`: the holder's host, process, start time and a heartbeat that a thread
-  rewrites every HEARTBEAT_S. A lock of another machine holds until its heartbeat is STALE_AFTER_S
-  old (a reset runtime stops beating); one of this machine holds while its process lives. A stale
-  lock is taken over, loudly. The heartbeat also re-reads the file: a run whose lock was taken
+  rewrites every HEARTBEAT_S. A lock of another machine holds while its heartbeat goes on: a run
+  that finds one younger than STALE_AFTER_S watches it until it is that old (a reset runtime has
+  stopped beating: Run all on the new runtime waits, then goes on); one of this machine holds while
+  its process lives. A stale lock is taken over, loudly. The heartbeat also re-reads the file: a run whose lock was taken
   over (Drive showed another runtime an old heartbeat) learns it and stops at its next save.
 
 Drive shows one runtime's writes to another after a delay, so two runtimes starting within
@@ -36,6 +37,7 @@ except ImportError:  # Windows: the lock file alone
 LOCK_NAME = "run.lock"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 180.0  # six missed heartbeats: longer than Drive takes to show one runtime's write to another
+POLL_S = 5.0  # how often a run waiting for another machine's lock looks at it again
 _held: dict[Path, "FolderLock"] = {}  # the folders this process holds: a notebook run again in its kernel keeps its lock
 
 
@@ -102,12 +104,13 @@ class FolderLock:
                 stale = flocked or other["pid"] == os.getpid() or not pid_alive(other["pid"])
                 why = "its process is gone"
             else:
-                stale, why = age > STALE_AFTER_S, f"its last heartbeat is {age / 60:.0f} min old"
+                stale = age > STALE_AFTER_S or self._wait_for_silence(other, report)
+                why = f"no heartbeat for {(time.time() - other['heartbeat']) / 60:.0f} min"
             if not stale:
                 self._close()
-                raise LockError(self.folder, f"in use by another run ({holder(other)}, last heartbeat {age:.0f} s "
-                                f"ago); stop that run, or choose another checkpoint_dir; if its runtime is gone, run "
-                                f"again after {_when(other['heartbeat'] + STALE_AFTER_S)} to take the folder over")
+                raise LockError(self.folder, f"in use by another run ({holder(other)}, whose heartbeat goes on); stop "
+                                f"that run (in its runtime: Runtime > Disconnect and delete runtime), or choose another "
+                                f"checkpoint_dir")
             report(f"TAKING OVER the lock of {self.folder} from {holder(other)}: {why}")
         self._write()
         if (_read(self.path) or {}).get("id") != self.record["id"]:  # another runtime wrote at the same moment
@@ -115,6 +118,21 @@ class FolderLock:
             raise LockError(self.folder, "another run took this folder at the same moment; run again to find out which")
         self._thread = threading.Thread(target=self._beat, name="folder-lock-heartbeat", daemon=True)
         self._thread.start()
+
+    def _wait_for_silence(self, other: dict, report: Callable[[str], None]) -> bool:
+        """Watch another machine's lock until it is STALE_AFTER_S old: True if it stayed still, False if it beat.
+
+        After a runtime reset the old runtime's lock is minutes old at most, and Run all on the new
+        one should not fail for it; a runtime that lives rewrites its heartbeat within HEARTBEAT_S.
+        """
+        deadline = other["heartbeat"] + STALE_AFTER_S
+        report(f"{self.folder} is held by {holder(other)}, last heartbeat {time.time() - other['heartbeat']:.0f} s "
+               f"ago: waiting until {_when(deadline)} to see whether that run still lives")
+        while time.time() < deadline:
+            time.sleep(min(POLL_S, max(0.0, deadline - time.time())))
+            if _read(self.path) != other:
+                return False
+        return True
 
     def _write(self) -> None:
         self.record["heartbeat"] = time.time()

@@ -240,14 +240,21 @@ def final_files_missing(checkpoint_dir: str | Path) -> list[str]:
     return [name for name in (FINAL, FINAL_FULL, BEST) if not (Path(checkpoint_dir) / name).exists()]
 
 
-def _best_problem(path: Path, expected: GPTConfig, best_step: int, kind: str | None = FULL) -> str | None:
-    """Why the file at path is not the best step's state (or weights), or None if it is."""
+def _best_problem(path: Path, expected: GPTConfig, best_step: int, kind: str | None = FULL,
+                  ahead_of: int | None = None) -> str | None:
+    """Why the file at path is not the best step's state (or weights), or None if it is.
+
+    A best of a step after ahead_of (the resume step) is fine too: a crash came between the best
+    pair and the periodic file, and training passes that step again before the run can end.
+    """
     try:
         ckpt = load_checkpoint(path, kind=kind)
         check_architecture(path, ckpt, expected)
     except CheckpointError as e:
         return str(e)
-    return None if ckpt["step"] == best_step else f"{path}: holds step {ckpt['step']}, not the best step {best_step}"
+    if ckpt["step"] == best_step or (ahead_of is not None and ckpt["step"] > ahead_of):
+        return None
+    return f"{path}: holds step {ckpt['step']}, not the best step {best_step}"
 
 
 def check_best(checkpoint_dir: str | Path, resume_path: Path, ckpt: dict, expected: GPTConfig,
@@ -271,7 +278,7 @@ def check_best(checkpoint_dir: str | Path, resume_path: Path, ckpt: dict, expect
     directory, step, best_step = Path(checkpoint_dir), ckpt["step"], ckpt.get("best_step")
     if best_step is None or best_step > step:
         return resume_path, ckpt
-    problem = _best_problem(directory / BEST_FULL, expected, best_step)
+    problem = _best_problem(directory / BEST_FULL, expected, best_step, ahead_of=step)
     if problem is None:
         return resume_path, ckpt
     periodic = dict(periodic_checkpoints(directory))

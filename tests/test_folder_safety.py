@@ -5,6 +5,7 @@ written, and errors that name the file the user asked for."""
 import errno
 import os
 import subprocess
+import threading
 import time
 
 import pytest
@@ -169,7 +170,7 @@ def dead_pid():
     return proc.pid
 
 
-def test_a_second_run_on_a_held_folder_refuses_in_one_line(tmp_path):
+def test_a_second_run_on_a_held_folder_refuses_in_one_line(tmp_path, monkeypatch):
     held = hold_folder(tmp_path)
     assert hold_folder(tmp_path) is held  # the notebook run again in its kernel keeps its lock
     with pytest.raises(LockError) as info:  # another process on this machine: the fcntl lock says no
@@ -179,22 +180,33 @@ def test_a_second_run_on_a_held_folder_refuses_in_one_line(tmp_path):
     assert "choose another checkpoint_dir" in message and "\n" not in message
     held.release()
     assert not (tmp_path / LOCK_NAME).exists()
-    # another machine (a second Colab runtime on the same Drive) with a fresh heartbeat
+    # another machine (a second Colab runtime on the same Drive) whose heartbeat goes on while this run watches
+    monkeypatch.setattr(lock, "POLL_S", 0.01)
     lock_record(tmp_path, "other-runtime", 4242, age_s=20)
+    beat = threading.Timer(0.2, lock_record, (tmp_path, "other-runtime", 4242, 0))
+    beat.start()
+    reports = []
     with pytest.raises(LockError) as info:
-        hold_folder(tmp_path)
+        hold_folder(tmp_path, report=reports.append)
+    beat.join()
+    assert reports[0].startswith(f"{tmp_path.absolute()} is held by process 4242 on host other-runtime, last heartbeat 20 s ago: waiting until")
     message = str(info.value)
-    assert "process 4242 on host other-runtime" in message and "last heartbeat 20 s ago" in message
-    assert "run again after" in message and "\n" not in message
+    assert message.startswith(f"{tmp_path.absolute()}: in use by another run (process 4242 on host other-runtime")
+    assert "whose heartbeat goes on" in message and "Disconnect and delete runtime" in message and "\n" not in message
 
 
-@pytest.mark.parametrize("host,age_s,why", [(HOST, 5, "its process is gone"), ("reset-runtime", 600, "its last heartbeat is 10 min old")])
-def test_a_stale_lock_is_taken_over_loudly(tmp_path, host, age_s, why):
+@pytest.mark.parametrize("host,age_s,why", [
+    (HOST, 5, "its process is gone"),  # a crashed run of this machine
+    ("reset-runtime", 600, "no heartbeat for 10 min"),  # another machine's, long silent
+    ("reset-runtime", lock.STALE_AFTER_S - 0.3, "no heartbeat for 3 min"),  # silent while this run watched it
+])
+def test_a_stale_lock_is_taken_over_loudly(tmp_path, monkeypatch, host, age_s, why):
+    monkeypatch.setattr(lock, "POLL_S", 0.01)
     lock_record(tmp_path, host, dead_pid(), age_s)
     reports = []
     held = hold_folder(tmp_path, report=reports.append)
-    assert len(reports) == 1 and reports[0].startswith(f"TAKING OVER the lock of {tmp_path.absolute()} from process")
-    assert reports[0].endswith(why)
+    assert reports[-1].startswith(f"TAKING OVER the lock of {tmp_path.absolute()} from process")
+    assert reports[-1].endswith(why) and len(reports) == (2 if age_s < lock.STALE_AFTER_S and host != HOST else 1)
     assert lock._read(tmp_path / LOCK_NAME)["pid"] == os.getpid()
     held.release()
 
@@ -278,6 +290,11 @@ def test_a_damaged_best_pair_is_found_at_resume_and_a_way_out_taken(tmp_path):
     before = (tmp_path / "e" / BEST_FULL).stat().st_mtime_ns
     assert check_best(tmp_path / "e", resume, ckpt, TINY, report=reports.append) == (resume, ckpt)
     assert len(reports) == 4 and (tmp_path / "e" / BEST_FULL).stat().st_mtime_ns == before
+    # nor is a best newer than the resume file (a crash between the best pair and the periodic
+    # file): training passes that step again
+    save_best(tmp_path / "e", tiny_full_ckpt(step=8))
+    assert check_best(tmp_path / "e", resume, ckpt, TINY, report=reports.append) == (resume, ckpt)
+    assert len(reports) == 4
 
 
 def test_a_folder_that_cannot_be_made_or_written(tmp_path):
