@@ -216,7 +216,8 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     Call it holding the folder's lock (helpers.lock), after finish_replacements.
     """
     stale = [p for p, match in _temporaries(Path(directory))
-             if str(p) not in _writing and not (match and _made_by_a_living_process(match))]
+             if NEW_MARK not in p.name  # complete files: finish_replacements puts them in place
+             and str(p) not in _writing and not (match and _made_by_a_living_process(match))]
     for p in stale:
         discard(p)
     return stale

@@ -695,8 +695,9 @@ if procs.is_main and cfg.space_repo and (checkpoint_dir / FINAL).exists():
 
 # %% [markdown]
 # ## Finish
-# The run gives its checkpoint folder up (its lock), so another run may use it. In Colab, push everything to Google Drive before the runtime can go away (this unmounts it; a
-# download started above is sent from a local copy, and `colab.download(...)` mounts Drive again).
+# The run gives its checkpoint folder up (its lock), so another run may use it. In Colab, push
+# everything to Google Drive before the runtime can go away (this unmounts it; a download started
+# above is sent from a local copy, and `colab.download(...)` mounts Drive again).
 
 # %%
 if folder_lock:
