@@ -22,7 +22,6 @@ can repair:
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shutil

@@ -9,8 +9,9 @@ Two layers, because a folder on Google Drive can be mounted by two Colab runtime
   rewrites every HEARTBEAT_S. A lock of another machine holds while its heartbeat goes on: a run
   that finds one younger than STALE_AFTER_S watches it until it is that old (a reset runtime has
   stopped beating: Run all on the new runtime waits, then goes on); one of this machine holds while
-  its process lives. A stale lock is taken over, loudly. The heartbeat also re-reads the file: a run whose lock was taken
-  over (Drive showed another runtime an old heartbeat) learns it and stops at its next save.
+  its process lives. A stale lock is taken over, loudly. The heartbeat also re-reads the file: a
+  run whose lock was taken over (Drive showed another runtime an old heartbeat) learns it and
+  stops at its next save.
 
 Drive shows one runtime's writes to another after a delay, so two runtimes starting within
 seconds of each other may both see a free folder; the re-read after writing catches most of it.

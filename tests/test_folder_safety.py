@@ -26,7 +26,7 @@ from helpers.fileio import (
 )
 from helpers.lock import LOCK_NAME, FolderLock, LockError, hold_folder
 from helpers.model import GPTConfig
-from helpers.policy import BEST, BEST_FULL, check_best, periodic_checkpoints, periodic_path, rotate, save_best, save_periodic
+from helpers.policy import BEST, BEST_FULL, check_best, periodic_checkpoints, periodic_path, save_best, save_periodic
 
 import readonly_fs
 from conftest import TINY, tiny_full_ckpt
