@@ -15,6 +15,7 @@ and every write is atomic (see helpers.fileio). nanoGPT's `ckpt.pt` is read too,
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -121,6 +122,18 @@ def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
     return atomic_write_bytes(path, safetensors_io.encode(state, deploy))
 
 
+def _refused_object(error: pickle.UnpicklingError) -> str:
+    """What torch's weights-only unpickler refused, without its advice to load the file with weights_only=False.
+
+    That advice is the one thing never to do with a file that would run code when loaded.
+    """
+    call = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+    if call:
+        return f"it would call {call[1]}"
+    other = re.search(r"WeightsUnpickler error: ([^\n.]+)", str(error))
+    return other[1].strip() if other else "not loaded"
+
+
 def _torch_load(path: Path, mmap: bool) -> object:
     """torch.load(weights_only=True) on the CPU; any failure is a CheckpointError."""
     if not zipfile.is_zipfile(path):
@@ -129,7 +142,7 @@ def _torch_load(path: Path, mmap: bool) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(path, f"refused: holds objects that are not plain data ({describe(e)})") from None
+        raise CheckpointError(path, f"refused: holds objects that are not plain data ({_refused_object(e)})") from None
     except Exception as e:  # zip, storage and EOF errors from a damaged file
         raise CheckpointError(path, f"damaged, cannot be read ({describe(e)})") from None
 

@@ -8,7 +8,8 @@
   written when training ends, whatever ended it.
 
 A periodic save is due every `save_every` steps, or `save_every_minutes` after the last one.
-A new file is always in place before an old one is deleted.
+A new file is always in place before an old one is deleted, and rotation counts only the files
+this run can resume from: a damaged file, or another model's, is reported and left alone.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from helpers.checkpoint import (
     CheckpointError,
     check_architecture,
     load_checkpoint,
+    model_config_of,
     save_checkpoint,
     to_deployment,
 )
+from helpers.fileio import discard
+from helpers.lock import check_held
 from helpers.model import GPTConfig
 from helpers.writer import snapshot
 
@@ -58,13 +62,60 @@ def periodic_checkpoints(checkpoint_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def rotate(checkpoint_dir: str | Path, keep_last: int) -> list[Path]:
-    """Delete all but the newest keep_last periodic checkpoints; return the deleted paths."""
+def load_resumable(path: str | Path, expected: GPTConfig, mmap: bool = False) -> dict:
+    """A full checkpoint of the expected model at path, or a CheckpointError saying why it is not one."""
+    ckpt = load_checkpoint(path, kind=FULL, mmap=mmap)
+    check_architecture(path, ckpt, expected)
+    return ckpt
+
+
+# Files by (path, size, mtime): those found resumable (each is checked once, not at every save)
+# and those found unusable (each is reported once).
+_resumable: set[tuple[str, int, int, tuple]] = set()
+_reported: set[tuple[str, int, int, tuple]] = set()
+
+
+def _file_key(path: Path, expected: GPTConfig) -> tuple[str, int, int, tuple]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (str(path), -1, -1, ())
+    return (str(path), stat.st_size, stat.st_mtime_ns, tuple(expected.to_dict().items()))
+
+
+def rotate(checkpoint_dir: str | Path, keep_last: int, expected: GPTConfig, newest: Path | None = None,
+           report: Callable[[str], None] = print) -> list[Path]:
+    """Keep the newest keep_last periodic checkpoints this run can resume from, newest (just written) always; return the deleted.
+
+    A file that does not load or is another model's is reported (once) and neither counted nor
+    deleted: counting it would delete good files, deleting it would destroy what the user may
+    want to look at. Files of later steps than newest (another run's, or those ahead of a run
+    resumed from an older file) are left alone too. Each file is checked once, memory-mapped
+    (the pickle and the zip directory: what a truncated or foreign file fails), so a check costs
+    little even for 1.5 GB on Drive.
+    """
     if keep_last < 1:
         raise ValueError("keep_last must be at least 1")
-    old = [p for _, p in periodic_checkpoints(checkpoint_dir)[:-keep_last]]
-    for p in old:
-        p.unlink(missing_ok=True)
+    newest_step = next((s for s, p in periodic_checkpoints(checkpoint_dir) if p == newest), None)
+    usable = []
+    for step, path in reversed(periodic_checkpoints(checkpoint_dir)):  # newest first
+        if path == newest:
+            continue
+        key = _file_key(path, expected)
+        if key not in _resumable:
+            try:
+                load_resumable(path, expected, mmap=True)
+            except CheckpointError as e:
+                if key not in _reported:
+                    _reported.add(key)
+                    report(f"rotation leaves {e} (not counted among the {keep_last} kept)")
+                continue
+            _resumable.add(key)
+        if newest_step is None or step < newest_step:
+            usable.append(path)
+    old = usable[keep_last - 1:] if newest is not None else usable[keep_last:]
+    for path in old:
+        discard(path)  # on Drive, truncated first: its trash would keep 1.5 GB for 30 days
     return old
 
 
@@ -83,6 +134,7 @@ def save_best(checkpoint_dir: str | Path, full_ckpt: dict) -> tuple[Path, Path]:
 
 def save_final(checkpoint_dir: str | Path, full_ckpt: dict) -> tuple[Path, Path, Path]:
     """Write model_final_full.pt (full), model_final.pt (deployment), and model_best.pt to match them."""
+    check_held(checkpoint_dir)
     directory = Path(checkpoint_dir)
     full = save_checkpoint(full_ckpt, directory / FINAL_FULL)
     deploy = to_deployment(full_ckpt)
@@ -92,10 +144,11 @@ def save_final(checkpoint_dir: str | Path, full_ckpt: dict) -> tuple[Path, Path,
 def save_periodic(checkpoint_dir: str | Path, full_ckpt: dict, keep_last: int,
                   best_ckpt: dict | None = None) -> tuple[Path, list[Path]]:
     """Write the best pair (if given), then model_step_{step}.pt, then rotate; return the new path and the deleted ones."""
+    check_held(checkpoint_dir)  # a run whose folder another run took over writes nothing more
     if best_ckpt is not None:
         save_best(checkpoint_dir, best_ckpt)
     path = save_checkpoint(full_ckpt, periodic_path(checkpoint_dir, full_ckpt["step"]))
-    return path, rotate(checkpoint_dir, keep_last)
+    return path, rotate(checkpoint_dir, keep_last, model_config_of(path, full_ckpt), newest=path)
 
 
 class SaveClock:
@@ -167,14 +220,11 @@ def find_resume_checkpoint(
                                   "over would overwrite; move them or choose another checkpoint_dir")
         return None
     if resume != "auto":
-        ckpt = load_checkpoint(resume, kind=FULL, mmap=False)
-        check_architecture(resume, ckpt, expected)
-        return Path(resume), ckpt
+        return Path(resume), load_resumable(resume, expected)
     candidates = full_checkpoints(checkpoint_dir)
     for path in candidates:
         try:
-            ckpt = load_checkpoint(path, kind=FULL, mmap=False)
-            check_architecture(path, ckpt, expected)
+            ckpt = load_resumable(path, expected)
         except CheckpointError as e:
             report(f"skipping {e}")
             continue
@@ -183,3 +233,80 @@ def find_resume_checkpoint(
         raise CheckpointError(checkpoint_dir, f"holds {len(candidates)} full checkpoint(s), none of which fits this "
                               "model; starting over would overwrite them: move them or choose another checkpoint_dir")
     return None
+
+
+def final_files_missing(checkpoint_dir: str | Path) -> list[str]:
+    """The files of a finished run's final pair (and model_best.pt) that are not in checkpoint_dir."""
+    return [name for name in (FINAL, FINAL_FULL, BEST) if not (Path(checkpoint_dir) / name).exists()]
+
+
+def _best_problem(path: Path, expected: GPTConfig, best_step: int, kind: str | None = FULL,
+                  ahead_of: int | None = None) -> str | None:
+    """Why the file at path is not the best step's state (or weights), or None if it is.
+
+    A best of a step after ahead_of (the resume step) is fine too: a crash came between the best
+    pair and the periodic file, and training passes that step again before the run can end.
+    """
+    try:
+        ckpt = load_checkpoint(path, kind=kind)
+        check_architecture(path, ckpt, expected)
+    except CheckpointError as e:
+        return str(e)
+    if ckpt["step"] == best_step or (ahead_of is not None and ckpt["step"] > ahead_of):
+        return None
+    return f"{path}: holds step {ckpt['step']}, not the best step {best_step}"
+
+
+def check_best(checkpoint_dir: str | Path, resume_path: Path, ckpt: dict, expected: GPTConfig,
+               report: Callable[[str], None] = print, repair: bool = True) -> tuple[Path, dict]:
+    """At resume, make sure model_best_full.pt is the best step's state; if not, say so and take the way out.
+
+    The final pair is built from model_best_full.pt when the best step is older than the resume
+    step, so a damaged one must be found now, not after the remaining steps. The ways out, best first:
+    1. a periodic file of the best step itself, or the resume file if it is the best step: it is
+       the best state; the pair is rewritten from it now;
+    2. the newest periodic file before the best step: training resumes from there instead and
+       passes the best step again, making its state anew (bit for bit where training is
+       deterministic, as on the CPU);
+    3. model_best.pt, if it holds the best step: its weights with the resume file's training state
+       become the best state, written now and marked as such (best_state_note);
+    4. nothing holds the best step any more: the best is forgotten, and the final pair will be the
+       best evaluation from the resume step on.
+    Returns the file to resume from and its checkpoint (changed in case 4). With repair=False
+    (the other processes of a distributed run) it decides the same but writes nothing.
+    """
+    directory, step, best_step = Path(checkpoint_dir), ckpt["step"], ckpt.get("best_step")
+    if best_step is None or best_step > step:
+        return resume_path, ckpt
+    problem = _best_problem(directory / BEST_FULL, expected, best_step, ahead_of=step)
+    if problem is None:
+        return resume_path, ckpt
+    periodic = dict(periodic_checkpoints(directory))
+    exact = resume_path if best_step == step else periodic.get(best_step)
+    if exact is not None and _best_problem(exact, expected, best_step) is None:
+        report(f"{problem}; rewriting the best pair from {exact.name}, which holds the best step")
+        if repair:
+            save_best(directory, ckpt if exact == resume_path else load_resumable(exact, expected))
+        return resume_path, ckpt
+    for earlier in sorted((s for s in periodic if s < best_step), reverse=True):
+        try:
+            earlier_ckpt = load_resumable(periodic[earlier], expected)
+        except CheckpointError:
+            continue
+        report(f"{problem}; RESUMING FROM {periodic[earlier].name} (step {earlier}) INSTEAD of step {step}, to train "
+               f"the best step {best_step} again and make its state anew")
+        return periodic[earlier], earlier_ckpt
+    weights_problem = _best_problem(directory / BEST, expected, best_step, kind=None)
+    if weights_problem is None:
+        best = load_checkpoint(directory / BEST, mmap=False)  # not mapped: save_best replaces the file
+        note = f"weights of step {best_step} (model_best.pt), training state of step {step} ({resume_path.name})"
+        report(f"{problem}; no file before the best step is left to train it again: THE FINAL PAIR WILL HOLD THE "
+               f"{note.upper()}, so model_final_full.pt resumes with step {step}'s optimizer state")
+        if repair:
+            rebuilt = dict(ckpt, model_state_dict=best["model_state_dict"], step=best_step, loss=best["loss"],
+                           val_loss=best.get("val_loss"), best_state_note=note)
+            save_best(directory, rebuilt)
+        return resume_path, ckpt
+    report(f"{problem}; {weights_problem}: THE BEST STATE (STEP {best_step}) IS LOST; the final pair will be the best "
+           f"evaluation from step {step} on")
+    return resume_path, dict(ckpt, best_step=None, best_val_loss=float("inf"))

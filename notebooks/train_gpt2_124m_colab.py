@@ -274,12 +274,16 @@ scaler = torch.amp.GradScaler(hw.device_type, enabled=hw.dtype == "float16")
 # that holds `model_final_full.pt` holds a finished run: it is not trained again. A checkpoint
 # made on other text is refused: its best loss was measured on another validation text.
 # `GPT2_RESUME=never` starts over; `GPT2_RESUME=<path>` continues from that file, finished or not.
+# First the folder is made and tried with a test file, and the run takes its lock: a second run
+# on the same folder (another tab, another runtime on the same Drive) stops here with who holds it.
 
 # %%
 from helpers.checkpoint import load_weights
 from helpers.data import check_same_data
-from helpers.fileio import remove_stale_temporaries
-from helpers.policy import find_resume_checkpoint
+from helpers.errors import OutputError
+from helpers.fileio import check_writable, finish_replacements, remove_stale_temporaries
+from helpers.lock import hold_folder
+from helpers.policy import check_best, final_files_missing, find_resume_checkpoint
 from helpers.rng import restore_rng_state
 from helpers.stopping import EarlyStopping
 
@@ -290,15 +294,24 @@ early_stopping = EarlyStopping(cfg.patience, cfg.min_delta)
 stop_reason = None  # why training ended, once it has
 if globals().get("writer") is not None:  # a re-run in the same kernel: an interrupted run's
     globals()["writer"].close()  # last write must finish before its temporary file is swept up
-if procs.is_main:
+read_only = check_writable(checkpoint_dir) if procs.is_main else None  # why it cannot be written, if so
+folder_lock = hold_folder(checkpoint_dir) if procs.is_main and not read_only else None  # until the Finish cell
+if folder_lock:
+    for target in finish_replacements(checkpoint_dir):
+        print(f"finished replacing {target.name}, which an interrupted write had left half-way")
     for stale in remove_stale_temporaries(checkpoint_dir):
         print(f"removed {stale.name}, left by an interrupted write")
-resumed = find_resume_checkpoint(checkpoint_dir, cfg.resume, model_config,
-                                 report=print if procs.is_main else lambda _: None)
+report = print if procs.is_main else lambda _: None
+resumed = find_resume_checkpoint(checkpoint_dir, cfg.resume, model_config, report=report)
+if resumed:  # never onto other text, and before anything in the folder is repaired
+    check_same_data(*resumed, data_id, cfg.data_url, cfg.resume, report=report)
+if resumed and not read_only:
+    resumed = check_best(checkpoint_dir, *resumed, model_config, report=report, repair=procs.is_main)
+finished = resumed and resumed[1].get("stop_reason") and cfg.resume == "auto" and not final_files_missing(checkpoint_dir)
+if read_only and not finished:  # a finished run only reads its folder; training must write there
+    raise OutputError(checkpoint_dir, f"cannot be written ({read_only}); make it writable or choose another checkpoint_dir")
 if resumed:
     resume_path, ckpt = resumed
-    check_same_data(resume_path, ckpt, data_id, cfg.data_url, cfg.resume,  # never onto other text
-                    report=print if procs.is_main else lambda _: None)
     load_weights(model, resume_path, ckpt)
     optimizer.load_state_dict(ckpt["optimizer_state_dict"])
     for group in optimizer.param_groups:  # this run's settings win over the file's (lr is set per step)
@@ -527,7 +540,7 @@ import json
 from helpers.checkpoint import load_checkpoint, load_weights
 from helpers.display import checkpoint_table
 from helpers.fileio import atomic_write_bytes
-from helpers.policy import BEST, BEST_FULL, FINAL, FINAL_FULL, periodic_path, save_final
+from helpers.policy import BEST_FULL, FINAL, FINAL_FULL, final_files_missing, periodic_path, save_final
 
 
 def best_full_state() -> dict:
@@ -546,7 +559,7 @@ if procs.is_main:
     if stop_reason is not None:
         if step > session_start:
             final = dict(best_full_state(), stop_reason=stop_reason, history=history)  # the whole run's history
-        elif not all((checkpoint_dir / name).exists() for name in (FINAL, FINAL_FULL, BEST)):
+        elif final_files_missing(checkpoint_dir):
             final = load_checkpoint(checkpoint_dir / FINAL_FULL, kind=FULL, mmap=False)  # finished; a file was lost
         else:
             final = None  # a finished run, all in place
@@ -572,14 +585,16 @@ if procs.is_main:
             "flops_per_token": raw_model.flops_per_token(cfg.block_size), "peak_flops": hw.peak_flops,
             "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if hw.device_type == "cuda" else None,
         }
-        atomic_write_bytes(checkpoint_dir / "run_summary.json", json.dumps(summary, indent=2).encode())
+        if not read_only:  # a finished run in a read-only folder is only read
+            atomic_write_bytes(checkpoint_dir / "run_summary.json", json.dumps(summary, indent=2).encode())
         del final_ckpt
     else:
         if not periodic_path(checkpoint_dir, step).exists():
             save_periodic(checkpoint_dir, full_checkpoint(train_loss, val_loss), cfg.keep_last, best.take_unsaved())
         print(f"stopped at step {step} of {cfg.max_steps}; run the notebook again to continue")
     chart.update(history)
-    chart.save()
+    if not read_only:
+        chart.save()
     print()
     print(checkpoint_table(checkpoint_dir))
 
@@ -652,8 +667,9 @@ from helpers.deployment import create_deployment_checkpoint
 
 if procs.is_main and (checkpoint_dir / FINAL).exists():
     final_path = checkpoint_dir / FINAL
-    half_path = create_deployment_checkpoint(checkpoint_dir / FINAL_FULL, checkpoint_dir / "model_final_fp16.pt",
-                                             dtype="float16", force=True)  # the strip tool's own code
+    half_path = checkpoint_dir / "model_final_fp16.pt"
+    if not (read_only and half_path.exists()):  # the strip tool's own code
+        create_deployment_checkpoint(checkpoint_dir / FINAL_FULL, half_path, dtype="float16", force=True)
     if IN_COLAB:
         colab.report_files([final_path, half_path], on_drive, send=cfg.download)
     else:
@@ -697,10 +713,13 @@ if procs.is_main and cfg.space_repo and (checkpoint_dir / FINAL).exists():
 
 # %% [markdown]
 # ## Finish
-# In Colab, push everything to Google Drive before the runtime can go away (this unmounts it; a
-# download started above is sent from a local copy, and `colab.download(...)` mounts Drive again).
+# The run gives its checkpoint folder up (its lock), so another run may use it. In Colab, push
+# everything to Google Drive before the runtime can go away (this unmounts it; a download started
+# above is sent from a local copy, and `colab.download(...)` mounts Drive again).
 
 # %%
+if folder_lock:
+    folder_lock.release()  # another run may use the folder now
 if IN_COLAB and on_drive and procs.is_main:
     colab.flush_drive()
 if procs.world_size > 1:

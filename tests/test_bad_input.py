@@ -52,7 +52,7 @@ BAD = {
     "empty": "file is empty",
     "truncated": "not a torch checkpoint, or truncated",
     "random bytes": "not a torch checkpoint, or truncated",
-    "code-running pickle": "refused: holds objects that are not plain data",
+    "code-running pickle": "refused: holds objects that are not plain data (it would call io.open)",
     "plain pickle": "not a torch checkpoint, or truncated",
     "missing keys": "missing key(s): loss, config",
     "not a dict": "holds a list, not a checkpoint dict",
@@ -74,6 +74,7 @@ def test_tools_reject_bad_files(kind, tool, tmp_path, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert str(bad) in lines[0] and BAD[kind] in lines[0]
+    assert "weights_only" not in err and "can still be loaded" not in err  # never the advice to run its code
     assert snapshot_dir(tmp_path) == before  # nothing written, nothing deleted
     assert not (tmp_path / "PWNED").exists()  # the pickle's code never ran
 

@@ -103,7 +103,7 @@ def test_rotation_keeps_exactly_the_newest(tmp_path):
     save_periodic(tmp_path, full_ckpt(model, opt, step=100), keep_last=2)
     assert [s for s, _ in periodic_checkpoints(tmp_path)] == [25, 100]
     with pytest.raises(ValueError):
-        rotate(tmp_path, 0)
+        rotate(tmp_path, 0, TINY)
 
 
 def test_new_periodic_is_written_before_old_is_deleted(tmp_path, monkeypatch):
@@ -113,7 +113,7 @@ def test_new_periodic_is_written_before_old_is_deleted(tmp_path, monkeypatch):
 
     seen = []
     real_rotate = policy.rotate
-    monkeypatch.setattr(policy, "rotate", lambda d, k: (seen.append(periodic_path(d, 2).exists()), real_rotate(d, k))[1])
+    monkeypatch.setattr(policy, "rotate", lambda d, *a, **k: (seen.append(periodic_path(d, 2).exists()), real_rotate(d, *a, **k))[1])
     save_periodic(tmp_path, full_ckpt(model, opt, step=2), keep_last=1)
     assert seen == [True]
     assert [s for s, _ in periodic_checkpoints(tmp_path)] == [2]

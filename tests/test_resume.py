@@ -1,6 +1,7 @@
 """Exact, crash-safe resume: the notebook's .py run as separate processes on the ci preset."""
 
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,10 +85,15 @@ def test_damaged_newest_checkpoint_is_skipped(ci_run, tmp_path):
 
 # On the PYTHONPATH of the runs whose kill is aimed: helpers.fileio's atomic_write, wrapped so that
 # a checkpoint write stops after its first bytes reach the temporary file, says so with a marker
-# file, and waits there to be killed. The test then kills exactly inside a write, however busy the
+# file, and waits there to be killed (or interrupted: then the write goes on, and torch.save meets
+# the interrupt as it would). The test then kills exactly inside a write, however busy the
 # machine, and the project's code carries no test hook.
 PAUSE_IN_WRITE = """
-import os, sys, time
+import os, signal, sys, time
+
+# Python keeps SIGINT ignored if it started so (a background job of a shell without job control):
+# Ctrl-C must reach the paused run as it reaches one started from a terminal.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 sys.path.insert(0, os.environ["KILL_TEST_REPO"])
 import helpers.fileio as fileio
@@ -99,11 +105,15 @@ class _PausingFile:
     def __init__(self, f):
         self.f = f
 
+    paused = False
+
     def write(self, data):
         n = self.f.write(data)
         self.f.flush()
-        open(os.environ["KILL_TEST_MARKER"], "w").close()
-        time.sleep(600)  # until the test's SIGKILL
+        if not _PausingFile.paused:  # once: torch.save writes on after the exception of an interrupt
+            _PausingFile.paused = True
+            open(os.environ["KILL_TEST_MARKER"], "w").close()
+            time.sleep(600)  # until the test's SIGKILL or SIGINT
         return n
 
     def __getattr__(self, name):
@@ -111,7 +121,7 @@ class _PausingFile:
 
 
 def atomic_write(path, write):
-    if not str(path).endswith(".pt"):
+    if not str(path).endswith(os.environ.get("KILL_TEST_FILE", ".pt")):  # the files to pause in: all checkpoints
         return _atomic_write(path, write)
     return _atomic_write(path, lambda f: write(_PausingFile(f)))
 
@@ -131,6 +141,12 @@ def wait_for(marker: Path, proc: subprocess.Popen, timeout: float = 120.0) -> bo
     return False
 
 
+def paused_env(tmp_path: Path, env: dict, only: str = ".pt") -> dict:
+    """env for a run that pauses inside its first write of a file whose name ends with `only` (see PAUSE_IN_WRITE)."""
+    return dict(env, **sitecustomize_env(tmp_path / "pause", PAUSE_IN_WRITE), KILL_TEST_REPO=str(REPO),
+                KILL_TEST_MARKER=str(tmp_path / "in-a-write"), KILL_TEST_FILE=only)
+
+
 def test_kill_at_random_moments_and_resume(overfit_run, tmp_path):
     """kill -9 the training 10 times, resuming each time, with early stopping on: every other kill
     at a random moment, the others inside a checkpoint write; the end is the uninterrupted run's."""
@@ -140,8 +156,7 @@ def test_kill_at_random_moments_and_resume(overfit_run, tmp_path):
     settings = dict(OVERFIT, save_every=1, save_every_minutes=0, keep_last=2, async_save="true")  # a write every step
     env = dict(script_env(out, **settings), PYTHONUNBUFFERED="1")
     marker = tmp_path / "in-a-write"
-    aimed = dict(env, **sitecustomize_env(tmp_path / "pause", PAUSE_IN_WRITE), KILL_TEST_REPO=str(REPO),
-                 KILL_TEST_MARKER=str(marker))
+    aimed = paused_env(tmp_path, env)
     kills = in_write = 0
     started = time.time()
     while kills < 10:
@@ -179,3 +194,24 @@ def test_kill_at_random_moments_and_resume(overfit_run, tmp_path):
     reference, resumed = (load_checkpoint(d / "model_final_full.pt") for d in (reference_dir, out))
     for key in ("history", "step", "early_stopping", "stop_reason", "best_step"):
         assert resumed[key] == reference[key], key
+
+
+def test_a_damaged_best_pair_is_found_at_resume(overfit_run, tmp_path):
+    """A damaged model_best_full.pt once failed only when the final pair was built, at every rerun."""
+    reference_dir, summary = overfit_run
+    best_step, stop_at = summary["best_step"], summary["best_step"] + 2
+    run_script(tmp_path / "a", stop_after_steps=stop_at, **OVERFIT)
+    best_full = tmp_path / "a" / "model_best_full.pt"
+    best_full.write_bytes(best_full.read_bytes()[:5000])  # damaged in the crash
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "b" / f"model_step_{best_step}.pt").unlink()  # and, in b, the best step's own file is gone too
+    for folder, way_out in (("a", f"rewriting the best pair from model_step_{best_step}.pt"),
+                            ("b", f"RESUMING FROM model_step_{best_step - 1}.pt (step {best_step - 1}) INSTEAD of step {stop_at}")):
+        again = run_script(tmp_path / folder, **OVERFIT)
+        said = again.stdout.index(f"{tmp_path / folder / 'model_best_full.pt'}: not a torch checkpoint, or truncated")
+        assert way_out in again.stdout and said < again.stdout.index("resumed from")  # at once, before training
+        reference, resumed = (load_checkpoint(d / "model_final_full.pt") for d in (reference_dir, tmp_path / folder))
+        for key in ("step", "best_step", "history", "early_stopping", "stop_reason"):
+            assert resumed[key] == reference[key], (folder, key)
+        for name in ("model_final.pt", "model_final_full.pt", "model_best.pt"):
+            assert_same_weights(reference_dir / name, tmp_path / folder / name)
