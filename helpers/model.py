@@ -10,6 +10,7 @@ The output head shares the token embedding's weights.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -17,6 +18,9 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 GPT2_VOCAB_SIZE = 50257  # tokens in tiktoken's "gpt2" encoding
+
+KV = tuple[torch.Tensor, torch.Tensor]  # one layer's keys and values, each (B, n_head, T, head_size)
+KVCache = list[KV]  # one KV per layer: what the model has computed for the tokens so far
 
 
 @dataclass
@@ -50,20 +54,34 @@ class CausalSelfAttention(nn.Module):
         self.n_embd = config.n_embd
         self.dropout = config.dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
+        """The attention's output for x (B, T, C), and this layer's keys and values (B, n_head, T_past + T, head_size).
+
+        past holds the keys and values of T_past earlier positions (the KV cache): x's T tokens
+        then attend to those and to each other, so a new token costs one position's work.
+        """
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         # (B, T, C) -> (B, n_head, T, head_size)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        # Flash / memory-efficient attention where available; is_causal keeps a mask buffer
-        # out of the state dict.
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
-        )
+        dropout_p = self.dropout if self.training else 0.0
+        if past is None:
+            # Flash / memory-efficient attention where available; is_causal keeps a mask buffer
+            # out of the state dict.
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        else:
+            k = torch.cat((past[0], k), dim=2)
+            v = torch.cat((past[1], v), dim=2)
+            # is_causal would align the mask to the top left; with a cache, query i sits at
+            # position T_past + i and sees keys 0 .. T_past + i. Built from aranges so that it
+            # traces (ONNX) for any T and T_past.
+            S = k.size(2)
+            mask = torch.arange(S, device=x.device) <= torch.arange(S - T, S, device=x.device)[:, None]
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y))
+        return self.resid_dropout(self.c_proj(y)), (k, v)
 
 
 class MLP(nn.Module):
@@ -90,9 +108,11 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
+    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
+        """The block's output, and its attention's keys and values (see CausalSelfAttention)."""
+        a, kv = self.attn(self.ln_1(x), past)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), kv
 
 
 class GPT(nn.Module):
@@ -142,7 +162,7 @@ class GPT(nn.Module):
         pos = torch.arange(T, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for block in self.transformer.h:
-            x = block(x)
+            x, _ = block(x)
         x = self.transformer.ln_f(x)
         if targets is None:
             # Inference needs only the last position's logits.
@@ -169,6 +189,30 @@ class GPT(nn.Module):
         c = self.config
         return 6 * self.num_params() + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * seq_len
 
+    def forward_cached(self, idx: torch.Tensor, past: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
+        """Logits (B, T, vocab_size) for idx (B, T) following the cached positions, and the cache grown by T.
+
+        idx's tokens take positions T_past .. T_past + T - 1, where T_past is past's length (0 when
+        past is None); they must stay below block_size. A pure function of its tensors, so that
+        torch.onnx.export can trace it.
+        """
+        x, present = self._hidden(idx, past)
+        return self.lm_head(x), present
+
+    def _hidden(self, idx: torch.Tensor, past: KVCache | None) -> tuple[torch.Tensor, KVCache]:
+        """The final LayerNorm's output for idx after past's positions, and the grown cache."""
+        T_past = 0 if past is None else past[0][0].size(2)
+        T = idx.size(1)
+        if T_past + T > self.config.block_size:
+            raise ValueError(f"positions up to {T_past + T} pass block_size {self.config.block_size}")
+        pos = torch.arange(T_past, T_past + T, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        present = []
+        for i, block in enumerate(self.transformer.h):
+            x, kv = block(x, None if past is None else past[i])
+            present.append(kv)
+        return self.transformer.ln_f(x), present
+
     @torch.no_grad()
     def generate(
         self,
@@ -179,6 +223,20 @@ class GPT(nn.Module):
         seed: int | None = None,
     ) -> torch.Tensor:
         """Append max_new_tokens sampled tokens to idx (B, T); a seed makes it reproducible."""
+        for idx_next in self.generate_stream(idx, max_new_tokens, temperature, top_k, seed):
+            idx = torch.cat((idx, idx_next), dim=1)
+        return idx
+
+    @torch.no_grad()
+    def generate_stream(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Yield generate's new tokens one at a time, each (B, 1), as soon as it is sampled."""
         if temperature <= 0:
             raise ValueError("temperature must be positive")
         generator = None
@@ -186,15 +244,22 @@ class GPT(nn.Module):
             generator = torch.Generator(device=idx.device).manual_seed(seed)
         was_training = self.training
         self.eval()
-        for _ in range(max_new_tokens):
-            context = idx[:, -self.config.block_size :]
-            logits, _ = self(context)
-            logits = logits[:, -1, :].float() / temperature
-            if top_k is not None:
-                kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
-                logits[logits < kth] = -float("inf")
-            probs = F.softmax(logits, dim=-1)
-            idx_next = torch.multinomial(probs, num_samples=1, generator=generator)
-            idx = torch.cat((idx, idx_next), dim=1)
-        self.train(was_training)
-        return idx
+        try:
+            past, new = None, idx  # the cache, and the tokens it does not hold yet
+            for _ in range(max_new_tokens):
+                if idx.size(1) > self.config.block_size:
+                    # The context slides: every position moves, so the cache is rebuilt for the
+                    # last block_size tokens (as costly as nanoGPT's loop, and with its results).
+                    idx = idx[:, -self.config.block_size :]
+                    past, new = None, idx
+                x, past = self._hidden(new, past)
+                logits = self.lm_head(x[:, -1, :]).float() / temperature
+                if top_k is not None:
+                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                    logits[logits < kth] = -float("inf")
+                probs = F.softmax(logits, dim=-1)
+                new = torch.multinomial(probs, num_samples=1, generator=generator)
+                idx = torch.cat((idx, new), dim=1)
+                yield new
+        finally:
+            self.train(was_training)
