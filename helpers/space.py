@@ -66,16 +66,21 @@ def space_facts(model: GPT, ckpt: dict, checkpoint_name: str, dtype: str, title:
             **model.config.to_dict()}
 
 
-def model_card(facts: dict, fmt: str) -> str:
-    """README.md of the Space: the card's YAML header and the model card, from the template."""
+def card_fields(facts: dict) -> dict:
+    """The facts as the Space cards print them (both kinds): sizes, losses, the run's settings."""
     config = facts["config"] if isinstance(facts["config"], dict) else {}
     settings = ", ".join(f"{k} {config[k]}" for k in ("preset", "max_steps", "batch_size", "grad_accum_steps",
                                                      "learning_rate", "dtype") if k in config)
     val = f"{facts['val_loss']:.4f} (at step {facts['val_step']})" if facts["val_loss"] is not None else "not measured"
+    return dict(facts, parameters_m=f"{facts['parameters'] / 1e6:,.1f}", loss=f"{facts['loss']:.4f}", val_loss=val,
+                settings=settings or "not recorded", file_mb=f"{facts['file_bytes'] / 1e6:,.1f}")
+
+
+def model_card(facts: dict, fmt: str) -> str:
+    """README.md of the Gradio Space: the card's YAML header and the model card, from the template."""
     return Template((TEMPLATE / "README.md").read_text()).substitute(
-        facts, gradio_version=gradio_version(), parameters_m=f"{facts['parameters'] / 1e6:,.1f}",
-        loss=f"{facts['loss']:.4f}", val_loss=val, settings=settings or "not recorded",
-        file_mb=f"{facts['file_bytes'] / 1e6:,.1f}", load_snippet=SAFETENSORS_SNIPPET if fmt == "safetensors" else PT_SNIPPET)
+        card_fields(facts), gradio_version=gradio_version(),
+        load_snippet=SAFETENSORS_SNIPPET if fmt == "safetensors" else PT_SNIPPET)
 
 
 def make_space(checkpoint: str | Path, out_dir: str | Path, force: bool = False, dtype: str = "float32",
