@@ -187,11 +187,11 @@ def test_non_empty_out_dir_is_refused_unless_forced(space, tmp_path, capsys):
     out.mkdir()
     (out / "mine.txt").write_text("keep")
     checkpoint = full_checkpoint(tmp_path / "full.pt")
-    assert main([str(checkpoint), str(out)]) == 1
+    assert main([str(checkpoint), str(out), "--kind", "gradio"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(out) in err[0] and "--force" in err[0]
     assert (out / "mine.txt").read_text() == "keep"
-    assert main([str(checkpoint), str(out), "--force"]) == 0
+    assert main([str(checkpoint), str(out), "--force", "--kind", "gradio"]) == 0
     assert {p.name for p in out.iterdir()} == SPACE_FILES
 
 
@@ -200,7 +200,7 @@ def test_bad_checkpoint_is_one_line(tmp_path, capsys, payload, problem):
     path = tmp_path / "model_final.pt"
     if payload is not None:
         path.write_bytes(payload)
-    assert main([str(path), str(tmp_path / "space")]) == 1
+    assert main([str(path), str(tmp_path / "space"), "--kind", "gradio"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(path) in err[0] and problem in err[0]
     assert not (tmp_path / "space").exists()
@@ -210,7 +210,7 @@ def test_bad_checkpoint_is_one_line(tmp_path, capsys, payload, problem):
 
 def test_push_without_token_says_what_is_missing(fake_hub, tmp_path, capsys):
     out = tmp_path / "space"
-    assert main([str(full_checkpoint(tmp_path / "full.pt")), str(out), "--push", "me/gpt2-space"]) == 1
+    assert main([str(full_checkpoint(tmp_path / "full.pt")), str(out), "--kind", "gradio", "--push", "me/gpt2-space"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "me/gpt2-space" in err[0] and "HF_TOKEN" in err[0]
     assert fake_hub == [] and (out / "app.py").is_file()  # nothing uploaded; the folder is there to push later
@@ -219,8 +219,8 @@ def test_push_without_token_says_what_is_missing(fake_hub, tmp_path, capsys):
 def test_push_with_token_creates_a_gradio_space_and_uploads(fake_hub, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     out = tmp_path / "space"
-    assert main([str(full_checkpoint(tmp_path / "full.pt")), str(out), "--push", "me/gpt2-space"]) == 0
-    assert fake_hub == [("init", "hf_env"), ("create_repo", "me/gpt2-space", True, "space", "gradio"),
+    assert main([str(full_checkpoint(tmp_path / "full.pt")), str(out), "--kind", "gradio", "--push", "me/gpt2-space"]) == 0
+    assert fake_hub == [("init", "hf_env"), ("create_repo", "me/gpt2-space", True, "space", "gradio", "cpu-basic"),
                         ("upload_folder", "me/gpt2-space", str(out), "space")]
     assert "https://huggingface.co/spaces/me/gpt2-space" in capsys.readouterr().out
 
@@ -239,8 +239,8 @@ def test_app_serves_generated_text_to_gradio_client(app, space):
     assert text == expected_text(space, "ROMEO:", 20, 1337)  # the checkpoint's own model, not something else
 
 
-def chrome():
-    """A headless Chromium through selenium; fails in CI (CI set) and skips elsewhere when it is missing."""
+def chrome(*flags: str):
+    """A headless Chromium through selenium (with these extra flags); fails in CI (CI set) and skips elsewhere when it is missing."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file()]
     if missing:
         message = f"{', '.join(missing)} missing: apt-get install chromium chromium-driver (.ci/run does)"
@@ -252,7 +252,7 @@ def chrome():
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--window-size=1280,1000", f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}"):
+                 "--disable-sync", "--window-size=1280,1000", f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}", *flags):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 

@@ -16,6 +16,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 if (HERE / "tiktoken_cache").is_dir():
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(HERE / "tiktoken_cache"))
 
+try:
+    # ZeroGPU's runtime (--hardware zero-gpu): @spaces.GPU lends a GPU to each call. Imported before
+    # torch, as its documentation advises. Without it (locally, on cpu-basic) the decorator does nothing.
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:
+    def gpu(function):
+        return function
+
 import gradio as gr  # noqa: E402
 import tiktoken  # noqa: E402
 import torch  # noqa: E402
@@ -47,12 +57,15 @@ model = GPT(GPTConfig(**checkpoint["model_args"]))
 model.load_state_dict(checkpoint["model_state_dict"])  # half-precision weights are cast to float32
 model.eval()
 del checkpoint
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # ZeroGPU reports a GPU at start-up and attaches it per call
+model.to(DEVICE)
 enc = tiktoken.get_encoding("gpt2")
 
 
+@gpu
 def generate(prompt: str, tokens: float, temperature: float, top_k: float, seed: float | None) -> str:
     """The prompt continued by the model; the same seed gives the same text, -1 or empty a new one."""
-    idx = torch.tensor([enc.encode(prompt or "\n", allowed_special={"<|endoftext|>"})])
+    idx = torch.tensor([enc.encode(prompt or "\n", allowed_special={"<|endoftext|>"})], device=DEVICE)
     seed = None if seed is None or seed < 0 else int(seed)
     out = model.generate(idx, int(tokens), temperature=max(float(temperature), 1e-3),
                          top_k=int(top_k) or None, seed=seed)
@@ -65,7 +78,7 @@ def facts() -> str:
     return (f"**{FACTS['parameters'] / 1e6:,.1f}M parameters** ({FACTS['n_layer']} layers, width "
             f"{FACTS['n_embd']}, context {FACTS['block_size']} tokens) · trained {FACTS['step']:,} steps · "
             f"validation loss {val} · `{FACTS['checkpoint']}` {FACTS['file_bytes'] / 1e6:,.1f} MB "
-            f"({FACTS['dtype']}) · running on the CPU")
+            f"({FACTS['dtype']}) · running on the {'GPU (ZeroGPU)' if FACTS.get('hardware') == 'zero-gpu' else 'CPU'}")
 
 
 # System fonts: the default theme would fetch Google Fonts, which an offline browser cannot.
