@@ -68,7 +68,7 @@ class TrainConfig:
     use_drive: bool = True  # in Colab: keep checkpoint_dir on Google Drive
     drive_dir: str = "/content/drive/MyDrive/gpt2-124m-shakespeare"
     hub_repo: str = ""  # "you/name": upload the final model to this Hugging Face repo (needs a token)
-    space_repo: str = ""  # "you/name": make a Gradio Space that serves the final model (needs a token)
+    space_repo: str = ""  # "you/name": make a static Space that runs the final model in the browser (needs a token)
     download: bool = False  # in Colab: also send model_final.pt to this computer through the browser
     # system
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...

@@ -664,17 +664,23 @@ if procs.is_main and cfg.hub_repo and (checkpoint_dir / FINAL).exists():
 # %% [markdown]
 # ## Put it on a Hugging Face Space (optional)
 # With `space_repo` set (e.g. `GPT2_SPACE_REPO=you/gpt2-shakespeare-demo`) and a token, the final
-# model becomes a Gradio Space, a web page where anyone can try it (on a free CPU): the same folder
-# `python -m helpers.make_space` writes. Without a token this cell says so and does nothing.
+# model becomes a static Space: a web page where anyone can try it, the model running in their
+# browser (free to host for every account): the folder `python -m helpers.make_space` writes. It
+# installs the ONNX export's packages first if they are missing. Without a token this cell says
+# so and does nothing.
 
 # %%
-from helpers.space import make_space, push_space
+from helpers.space import push_space
+from helpers.static_space import NEEDED, make_static_space
 
 if procs.is_main and cfg.space_repo and (checkpoint_dir / FINAL).exists():
     if hub_token() is None:
         print(f"not creating the Space {cfg.space_repo}: {missing_token_reason()}")
     else:
-        folder = make_space(checkpoint_dir / FINAL, checkpoint_dir / "hf_space", force=True)
+        missing = [pip for module, pip in NEEDED.items() if importlib.util.find_spec(module) is None]
+        if missing and IN_COLAB:
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+        folder = make_static_space(checkpoint_dir / FINAL, checkpoint_dir / "hf_space", force=True)
         print(f"uploaded {folder} to {push_space(folder, cfg.space_repo)}")
 
 # %% [markdown]

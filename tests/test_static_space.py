@@ -34,6 +34,7 @@ from helpers.data import get_batch, get_encoding, load_tokens
 from helpers.errors import PathError
 from helpers.model import GPT, GPTConfig
 from helpers.onnx_export import cache_names, empty_cache, export_onnx
+from helpers.space import gradio_version, make_space
 from helpers.static_space import make_static_space
 
 from conftest import TINY, FakeHfApi, full_ckpt
@@ -264,13 +265,13 @@ def test_int8_validation_loss_within_one_percent(data_dir, tmp_path):
 
 # ----------------------------------------------------------------------------- bad input
 
-def test_missing_export_packages_is_one_line(monkeypatch, tmp_path, capsys, trained_ci):
+def test_missing_export_packages_is_one_line(monkeypatch, tmp_path, capsys):
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
     out = tmp_path / "space"
-    assert main([str(trained_ci), str(out)]) == 1
+    assert main([str(full_checkpoint(tmp_path / "full.pt")), str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install onnxscript" in err[0] and str(out) in err[0]
     assert not out.exists()
@@ -278,9 +279,9 @@ def test_missing_export_packages_is_one_line(monkeypatch, tmp_path, capsys, trai
 
 @pytest.mark.parametrize("args, problem", [(["--dtype", "float16"], "--dtype float16 is not for --kind static"),
                                            (["--hardware", "zero-gpu"], "--hardware and --format are for --kind gradio")])
-def test_gradio_options_on_a_static_space_are_refused(tmp_path, capsys, args, problem, trained_ci):
+def test_gradio_options_on_a_static_space_are_refused(tmp_path, capsys, args, problem):
     with pytest.raises(SystemExit) as exit_:
-        main([str(trained_ci), str(tmp_path / "space"), *args])
+        main([str(tmp_path / "model_final.pt"), str(tmp_path / "space"), *args])
     assert exit_.value.code != 0 and problem in capsys.readouterr().err
     assert not (tmp_path / "space").exists()
 
@@ -367,3 +368,44 @@ def test_browser_page_fails_without_the_network_it_does_not_need(spaces):
                 assert driver.execute_async_script(script, elsewhere) == "blocked", elsewhere
     finally:
         driver.quit()
+
+
+# ----------------------------------------------------------------------------- the Gradio kind on ZeroGPU
+
+@pytest.mark.parametrize("with_spaces", [False, True])
+def test_zero_gpu_gradio_space_runs_here(tmp_path, monkeypatch, with_spaces):
+    """--hardware zero-gpu: ZeroGPU's requirements and card; generate carries @spaces.GPU where the package
+    is (a stand-in records it), and the app generates here without it (the decorator is then a no-op)."""
+    import sys
+    import types
+
+    folder = make_space(full_checkpoint(tmp_path / "full.pt"), tmp_path / "space", hardware="zero-gpu")
+    requirements = (folder / "requirements.txt").read_text()
+    assert re.search(r"^torch==2\.8\.0$", requirements, re.M) and re.search(r"^spaces$", requirements, re.M)
+    assert f"gradio=={gradio_version()}" in requirements and "download.pytorch.org/whl/cpu" not in requirements
+    card = yaml.safe_load(re.match(r"---\n(.*?)\n---\n", (folder / "README.md").read_text(), re.S).group(1))
+    assert (card["sdk"], str(card["python_version"]), card["suggested_hardware"]) == ("gradio", "3.10.13", "zero-a10g")
+    assert json.loads((folder / "space.json").read_text())["hardware"] == "zero-gpu"
+    lent = []
+    if with_spaces:
+        def gpu(function):
+            lent.append(function.__name__)
+            return function
+
+        monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    else:
+        monkeypatch.setitem(sys.modules, "spaces", None)  # import spaces fails, as it does off ZeroGPU
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.syspath_prepend(str(folder))
+    for name in ("app", "model"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    import app  # builds the page, does not launch it
+
+    try:
+        assert lent == (["generate"] if with_spaces else [])
+        text = app.generate("ROMEO:", 5, 0.8, 200, 7)
+        assert text.startswith("ROMEO:") and len(text) > len("ROMEO:")
+        assert "running on the GPU (ZeroGPU)" in app.facts()
+    finally:
+        sys.modules.pop("app", None)
+        sys.modules.pop("model", None)
