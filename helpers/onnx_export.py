@@ -10,8 +10,11 @@ onnx, onnxscript (torch.onnx's exporter) and onnxruntime are needed here only (h
 
 from __future__ import annotations
 
+import logging
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -44,6 +47,17 @@ def empty_cache(model: GPT, batch: int = 1) -> list[torch.Tensor]:
     return [torch.zeros(batch, c.n_head, 0, c.n_embd // c.n_head) for _ in range(2 * c.n_layer)]
 
 
+@contextmanager
+def quiet_logs() -> Iterator[None]:
+    """No log lines below ERROR inside: the exporter's (e.g. "torchvision is not installed") and the quantizer's
+    advice to pre-process, which concern neither this model nor the user."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def export_onnx(model: GPT, path: str | Path, dtype: str = "int8") -> Path:
     """Write model (float32, eval) to path as ONNX with a KV cache, int8-quantized unless dtype is float32."""
     if dtype not in ONNX_DTYPES:
@@ -57,7 +71,7 @@ def export_onnx(model: GPT, path: str | Path, dtype: str = "int8") -> Path:
     example_past = [t.new_zeros(1, t.size(1), 3, t.size(3)) for t in empty_cache(model)]
     batch, seq, past_seq = torch.export.Dim("batch", max=64), torch.export.Dim("seq", max=block), torch.export.Dim("past", max=block)
     shapes = ({0: batch, 1: seq}, tuple({0: batch, 2: past_seq} for _ in past_in))  # *past is one argument
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp, quiet_logs():
         raw = Path(tmp) / "model.onnx"
         with torch.no_grad():
             program = torch.onnx.export(CachedLM(model), (example_ids, *example_past), dynamo=True,
