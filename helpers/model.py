@@ -48,13 +48,16 @@ class KVBuffer:
     object, not a module: nothing of it reaches the state dict.
     """
 
-    def __init__(self, batch: int, n_head: int, size: int, head_size: int, like: torch.Tensor):
-        self.k = like.new_empty(batch, n_head, size, head_size)
-        self.v = like.new_empty(batch, n_head, size, head_size)
+    def __init__(self, size: int):
+        self.size = size  # the most positions it will hold
+        self.k = self.v = None  # allocated by the first extend, in its keys' dtype (autocast's, say)
         self.n = 0  # positions filled
 
     def extend(self, k: torch.Tensor, v: torch.Tensor) -> KV:
         """Write k, v (B, n_head, T, head_size) after the filled positions; all the keys and values so far."""
+        if self.k is None:
+            B, H, _, D = k.shape
+            self.k, self.v = k.new_empty(B, H, self.size, D), v.new_empty(B, H, self.size, D)
         n, T = self.n, k.size(2)
         self.k[:, :, n : n + T] = k
         self.v[:, :, n : n + T] = v
@@ -280,8 +283,7 @@ class GPT(nn.Module):
         self.eval()
         c = self.config
         size = min(c.block_size, idx.size(1) + max_new_tokens)  # the longest context this call needs
-        past = [KVBuffer(idx.size(0), c.n_head, size, c.n_embd // c.n_head, self.lm_head.weight)
-                for _ in range(c.n_layer)]
+        past = [KVBuffer(size) for _ in range(c.n_layer)]
         try:
             new = idx  # the tokens that the cache does not hold yet
             for _ in range(max_new_tokens):

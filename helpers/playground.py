@@ -7,7 +7,9 @@ from collections.abc import Iterator
 import tiktoken
 import torch
 
+from helpers.data import get_encoding
 from helpers.display import in_notebook
+from helpers.hardware import Hardware, autocast
 from helpers.model import GPT
 
 
@@ -33,6 +35,17 @@ def sample_stream(model: GPT, enc: tiktoken.Encoding, prompt: str, tokens: int, 
 def sample(model: GPT, enc: tiktoken.Encoding, prompt: str, tokens: int, temperature: float, device: str, seed: int | None = None) -> str:
     """The prompt continued by the model."""
     return "".join(sample_stream(model, enc, prompt, tokens, temperature, device, seed))
+
+
+def sample_line(model: GPT, tokens: int, hw: Hardware, seed: int) -> str:
+    """A few tokens of the model's text on one line, for the training log at a new best validation loss.
+
+    The seed's own generator draws the tokens, so the run's random numbers (dropout, batches) are
+    not touched, and the same draws each time show what the model has learned since the last line.
+    """
+    with autocast(hw):
+        text = sample(model, get_encoding(), "\n", tokens, 0.8, hw.device, seed)
+    return "  sample: " + " / ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def generation_panel(model: GPT, enc: tiktoken.Encoding, device: str, seed: int | None = None) -> object | None:

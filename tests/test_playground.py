@@ -1,13 +1,15 @@
 """The notebook's Generate panel: the text streams out piece by piece and joins up to the whole sample."""
 
 import io
+import re
 
+import pytest
 import torch
 
 from helpers import playground
 from helpers.data import get_encoding
 
-from conftest import tiny_model
+from conftest import run_script, tiny_model
 
 
 def test_streamed_pieces_join_up_to_the_generated_text():
@@ -58,3 +60,25 @@ def test_generate_button_prints_the_text_as_it_comes(monkeypatch):
     text = "".join(writes).split("\r")[-1]  # after clear_output's terminal codes
     assert text.startswith("JULIET:") and text.endswith("\n") and len(text) > len("JULIET:\n")
     assert len([w for w in writes if w not in ("", "\n")]) > 3  # printed piece by piece, not at the end
+
+
+def test_sample_line_is_one_line_and_leaves_the_run_s_random_numbers_alone():
+    from helpers.hardware import detect_hardware
+
+    model = tiny_model(0).train()
+    state = torch.get_rng_state()
+    line = playground.sample_line(model, 12, detect_hardware("cpu", "float32"), seed=5)
+    assert line.startswith("  sample: ") and "\n" not in line and len(line) > len("  sample: ")
+    assert torch.equal(torch.get_rng_state(), state) and model.training
+    assert line == playground.sample_line(model, 12, detect_hardware("cpu", "float32"), seed=5)
+
+
+@pytest.mark.slow
+def test_training_prints_a_sample_at_each_new_best(tmp_path):
+    proc = run_script(tmp_path, max_steps=6, eval_every=2, best_sample_tokens=6)
+    lines = proc.stdout.splitlines()
+    evals = [i for i, line in enumerate(lines) if re.match(r"step \d+ \(epoch", line)]
+    assert len(evals) == 3
+    for i in evals:
+        step, best_step = re.match(r"step (\d+) .*at step (\d+)\)", lines[i]).groups()
+        assert lines[i + 1].startswith("  sample: ") == (step == best_step), lines[i : i + 2]
