@@ -5,6 +5,11 @@ GPT-2's vocabulary of 50,257 tokens. The vocabulary is not padded (nanoGPT pads 
 few per cent of GPU speed) so that checkpoints keep the shapes of OpenAI's GPT-2 and of the
 user's existing deployment code, whose `GPT(GPTConfig())` has a 50,257 x 768 token embedding.
 The output head shares the token embedding's weights.
+
+Generation keeps a KV cache: each layer's keys and values for the tokens so far, so that a new
+token costs one position's work instead of the whole context's (nanoGPT's loop re-runs it all).
+`forward_cached` is the cache as a pure function (tensors in, tensors out, for ONNX export);
+`generate` and `generate_stream` keep it in preallocated buffers (KVBuffer).
 """
 
 from __future__ import annotations
