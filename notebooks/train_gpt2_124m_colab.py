@@ -334,7 +334,8 @@ if procs.world_size > 1:
 # Each step: draw the step's batch, run `grad_accum_steps` micro-batches in mixed precision,
 # clip the gradient norm, take an AdamW step at the scheduled learning rate (warm-up, then
 # cosine). Every `eval_every` steps the validation loss is measured over the whole validation
-# split; a new lowest loss is kept in memory as the best state. A full checkpoint
+# split; a new lowest loss is kept in memory as the best state (and, on a GPU, shown by a line of
+# `best_sample_tokens` generated tokens). A full checkpoint
 # `model_step_{step}.pt` is written in the background every `save_every` steps or every
 # `save_every_minutes`, whichever comes first, with the best pair (`model_best.pt`,
 # `model_best_full.pt`) brought up to date just before it; periodic files beyond `keep_last` are
@@ -355,6 +356,7 @@ from helpers.data import eval_offsets, get_batch, step_offsets
 from helpers.display import LossChart
 from helpers.distributed import from_main_process, mean_over_processes
 from helpers.hardware import autocast
+from helpers.playground import sample_line
 from helpers.policy import BestState, SaveClock, save_periodic
 from helpers.rng import capture_rng_state
 from helpers.stopping import improves
@@ -484,6 +486,8 @@ while stop_reason is None and not (cfg.stop_after_steps and step - session_start
         if procs.is_main:
             progress.write(f"step {step} (epoch {step / steps_per_epoch:.2f}): val loss {val_loss:.4f} "
                            f"(best {best_val_loss:.4f} at step {best_step})")
+            if best_step == step and cfg.best_sample_tokens:  # a new best: how the model writes now
+                progress.write(sample_line(raw_model, cfg.best_sample_tokens, hw, cfg.seed))
     stop_reason = why_stop()
     if procs.is_main and stop_reason is None and save_clock.due(step):  # at the end, the final pair instead
         # copied now, written in the background while training goes on

@@ -173,8 +173,9 @@ def test_safetensors_half_precision_space_loads_in_the_app(tmp_path, monkeypatch
 
     try:
         assert app.FACTS["dtype"] == "float16" and app.model.transformer.wte.weight.dtype == torch.float32
-        text = app.generate("ROMEO:", 10, 0.8, 200, 7)
-        assert text.startswith("ROMEO:") and len(text) > len("ROMEO:") and text == app.generate("ROMEO:", 10, 0.8, 200, 7)
+        texts = list(app.generate("ROMEO:", 10, 0.8, 200, 7))  # the text as it grows: the prompt, then a token more each time
+        assert texts[0] == "ROMEO:" and len(texts) == 11 and all(b.startswith(a) or "\ufffd" in a for a, b in zip(texts, texts[1:]))
+        assert texts[-1] == list(app.generate("ROMEO:", 10, 0.8, 200, 7))[-1]
     finally:
         sys.modules.pop("app", None)
         sys.modules.pop("model", None)
@@ -257,11 +258,23 @@ def chrome(*flags: str):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+# Run in the page: note each new length of the output box's text, every few milliseconds.
+WATCH_OUTPUT = """
+window.outputLengths = [];
+setInterval(() => {
+    const box = document.querySelector('#output textarea');
+    const n = box ? box.value.length : -1;
+    if (window.outputLengths.at(-1) !== n) window.outputLengths.push(n);
+}, 2);
+"""
+
+
 @pytest.mark.slow
-def test_browser_types_a_prompt_and_reads_the_output(app, tmp_path):
+def test_browser_types_a_prompt_and_watches_the_text_grow(app, space, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    expected = expected_text(space, "JULIET:\nO Romeo", 100, 1337)  # the page's defaults: 100 tokens, seed 1337
     driver = chrome()
     try:
         driver.get(app["url"])
@@ -269,9 +282,13 @@ def test_browser_types_a_prompt_and_reads_the_output(app, tmp_path):
         prompt = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#prompt textarea"))
         prompt.clear()
         prompt.send_keys("JULIET:\nO Romeo")
+        driver.execute_script(WATCH_OUTPUT)
         driver.find_element(By.CSS_SELECTOR, "#generate").click()
-        text = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#output textarea").get_attribute("value"))
-        assert text.startswith("JULIET:\nO Romeo") and len(text) > len("JULIET:\nO Romeo")
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#output textarea").get_attribute("value") == expected)
+        lengths = driver.execute_script("return window.outputLengths")
+        # streamed: the box showed the text at several lengths between the prompt and the whole
+        between = [n for n in lengths if len("JULIET:\nO Romeo") < n < len(expected)]
+        assert lengths == sorted(lengths) and len(between) >= 3, lengths
         # everything the page loaded came from the app: no web fonts or scripts from elsewhere
         loaded = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         assert loaded and all(url.startswith(app["url"]) for url in loaded), [u for u in loaded if not u.startswith(app["url"])]

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from helpers.model import GPT, GPT2_VOCAB_SIZE, GPTConfig
+from helpers.model import GPT, GPT2_VOCAB_SIZE, GPTConfig, KVBuffer
 
 from conftest import TINY, tiny_model
 
@@ -127,6 +127,17 @@ def test_top_k_samples_only_among_the_k_likeliest_tokens():
             assert out[0, t].item() in logits[0, -1].topk(3).indices.tolist()
     # a high temperature over all tokens spreads the samples: 6 tokens, several different ones
     assert len(set(model.generate(idx, 6, temperature=5.0, seed=0)[0, 2:].tolist())) > 3
+
+
+def test_generate_under_autocast_keeps_the_cache_in_the_lower_precision():
+    """The notebook samples under autocast: keys come out in bfloat16, and the cache must take them as they are."""
+    model = tiny_model(5)
+    idx = torch.tensor([[3, 4]])
+    past = [KVBuffer(8) for _ in range(TINY.n_layer)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.generate(idx, 6, top_k=1)
+        model._hidden(idx, past)
+    assert out.shape == (1, 8) and past[0].k.dtype == torch.bfloat16 and past[0].n == 2
 
 
 def test_generate_restores_training_mode_and_keeps_the_state_dict():

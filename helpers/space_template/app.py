@@ -7,6 +7,7 @@ as a free Space has no GPU.
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 # Offline by default: no usage statistics, and GPT-2's tokenizer files from this folder (tiktoken
@@ -63,13 +64,15 @@ enc = tiktoken.get_encoding("gpt2")
 
 
 @gpu
-def generate(prompt: str, tokens: float, temperature: float, top_k: float, seed: float | None) -> str:
-    """The prompt continued by the model; the same seed gives the same text, -1 or empty a new one."""
-    idx = torch.tensor([enc.encode(prompt or "\n", allowed_special={"<|endoftext|>"})], device=DEVICE)
+def generate(prompt: str, tokens: float, temperature: float, top_k: float, seed: float | None) -> Iterator[str]:
+    """The prompt continued by the model, yielded as it grows; the same seed gives the same text, -1 or empty a new one."""
+    ids = enc.encode(prompt or "\n", allowed_special={"<|endoftext|>"})
     seed = None if seed is None or seed < 0 else int(seed)
-    out = model.generate(idx, int(tokens), temperature=max(float(temperature), 1e-3),
-                         top_k=int(top_k) or None, seed=seed)
-    return enc.decode(out[0].tolist())
+    yield enc.decode(ids)
+    for token in model.generate_stream(torch.tensor([ids], device=DEVICE), int(tokens), temperature=max(float(temperature), 1e-3),
+                                       top_k=int(top_k) or None, seed=seed):
+        ids.append(token.item())
+        yield enc.decode(ids)  # the whole text each time: Gradio replaces the box's content
 
 
 def facts() -> str:
