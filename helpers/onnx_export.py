@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -48,12 +49,14 @@ def empty_cache(model: GPT, batch: int = 1) -> list[torch.Tensor]:
 
 
 @contextmanager
-def quiet_logs() -> Iterator[None]:
-    """No log lines below ERROR inside: the exporter's (e.g. "torchvision is not installed") and the quantizer's
-    advice to pre-process, which concern neither this model nor the user."""
+def quiet() -> Iterator[None]:
+    """No warnings and no log lines below ERROR inside: the exporter's (e.g. "torchvision is not installed",
+    axis names merged) and the quantizer's advice to pre-process concern neither this model nor the user."""
     logging.disable(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
         logging.disable(logging.NOTSET)
 
@@ -71,7 +74,7 @@ def export_onnx(model: GPT, path: str | Path, dtype: str = "int8") -> Path:
     example_past = [t.new_zeros(1, t.size(1), 3, t.size(3)) for t in empty_cache(model)]
     batch, seq, past_seq = torch.export.Dim("batch", max=64), torch.export.Dim("seq", max=block), torch.export.Dim("past", max=block)
     shapes = ({0: batch, 1: seq}, tuple({0: batch, 2: past_seq} for _ in past_in))  # *past is one argument
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp, quiet_logs():
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp, quiet():
         raw = Path(tmp) / "model.onnx"
         with torch.no_grad():
             program = torch.onnx.export(CachedLM(model), (example_ids, *example_past), dynamo=True,

@@ -13,7 +13,6 @@ import hashlib
 import importlib.util
 import json
 import shutil
-import warnings
 from pathlib import Path
 from string import Template
 
@@ -61,9 +60,7 @@ def make_static_space(checkpoint: str | Path, out_dir: str | Path, force: bool =
     facts = space_facts(model, ckpt, checkpoint.name, dtype, title)
 
     def fill(folder: Path) -> None:
-        with warnings.catch_warnings():  # the exporter's and quantizer's chatter is not the user's concern
-            warnings.simplefilter("ignore")
-            onnx = export_onnx(model, folder / ONNX_NAME, dtype)
+        onnx = export_onnx(model, folder / ONNX_NAME, dtype)
         payload = onnx.read_bytes()
         facts.update(onnx=ONNX_NAME, onnx_dtype=dtype, file_bytes=len(payload),
                      onnx_sha256=hashlib.sha256(payload).hexdigest(), runtime=vendor_runtime(folder / "vendor"))

@@ -269,6 +269,13 @@ setInterval(() => {
 """
 
 
+def keep_screenshot(driver, shot: Path) -> None:
+    """The page as a PNG at shot, copied to $SPACE_SCREENSHOT when that is set (the README's picture)."""
+    assert driver.save_screenshot(str(shot)) and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("SPACE_SCREENSHOT"):
+        shutil.copyfile(shot, os.environ["SPACE_SCREENSHOT"])
+
+
 @pytest.mark.slow
 def test_browser_types_a_prompt_and_watches_the_text_grow(app, space, tmp_path):
     from selenium.webdriver.common.by import By
@@ -292,10 +299,7 @@ def test_browser_types_a_prompt_and_watches_the_text_grow(app, space, tmp_path):
         # everything the page loaded came from the app: no web fonts or scripts from elsewhere
         loaded = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         assert loaded and all(url.startswith(app["url"]) for url in loaded), [u for u in loaded if not u.startswith(app["url"])]
-        shot = tmp_path / "space_app.png"
-        assert driver.save_screenshot(str(shot)) and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        if os.environ.get("SPACE_SCREENSHOT"):
-            shutil.copyfile(shot, os.environ["SPACE_SCREENSHOT"])
+        keep_screenshot(driver, tmp_path / "space_app.png")
     finally:
         driver.quit()
 

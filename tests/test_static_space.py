@@ -15,7 +15,6 @@ import io
 import json
 import os
 import re
-import shutil
 import threading
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -38,7 +37,7 @@ from helpers.space import gradio_version, make_space
 from helpers.static_space import make_static_space
 
 from conftest import TINY, FakeHfApi, full_ckpt
-from test_make_space import chrome, full_checkpoint
+from test_make_space import chrome, full_checkpoint, keep_screenshot
 
 STATIC_FILES = {".gitattributes", "README.md", "index.html", "model.onnx", "space.json", "tokenizer.json",
                 "tokenizer_config.json", "vendor"}
@@ -345,10 +344,7 @@ def test_browser_generates_pytorchs_greedy_tokens(spaces, trained_ci, tmp_path):
                 assert state["text"] == enc.decode(ids[0].tolist() + greedy)
                 if kind == "varied":
                     assert len(set(greedy)) > 10  # so the comparison tests every step, not one repeated token
-        shot = tmp_path / "space_static.png"
-        assert driver.save_screenshot(str(shot)) and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        if os.environ.get("SPACE_SCREENSHOT"):
-            shutil.copyfile(shot, os.environ["SPACE_SCREENSHOT"])
+        keep_screenshot(driver, tmp_path / "space_static.png")
     finally:
         driver.quit()
 
