@@ -270,14 +270,8 @@ class GPT(nn.Module):
         return idx
 
     @torch.no_grad()
-    def generate_stream(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        seed: int | None = None,
-    ) -> Iterator[torch.Tensor]:
+    def generate_stream(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                        top_k: int | None = None, seed: int | None = None) -> Iterator[torch.Tensor]:
         """Yield generate's new tokens one at a time, each (B, 1), as soon as it is sampled."""
         if temperature <= 0:
             raise ValueError("temperature must be positive")

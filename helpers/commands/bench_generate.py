@@ -147,11 +147,11 @@ def bench_generate(model: GPT, lengths: list[int], prompt_tokens: int, repeats: 
 def generate_report(rows: list[dict], title: str) -> str:
     """bench_generate's rows as a table, each length with our speed over theirs."""
     lines = [title, f"{'new tokens':>10}  {'model':<12}  {'tokens/s':>8}  {'time':>7}  {'first token':>11}  "
-                    f"{'peak memory':>11}  greedy tokens"]
+                    f"{'peak memory added':>17}  greedy tokens"]
     for ours, theirs in zip(rows[::2], rows[1::2]):
         for r in (ours, theirs):
             lines.append(f"{r['tokens']:>10}  {r['model']:<12}  {r['tokens_per_s']:>8.1f}  {r['seconds']:>6.2f}s  "
-                         f"{1000 * r['first']:>9.0f}ms  {r['memory'] / 1e6:>8.0f} MB  {r['agree']}")
+                         f"{1000 * r['first']:>9.0f}ms  {r['memory'] / 1e6:>14.0f} MB  {r['agree']}")
         lines.append(f"{'':>10}  {'speed-up':<12}  {ours['tokens_per_s'] / theirs['tokens_per_s']:>7.2f}x")
     return "\n".join(lines)
 
