@@ -72,7 +72,7 @@ class TrainConfig:
     use_drive: bool = True  # in Colab: keep checkpoint_dir on Google Drive
     drive_dir: str = "/content/drive/MyDrive/gpt2-124m-shakespeare"
     hub_repo: str = ""  # "you/name": upload the final model to this Hugging Face repo (needs a token)
-    space_repo: str = ""  # "you/name": make a Gradio Space that serves the final model (needs a token)
+    space_repo: str = ""  # "you/name": make a static Space that runs the final model in the browser (needs a token)
     download: bool = False  # in Colab: also send model_final.pt to this computer through the browser
     # system
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
@@ -81,6 +81,7 @@ class TrainConfig:
     seed: int = 1337
     log_every: int = 10
     sample_tokens: int = 200
+    best_sample_tokens: int = 0  # print a line of this many generated tokens at each new best validation loss; 0: none
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):  # nan or inf would pass every range check below
@@ -93,7 +94,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise SettingError(f"GPT2_{name.upper()}={getattr(self, name)}: must be at least 1")
         for name in ("learning_rate", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "dropout",
-                     "target_loss", "stop_after_steps", "sample_tokens", "eval_iters", "patience", "min_delta",
+                     "target_loss", "stop_after_steps", "sample_tokens", "best_sample_tokens", "eval_iters", "patience", "min_delta",
                      "save_every_minutes"):
             if getattr(self, name) < 0:
                 raise SettingError(f"GPT2_{name.upper()}={getattr(self, name)}: must not be negative")
@@ -130,6 +131,7 @@ GPU_SCHEDULE = dict(
     grad_accum_steps=1, max_steps=370, learning_rate=6e-4, min_lr=6e-5, warmup_steps=20,
     dropout=0.2, weight_decay=0.1, beta2=0.99, eval_every=4, eval_iters=0, patience=8, min_delta=0.01,
     save_every=200, save_every_minutes=10.0, keep_last=2, log_every=4,
+    best_sample_tokens=24,  # a KV-cached sample costs a fraction of a second on a GPU
 )
 PRESETS: dict[str, dict] = {
     # A small model that learns visibly in a few minutes on two CPU cores (0.85 epoch).

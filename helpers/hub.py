@@ -5,6 +5,7 @@ huggingface_hub is imported only where it is used: the notebook trains without i
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -72,23 +73,57 @@ def download_model(repo_id: str) -> Path:
     return folder
 
 
+# --hardware of a Gradio Space -> the Hub's hardware flavour. ZeroGPU's flavour keeps its old name.
+SPACE_HARDWARE = {"cpu-basic": "cpu-basic", "zero-gpu": "zero-a10g"}
+
+
+def space_kind(folder: Path) -> tuple[str, str | None]:
+    """A Space folder's SDK and Hub hardware: ("gradio", flavour) for app.py, ("static", None) for index.html."""
+    if (folder / "app.py").is_file():
+        hardware = json.loads((folder / "space.json").read_text()).get("hardware", "cpu-basic")
+        return "gradio", SPACE_HARDWARE[hardware]
+    if (folder / "index.html").is_file():
+        return "static", None
+    raise HubError(folder, "is not a Space folder (no app.py or index.html)")
+
+
+def refusal(repo_id: str, status: int, hardware: str | None) -> HubError:
+    """The one line for a Hub that will not create a Gradio Space (402/403): what the account needs, and the free way."""
+    need = ("a free account in good standing (verified email, older than 30 days) may host two ZeroGPU Spaces, else PRO"
+            if hardware == SPACE_HARDWARE["zero-gpu"] else "a Gradio Space on free cpu-basic hardware needs a PRO account "
+            "(huggingface.co/subscribe/pro), or --hardware zero-gpu on a free account in good standing")
+    token = "; check too that the token may write to this namespace" if status == 403 else ""
+    return HubError(repo_id, f"the Hub refused to create a Gradio Space on {hardware} (HTTP {status}): {need}{token}; "
+                             "a static Space (--kind static, the default) is free for everyone")
+
+
 def upload_to_hub(folder: str | Path, repo_id: str, token: str | None = None, private: bool = False,
                   repo_type: str = "model") -> str | None:
     """Upload a folder to the Hub repository repo_id (created if need be); its URL, or None without a token.
 
-    repo_type "model": an exported transformers folder; "space": a Gradio Space from helpers.space.
+    repo_type "model": an exported transformers folder; "space": a Space from helpers.space (Gradio)
+    or helpers.static_space (static), created with that SDK (and a Gradio one on its hardware).
     """
     folder = Path(folder)
-    marker = {"model": "config.json", "space": "app.py"}[repo_type]
-    if not (folder / marker).is_file():
-        raise HubError(folder, f"is not an exported {repo_type} folder (no {marker})")
+    if repo_type == "space":
+        sdk, hardware = space_kind(folder)
+        space = {"space_sdk": sdk, **({"space_hardware": hardware} if hardware else {})}
+    elif not (folder / "config.json").is_file():
+        raise HubError(folder, "is not an exported model folder (no config.json)")
+    else:
+        sdk, hardware, space = None, None, {}
     token = hub_token(token)
     if not token:
         return None
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
-    space = {"space_sdk": "gradio"} if repo_type == "space" else {}
-    url = api.create_repo(repo_id, exist_ok=True, private=private, repo_type=repo_type, **space)
+    try:
+        url = api.create_repo(repo_id, exist_ok=True, private=private, repo_type=repo_type, **space)
+    except OSError as e:  # huggingface_hub's HTTP errors are OSErrors, with the response
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if sdk == "gradio" and status in (402, 403):
+            raise refusal(repo_id, status, hardware) from None
+        raise
     api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type, commit_message=f"Upload {folder.name}")
     return str(url)

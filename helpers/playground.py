@@ -2,18 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import tiktoken
 import torch
 
+from helpers.data import get_encoding
 from helpers.display import in_notebook
+from helpers.hardware import Hardware, autocast
 from helpers.model import GPT
+
+
+def sample_stream(model: GPT, enc: tiktoken.Encoding, prompt: str, tokens: int, temperature: float, device: str,
+                  seed: int | None = None) -> Iterator[str]:
+    """The prompt, then the model's continuation piece by piece as it is generated (joined: sample's text)."""
+    ids = enc.encode(prompt or "\n")
+    shown = text = enc.decode(ids)
+    yield shown
+    for token in model.generate_stream(torch.tensor([ids], device=device), tokens, temperature=temperature,
+                                       top_k=200, seed=seed):
+        ids.append(token.item())
+        text = enc.decode(ids)
+        # A character of several bytes can span tokens: wait for its last byte (tiktoken shows a
+        # part as U+FFFD) rather than print a replacement character that a later token mends.
+        if not text.endswith("\ufffd"):
+            yield text[len(shown):]
+            shown = text
+    if text != shown:
+        yield text[len(shown):]  # the text ends inside a character: show what there is
 
 
 def sample(model: GPT, enc: tiktoken.Encoding, prompt: str, tokens: int, temperature: float, device: str, seed: int | None = None) -> str:
     """The prompt continued by the model."""
-    idx = torch.tensor([enc.encode(prompt or "\n")], device=device)
-    out = model.generate(idx, tokens, temperature=temperature, top_k=200, seed=seed)
-    return enc.decode(out[0].tolist())
+    return "".join(sample_stream(model, enc, prompt, tokens, temperature, device, seed))
+
+
+def sample_line(model: GPT, tokens: int, hw: Hardware, seed: int) -> str:
+    """A few tokens of the model's text on one line, for the training log at a new best validation loss.
+
+    The seed's own generator draws the tokens, so the run's random numbers (dropout, batches) are
+    not touched, and the same draws each time show what the model has learned since the last line.
+    """
+    with autocast(hw):
+        text = sample(model, get_encoding(), "\n", tokens, 0.8, hw.device, seed)
+    return "  sample: " + " / ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def generation_panel(model: GPT, enc: tiktoken.Encoding, device: str, seed: int | None = None) -> object | None:
@@ -32,8 +64,10 @@ def generation_panel(model: GPT, enc: tiktoken.Encoding, device: str, seed: int 
 
     def on_click(_) -> None:
         output.clear_output()
-        with output:
-            print(sample(model, enc, prompt.value, length.value, temperature.value, device))
+        with output:  # the text appears as it is generated
+            for piece in sample_stream(model, enc, prompt.value, length.value, temperature.value, device):
+                print(piece, end="", flush=True)
+            print()
 
     button.on_click(on_click)
     panel = widgets.VBox([prompt, length, temperature, button, output])

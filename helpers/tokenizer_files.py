@@ -55,3 +55,15 @@ def tokenizer_config(block_size: int) -> dict:
     """tokenizer_config.json for GPT-2's tokenizer with our context length."""
     return {"tokenizer_class": "GPT2Tokenizer", "model_max_length": block_size, "add_prefix_space": False,
             "bos_token": EOT, "eos_token": EOT, "unk_token": EOT, "errors": "replace"}
+
+
+def gpt2_tokenizer_json(files: dict[str, Path]) -> str:
+    """tokenizer.json (Hugging Face tokenizers' format, which tokenizers.js loads) for GPT-2's vocab.json and merges.txt."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
+    tokenizer = Tokenizer(models.BPE.from_file(str(files["vocab.json"]), str(files["merges.txt"])))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # GPT-2's split and byte mapping
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    tokenizer.add_special_tokens([AddedToken(EOT, special=True)])
+    return tokenizer.to_str()

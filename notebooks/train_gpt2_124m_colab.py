@@ -365,7 +365,8 @@ if procs.world_size > 1:
 # Each step: draw the step's batch, run `grad_accum_steps` micro-batches in mixed precision,
 # clip the gradient norm, take an AdamW step at the scheduled learning rate (warm-up, then
 # cosine). Every `eval_every` steps the validation loss is measured over the whole validation
-# split; a new lowest loss is kept in memory as the best state. A full checkpoint
+# split; a new lowest loss is kept in memory as the best state (and, on a GPU, shown by a line of
+# `best_sample_tokens` generated tokens). A full checkpoint
 # `model_step_{step}.pt` is written in the background every `save_every` steps or every
 # `save_every_minutes`, whichever comes first, with the best pair (`model_best.pt`,
 # `model_best_full.pt`) brought up to date just before it; periodic files beyond `keep_last` are
@@ -386,6 +387,7 @@ from helpers.data import eval_offsets, get_batch, step_offsets
 from helpers.display import LossChart
 from helpers.distributed import from_main_process, mean_over_processes
 from helpers.hardware import autocast
+from helpers.playground import sample_line
 from helpers.policy import BestState, SaveClock, save_periodic
 from helpers.rng import capture_rng_state
 from helpers.stopping import improves
@@ -515,6 +517,8 @@ while stop_reason is None and not (cfg.stop_after_steps and step - session_start
         if procs.is_main:
             progress.write(f"step {step} (epoch {step / steps_per_epoch:.2f}): val loss {val_loss:.4f} "
                            f"(best {best_val_loss:.4f} at step {best_step})")
+            if best_step == step and cfg.best_sample_tokens:  # a new best: how the model writes now
+                progress.write(sample_line(raw_model, cfg.best_sample_tokens, hw, cfg.seed))
     stop_reason = why_stop()
     if procs.is_main and stop_reason is None and save_clock.due(step):  # at the end, the final pair instead
         # copied now, written in the background while training goes on
@@ -698,17 +702,23 @@ if procs.is_main and cfg.hub_repo and (checkpoint_dir / FINAL).exists():
 # %% [markdown]
 # ## Put it on a Hugging Face Space (optional)
 # With `space_repo` set (e.g. `GPT2_SPACE_REPO=you/gpt2-shakespeare-demo`) and a token, the final
-# model becomes a Gradio Space, a web page where anyone can try it (on a free CPU): the same folder
-# `python -m helpers.make_space` writes. Without a token this cell says so and does nothing.
+# model becomes a static Space: a web page where anyone can try it, the model running in their
+# browser (free to host for every account): the folder `python -m helpers.make_space` writes. It
+# installs the ONNX export's packages first if they are missing. Without a token this cell says
+# so and does nothing.
 
 # %%
-from helpers.space import make_space, push_space
+from helpers.space import push_space
+from helpers.static_space import NEEDED, make_static_space
 
 if procs.is_main and cfg.space_repo and (checkpoint_dir / FINAL).exists():
     if hub_token() is None:
         print(f"not creating the Space {cfg.space_repo}: {missing_token_reason()}")
     else:
-        folder = make_space(checkpoint_dir / FINAL, checkpoint_dir / "hf_space", force=True)
+        missing = [pip for module, pip in NEEDED.items() if importlib.util.find_spec(module) is None]
+        if missing and IN_COLAB:
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+        folder = make_static_space(checkpoint_dir / FINAL, checkpoint_dir / "hf_space", force=True)
         print(f"uploaded {folder} to {push_space(folder, cfg.space_repo)}")
 
 # %% [markdown]

@@ -1,10 +1,11 @@
-"""What a Space of GPT-2 124M costs on this CPU: start-up time, memory, and one 100-token generation.
+"""What a Space of GPT-2 124M costs on this CPU: start-up time, memory, and generations of 100 and 500 tokens.
 
     bash -c 'source scripts/env.sh requirements-dev.txt && python scripts/measure_space.py'
 
 A randomly initialised GPT-2 124M, saved by the project's own code as a deployment checkpoint,
 becomes a Space (helpers.make_space); its `python app.py` is timed from start until it serves
-the page, its peak RSS read from /proc, and one generation timed through gradio_client.
+the page, its peak RSS read from /proc, and generations timed through gradio_client as they
+stream: until the first generated token shows, and until the whole text is there.
 """
 
 import os
@@ -31,6 +32,18 @@ def peak_rss_gb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024 / 1e9
     raise RuntimeError("no VmHWM")
+
+
+def timed_generation(client: object, tokens: int, seed: int) -> tuple[float, float, int]:
+    """One generation through the API, as it streams: seconds to the first generated token, to the end; updates."""
+    start = time.perf_counter()
+    job = client.submit("ROMEO:", tokens, 0.8, 200, seed, api_name="/generate")
+    first, updates = None, 0
+    for text in job:  # the prompt first, then the text a token longer each time
+        updates += 1
+        if first is None and text != "ROMEO:":
+            first = time.perf_counter() - start
+    return first, time.perf_counter() - start, updates
 
 
 def main() -> None:
@@ -63,16 +76,17 @@ def main() -> None:
         ready = time.perf_counter() - start
         rss_ready = peak_rss_gb(proc.pid)
         client = Client(url, verbose=False)
-        times = []
-        for seed in (1, 2, 3):
-            t = time.perf_counter()
-            client.predict("ROMEO:", 100, 0.8, 200, seed, api_name="/generate")
-            times.append(time.perf_counter() - t)
+        runs = {100: [timed_generation(client, 100, seed) for seed in (1, 2, 3)], 500: [timed_generation(client, 500, 4)]}
         size = (space / "model_final.pt").stat().st_size
         print(f"checkpoint          {size / 1e6:,.0f} MB (model_final.pt, float32)")
         print(f"start until serving {ready:.1f} s (python app.py: imports, load, page)")
         print(f"peak RSS serving    {rss_ready:.2f} GB")
-        print(f"100 tokens          {', '.join(f'{t:.1f}' for t in times)} s (three generations, {os.cpu_count()} CPUs)")
+        for tokens, results in runs.items():
+            firsts = ", ".join(f"{first:.2f}" for first, _, _ in results)
+            totals = ", ".join(f"{total:.1f}" for _, total, _ in results)
+            print(f"{f'{tokens} tokens':<20}first token {firsts} s, whole text {totals} s "
+                  f"({len(results)} generation{'s' * (len(results) > 1)}, {results[0][2]} updates streamed, "
+                  f"{os.cpu_count()} CPUs)")
         print(f"peak RSS after      {peak_rss_gb(proc.pid):.2f} GB")
     finally:
         proc.terminate()

@@ -137,15 +137,27 @@ def overfit_run(tmp_path_factory) -> tuple[Path, dict]:
 
 
 class FakeHfApi:
-    """huggingface_hub.HfApi's stand-in: records each call in FakeHfApi.calls, reaches no network."""
+    """huggingface_hub.HfApi's stand-in: records each call in FakeHfApi.calls, reaches no network.
+
+    refuse maps a Space SDK to the HTTP status the stand-in answers when asked to create one (the
+    real Hub answers 402 to a free account's Gradio Space on cpu-basic).
+    """
 
     calls: list = []
+    refuse: dict = {}
 
     def __init__(self, token=None):
         FakeHfApi.calls.append(("init", token))
 
-    def create_repo(self, repo_id, exist_ok=False, private=False, repo_type=None, space_sdk=None):
-        FakeHfApi.calls.append(("create_repo", repo_id, exist_ok, repo_type, space_sdk))
+    def create_repo(self, repo_id, exist_ok=False, private=False, repo_type=None, space_sdk=None, space_hardware=None):
+        FakeHfApi.calls.append(("create_repo", repo_id, exist_ok, repo_type, space_sdk, space_hardware))
+        if space_sdk in FakeHfApi.refuse:
+            import httpx2
+            from huggingface_hub.errors import HfHubHTTPError
+
+            status = FakeHfApi.refuse[space_sdk]
+            request = httpx2.Request("POST", "https://huggingface.co/api/repos/create")
+            raise HfHubHTTPError(f"{status} Client Error for url: {request.url}", response=httpx2.Response(status, request=request))
         return f"https://huggingface.co/{'spaces/' if repo_type == 'space' else ''}{repo_id}"
 
     def upload_folder(self, repo_id, folder_path, repo_type=None, commit_message=None):
@@ -157,7 +169,7 @@ def fake_hub(monkeypatch, tmp_path):
     """The Hub replaced by FakeHfApi, with no token anywhere (set HF_TOKEN to give one); the calls."""
     import huggingface_hub
 
-    FakeHfApi.calls = []
+    FakeHfApi.calls, FakeHfApi.refuse = [], {}
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no stored login either

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, TINY
+from conftest import REPO, TINY, tiny_model
 from helpers.commands.bench import gpu_check, main
 from helpers.commands.bench_checkpoint_io import bench_checkpoint_io
 from helpers.checkpoint import DEPLOYMENT, load_checkpoint, make_checkpoint, save_checkpoint
@@ -69,3 +69,24 @@ def test_load_model_does_not_initialise_the_model(tmp_path):
     code = "import sys; from helpers.checkpoint import load_model; load_model(sys.argv[1]); print('torch._dynamo' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=REPO, check=True)
     assert proc.stdout.strip() == "False"
+
+
+def test_generate_bench_compares_with_transformers_on_the_same_weights():
+    """bench generate's rows on the tiny model: both models ran, agreed greedily, and were measured."""
+    from helpers.commands.bench_generate import bench_generate, generate_report
+
+    rows = bench_generate(tiny_model(0), [4, 9], prompt_tokens=3, repeats=1)
+    assert [(r["model"], r["tokens"]) for r in rows] == [(m, n) for n in (4, 9) for m in ("this project", "transformers")]
+    assert all(r["agree"].startswith("same") and r["tokens_per_s"] > 0 and 0 < r["first"] <= r["seconds"] for r in rows)
+    report = generate_report(rows, "title")
+    assert report.count("speed-up") == 2 and report.splitlines()[0] == "title"
+
+
+def test_generate_bench_bad_input_is_one_line(tmp_path, capsys):
+    missing = tmp_path / "nope.pt"
+    assert main(["generate", "--checkpoint", str(missing), "--tokens", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(missing) in err[0]
+    with pytest.raises(SystemExit):
+        main(["generate", "--tokens", "0"])
+    assert "at least 1" in capsys.readouterr().err

@@ -335,7 +335,7 @@ def test_upload_with_token_creates_repo_and_uploads(files, fake_hub, monkeypatch
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     url = hub.upload_to_hub(files["export"], "me/gpt2-shakespeare")
     assert url == "https://huggingface.co/me/gpt2-shakespeare"
-    assert fake_hub == [("init", "hf_env"), ("create_repo", "me/gpt2-shakespeare", True, "model", None),
+    assert fake_hub == [("init", "hf_env"), ("create_repo", "me/gpt2-shakespeare", True, "model", None, None),
                         ("upload_folder", "me/gpt2-shakespeare", str(files["export"]), "model")]
 
 

@@ -173,8 +173,9 @@ def test_safetensors_half_precision_space_loads_in_the_app(tmp_path, monkeypatch
 
     try:
         assert app.FACTS["dtype"] == "float16" and app.model.transformer.wte.weight.dtype == torch.float32
-        text = app.generate("ROMEO:", 10, 0.8, 200, 7)
-        assert text.startswith("ROMEO:") and len(text) > len("ROMEO:") and text == app.generate("ROMEO:", 10, 0.8, 200, 7)
+        texts = list(app.generate("ROMEO:", 10, 0.8, 200, 7))  # the text as it grows: the prompt, then a token more each time
+        assert texts[0] == "ROMEO:" and len(texts) == 11 and all(b.startswith(a) or "\ufffd" in a for a, b in zip(texts, texts[1:]))
+        assert texts[-1] == list(app.generate("ROMEO:", 10, 0.8, 200, 7))[-1]
     finally:
         sys.modules.pop("app", None)
         sys.modules.pop("model", None)
@@ -187,11 +188,11 @@ def test_non_empty_out_dir_is_refused_unless_forced(space, tmp_path, capsys):
     out.mkdir()
     (out / "mine.txt").write_text("keep")
     checkpoint = full_checkpoint(tmp_path / "full.pt")
-    assert main([str(checkpoint), str(out)]) == 1
+    assert main([str(checkpoint), str(out), "--kind", "gradio"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(out) in err[0] and "--force" in err[0]
     assert (out / "mine.txt").read_text() == "keep"
-    assert main([str(checkpoint), str(out), "--force"]) == 0
+    assert main([str(checkpoint), str(out), "--force", "--kind", "gradio"]) == 0
     assert {p.name for p in out.iterdir()} == SPACE_FILES
 
 
@@ -200,7 +201,7 @@ def test_bad_checkpoint_is_one_line(tmp_path, capsys, payload, problem):
     path = tmp_path / "model_final.pt"
     if payload is not None:
         path.write_bytes(payload)
-    assert main([str(path), str(tmp_path / "space")]) == 1
+    assert main([str(path), str(tmp_path / "space"), "--kind", "gradio"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(path) in err[0] and problem in err[0]
     assert not (tmp_path / "space").exists()
@@ -210,7 +211,7 @@ def test_bad_checkpoint_is_one_line(tmp_path, capsys, payload, problem):
 
 def test_push_without_token_says_what_is_missing(fake_hub, tmp_path, capsys):
     out = tmp_path / "space"
-    assert main([str(full_checkpoint(tmp_path / "full.pt")), str(out), "--push", "me/gpt2-space"]) == 1
+    assert main([str(full_checkpoint(tmp_path / "full.pt")), str(out), "--kind", "gradio", "--push", "me/gpt2-space"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "me/gpt2-space" in err[0] and "HF_TOKEN" in err[0]
     assert fake_hub == [] and (out / "app.py").is_file()  # nothing uploaded; the folder is there to push later
@@ -219,8 +220,8 @@ def test_push_without_token_says_what_is_missing(fake_hub, tmp_path, capsys):
 def test_push_with_token_creates_a_gradio_space_and_uploads(fake_hub, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     out = tmp_path / "space"
-    assert main([str(full_checkpoint(tmp_path / "full.pt")), str(out), "--push", "me/gpt2-space"]) == 0
-    assert fake_hub == [("init", "hf_env"), ("create_repo", "me/gpt2-space", True, "space", "gradio"),
+    assert main([str(full_checkpoint(tmp_path / "full.pt")), str(out), "--kind", "gradio", "--push", "me/gpt2-space"]) == 0
+    assert fake_hub == [("init", "hf_env"), ("create_repo", "me/gpt2-space", True, "space", "gradio", "cpu-basic"),
                         ("upload_folder", "me/gpt2-space", str(out), "space")]
     assert "https://huggingface.co/spaces/me/gpt2-space" in capsys.readouterr().out
 
@@ -239,8 +240,8 @@ def test_app_serves_generated_text_to_gradio_client(app, space):
     assert text == expected_text(space, "ROMEO:", 20, 1337)  # the checkpoint's own model, not something else
 
 
-def chrome():
-    """A headless Chromium through selenium; fails in CI (CI set) and skips elsewhere when it is missing."""
+def chrome(*flags: str):
+    """A headless Chromium through selenium (with these extra flags); fails in CI (CI set) and skips elsewhere when it is missing."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file()]
     if missing:
         message = f"{', '.join(missing)} missing: apt-get install chromium chromium-driver (.ci/run does)"
@@ -252,16 +253,35 @@ def chrome():
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--window-size=1280,1000", f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}"):
+                 "--disable-sync", "--window-size=1280,1000", f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}", *flags):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+# Run in the page: note each new length of the output box's text, every few milliseconds.
+WATCH_OUTPUT = """
+window.outputLengths = [];
+setInterval(() => {
+    const box = document.querySelector('#output textarea');
+    const n = box ? box.value.length : -1;
+    if (window.outputLengths.at(-1) !== n) window.outputLengths.push(n);
+}, 2);
+"""
+
+
+def keep_screenshot(driver, shot: Path) -> None:
+    """The page as a PNG at shot, copied to $SPACE_SCREENSHOT when that is set (the README's picture)."""
+    assert driver.save_screenshot(str(shot)) and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("SPACE_SCREENSHOT"):
+        shutil.copyfile(shot, os.environ["SPACE_SCREENSHOT"])
+
+
 @pytest.mark.slow
-def test_browser_types_a_prompt_and_reads_the_output(app, tmp_path):
+def test_browser_types_a_prompt_and_watches_the_text_grow(app, space, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    expected = expected_text(space, "JULIET:\nO Romeo", 100, 1337)  # the page's defaults: 100 tokens, seed 1337
     driver = chrome()
     try:
         driver.get(app["url"])
@@ -269,16 +289,17 @@ def test_browser_types_a_prompt_and_reads_the_output(app, tmp_path):
         prompt = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#prompt textarea"))
         prompt.clear()
         prompt.send_keys("JULIET:\nO Romeo")
+        driver.execute_script(WATCH_OUTPUT)
         driver.find_element(By.CSS_SELECTOR, "#generate").click()
-        text = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#output textarea").get_attribute("value"))
-        assert text.startswith("JULIET:\nO Romeo") and len(text) > len("JULIET:\nO Romeo")
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#output textarea").get_attribute("value") == expected)
+        lengths = driver.execute_script("return window.outputLengths")
+        # streamed: the box showed the text at several lengths between the prompt and the whole
+        between = [n for n in lengths if len("JULIET:\nO Romeo") < n < len(expected)]
+        assert lengths == sorted(lengths) and len(between) >= 3, lengths
         # everything the page loaded came from the app: no web fonts or scripts from elsewhere
         loaded = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         assert loaded and all(url.startswith(app["url"]) for url in loaded), [u for u in loaded if not u.startswith(app["url"])]
-        shot = tmp_path / "space_app.png"
-        assert driver.save_screenshot(str(shot)) and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        if os.environ.get("SPACE_SCREENSHOT"):
-            shutil.copyfile(shot, os.environ["SPACE_SCREENSHOT"])
+        keep_screenshot(driver, tmp_path / "space_app.png")
     finally:
         driver.quit()
 

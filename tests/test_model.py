@@ -1,11 +1,12 @@
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from helpers.model import GPT, GPT2_VOCAB_SIZE, GPTConfig
+from helpers.model import GPT, GPT2_VOCAB_SIZE, GPTConfig, KVBuffer
 
-from conftest import TINY
+from conftest import TINY, tiny_model
 
 
 def test_default_config_is_gpt2_124m():
@@ -66,15 +67,113 @@ def test_generate_is_reproducible_for_a_seed_and_stays_in_vocabulary():
     assert a.max().item() < GPT2_VOCAB_SIZE
 
 
-def test_generate_top_k_1_is_greedy():
-    model = GPT(TINY)
+def reforward_greedy(model: GPT, idx: torch.Tensor, new_tokens: int) -> torch.Tensor:
+    """nanoGPT's generation loop without a cache, greedy: the whole (cropped) context every token."""
+    for _ in range(new_tokens):
+        logits, _ = model(idx[:, -model.config.block_size :])
+        idx = torch.cat([idx, logits[:, -1, :].argmax(-1, keepdim=True)], dim=1)
+    return idx
+
+
+@pytest.mark.parametrize("prompt_len, new_tokens", [(3, 20), (28, 12), (40, 5)],
+                         ids=["short", "crosses-block-size", "prompt-longer-than-block"])
+def test_greedy_generate_equals_the_reforward_loop(prompt_len, new_tokens):
+    model = tiny_model(1)
+    idx = torch.randint(0, GPT2_VOCAB_SIZE, (2, prompt_len), generator=torch.Generator().manual_seed(prompt_len))
+    out = model.generate(idx, new_tokens, top_k=1)
+    assert out.shape == (2, prompt_len + new_tokens)
+    assert torch.equal(out, reforward_greedy(model, idx, new_tokens))
+
+
+def test_forward_cached_in_pieces_equals_one_pass():
+    model = tiny_model(2).eval()
+    idx = torch.randint(0, GPT2_VOCAB_SIZE, (2, 9))
+    full, cache = model.forward_cached(idx)
+    first, past = model.forward_cached(idx[:, :4])
+    second, present = model.forward_cached(idx[:, 4:], past)
+    assert full.shape == (2, 9, TINY.vocab_size) and len(present) == TINY.n_layer
+    assert present[0][0].shape == (2, TINY.n_head, 9, TINY.n_embd // TINY.n_head)
+    torch.testing.assert_close(torch.cat([first, second], dim=1), full)
+    for (k, v), (k_full, v_full) in zip(present, cache):
+        torch.testing.assert_close(k, k_full)
+        torch.testing.assert_close(v, v_full)
+    # the last position's logits are what the training forward gives for inference
+    torch.testing.assert_close(full[:, -1:], model(idx)[0])
+
+
+def test_forward_cached_past_block_size_is_a_clear_error():
+    model = tiny_model(0)
+    _, past = model.forward_cached(torch.zeros((1, TINY.block_size - 1), dtype=torch.long))
+    with pytest.raises(ValueError, match="pass block_size"):
+        model.forward_cached(torch.zeros((1, 2), dtype=torch.long), past)
+
+
+def test_generate_stream_yields_the_tokens_of_generate():
+    model = tiny_model(3)
     idx = torch.tensor([[5, 6, 7]])
-    out = model.generate(idx, 5, top_k=1, seed=1)
-    ctx = idx
-    for _ in range(5):
-        logits, _ = model(ctx)
-        ctx = torch.cat([ctx, logits[:, -1, :].argmax(-1, keepdim=True)], dim=1)
-    assert torch.equal(out, ctx)
+    streamed = list(model.generate_stream(idx, 8, temperature=0.9, top_k=50, seed=11))
+    assert [t.shape for t in streamed] == [(1, 1)] * 8
+    out = model.generate(idx, 8, temperature=0.9, top_k=50, seed=11)
+    assert torch.equal(torch.cat([idx, *streamed], dim=1), out)
+
+
+def test_top_k_samples_only_among_the_k_likeliest_tokens():
+    model = tiny_model(4)
+    idx = torch.tensor([[1, 2]])
+    for seed in range(5):
+        out = model.generate(idx, 6, temperature=2.0, top_k=3, seed=seed)
+        for t in range(idx.size(1), out.size(1)):
+            logits, _ = model(out[:, :t])
+            assert out[0, t].item() in logits[0, -1].topk(3).indices.tolist()
+    # a high temperature over all tokens spreads the samples: 6 tokens, several different ones
+    assert len(set(model.generate(idx, 6, temperature=5.0, seed=0)[0, 2:].tolist())) > 3
+
+
+def test_generate_under_autocast_keeps_the_cache_in_the_lower_precision():
+    """The notebook samples under autocast: keys come out in bfloat16, and the cache must take them as they are."""
+    model = tiny_model(5)
+    idx = torch.tensor([[3, 4]])
+    past = [KVBuffer(8) for _ in range(TINY.n_layer)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.generate(idx, 6, top_k=1)
+        model._hidden(idx, past)
+    assert out.shape == (1, 8) and past[0].k.dtype == torch.bfloat16 and past[0].n == 2
+
+
+def test_generate_restores_training_mode_and_keeps_the_state_dict():
+    model = tiny_model(0).train()
+    keys = list(model.state_dict())
+    model.generate(torch.zeros((1, 1), dtype=torch.long), 3)
+    assert model.training and list(model.state_dict()) == keys
+
+
+# Losses of three AdamW steps, computed with main's model.py before the KV cache (commit 0f1d7b3),
+# on one thread: the cache must leave the training forward's results alike to the last bit.
+# (float.hex; other thread counts or CPUs may round differently.)
+MAIN_LOSSES = {0.0: ["0x1.5b54840000000p+3", "0x1.5aede40000000p+3", "0x1.5b06880000000p+3"],
+               0.1: ["0x1.5b3bf60000000p+3", "0x1.5af7fa0000000p+3", "0x1.5afaf00000000p+3"]}
+
+
+@pytest.mark.parametrize("dropout", sorted(MAIN_LOSSES))
+def test_training_losses_are_main_s_bit_for_bit(dropout):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = tiny_model(0, dataclasses.replace(TINY, dropout=dropout))
+        opt = model.configure_optimizer(0.1, 1e-3, (0.9, 0.95), fused=False)
+        g = torch.Generator().manual_seed(1234)
+        losses = []
+        for _ in range(3):
+            x = torch.randint(0, TINY.vocab_size, (2, 32), generator=g)
+            y = torch.randint(0, TINY.vocab_size, (2, 32), generator=g)
+            _, loss = model(x, y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            losses.append(loss.item().hex())
+    finally:
+        torch.set_num_threads(threads)
+    assert losses == MAIN_LOSSES[dropout]
 
 
 def test_too_long_sequence_is_a_clear_error():

@@ -63,10 +63,10 @@ def test_init_from_a_pretrained_folder_and_upload(tmp_path, pretrained):
     assert events[1] == ["create_repo", "me/gpt2-test", True, "model", None]
     assert events[2][:2] == ["upload_folder", "me/gpt2-test"] and "model.safetensors" in events[2][2]
     assert "uploaded" in proc.stdout
-    # and the Space: a Gradio Space repository with the app and the stripped checkpoint
-    assert events[3:5] == [["token", "hf_fake"], ["create_repo", "me/gpt2-space", True, "space", "gradio"]]
+    # and the Space: a static Space repository with the page, the ONNX model and the runtime
+    assert events[3:5] == [["token", "hf_fake"], ["create_repo", "me/gpt2-space", True, "space", "static"]]
     assert events[5][:2] == ["upload_folder", "me/gpt2-space"] and events[5][3] == "space"
-    assert {"app.py", "model.py", "model_final.pt", "README.md"} <= set(events[5][2])
+    assert {"index.html", "model.onnx", "tokenizer.json", "vendor", "README.md"} <= set(events[5][2])
 
     # without a token the cell says so, exports nothing and uploads nothing
     log.unlink()

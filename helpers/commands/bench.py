@@ -4,6 +4,7 @@
     python -m helpers.bench outcome --preset t4       # the notebook run to its end: epochs, minutes, best loss
     python -m helpers.bench gpu-check                 # on a CUDA machine: t4-like and a100 speed, save/resume
     python -m helpers.bench checkpoint-io             # GPT-2 124M: strip, load, and the stall of a save
+    python -m helpers.bench generate                  # GPT-2 124M at batch 1, beside transformers' generate
 
 `train`, `outcome` and `gpu-check` run `notebooks/train_gpt2_124m_colab.py` as a plain script with
 GPT2_* settings and read the `run_summary.json` it writes: what they measure is the code a user
@@ -28,6 +29,7 @@ import torch
 
 from helpers.checkpoint import load_checkpoint
 from helpers.commands.bench_checkpoint_io import bench_checkpoint_io
+from helpers.commands.bench_generate import bench_generate, generate_model, generate_report
 from helpers.commands.cli import fail
 from helpers.config import PRESETS, detect_preset, make_config
 from helpers.display import table
@@ -213,14 +215,28 @@ def main(argv: list[str] | None = None) -> int:
     io.add_argument("--dir", type=Path, help="where to write the files (default: a temporary folder); removed after")
     io.add_argument("--repeats", type=int, default=3, help="saves of each kind timed; medians compared (default 3)")
 
+    gen = sub.add_parser("generate", help="tokens/s, first token, memory: this GPT-2 and transformers' on the same weights")
+    gen.add_argument("--tokens", type=int, nargs="+", default=[100, 200, 400], metavar="N",
+                     help="new tokens per generation, one or more lengths (default 100 200 400)")
+    gen.add_argument("--prompt-tokens", type=int, default=6, metavar="P", help="prompt length, random tokens (default 6)")
+    gen.add_argument("--checkpoint", type=Path, help="a checkpoint's weights (default: GPT-2 124M, random weights)")
+    gen.add_argument("--repeats", type=int, default=3, help="alternating runs per model and length; the median counts (default 3)")
+    gen.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    gen.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="both models' weights (default float32)")
+    gen.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+
     args = parser.parse_args(argv)
+    if args.command == "generate":
+        for n in args.tokens + [args.prompt_tokens] + ([args.threads] if args.threads is not None else []):
+            if n < 1:
+                parser.error(f"--tokens, --prompt-tokens and --threads must be at least 1, not {n}")
     for name in ("steps", "warmup", "repeats"):
         if getattr(args, name, 1) < 1:
             parser.error(f"--{name} {getattr(args, name)}: must be at least 1")
     try:
         return run(args)
     except (ValueError, OSError, PathError, RuntimeError) as e:  # bad settings, a failed run: one line
-        return fail(e, getattr(args, "dir", None))
+        return fail(e, getattr(args, "dir", None) or getattr(args, "checkpoint", None))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -242,6 +258,18 @@ def run(args: argparse.Namespace) -> int:
             args.dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="bench-ckpt-", dir=args.dir) as tmp:
             print(table(bench_checkpoint_io(Path(tmp), args.repeats)))
+    elif args.command == "generate":
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        model, what = generate_model(args.checkpoint, args.device, args.dtype)
+        if args.prompt_tokens + max(args.tokens) > model.config.block_size:
+            raise ValueError(f"--prompt-tokens plus --tokens passes the model's block_size {model.config.block_size}")
+        import transformers
+
+        print(generate_report(bench_generate(model, args.tokens, args.prompt_tokens, args.repeats),
+                              f"{what}, {args.dtype} on {args.device} ({torch.get_num_threads()} threads), batch 1, "
+                              f"prompt {args.prompt_tokens} tokens, greedy; median of {args.repeats} alternating runs; "
+                              f"torch {torch.__version__}, transformers {transformers.__version__}"))
     elif args.command == "gpu-check":
         if not torch.cuda.is_available():
             print("gpu-check needs a CUDA GPU; on a CPU try: python -m helpers.bench train --preset cpu")

@@ -38,13 +38,14 @@ def notes_printed() -> Iterator[None]:
                 print(note.message)
 
 
-def folder_tool_parser(prog: str, description: str, push_help: str) -> argparse.ArgumentParser:
+def folder_tool_parser(prog: str, description: str, push_help: str, dtypes: list[str] | None = None,
+                       dtype_help: str = "precision of the weights written (default float32)") -> argparse.ArgumentParser:
     """The arguments of the tools that write a folder from a checkpoint: CHECKPOINT OUT_DIR --force --dtype --push."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("checkpoint", type=Path, help="model_final.pt, model_best.pt, a full or .safetensors checkpoint")
     parser.add_argument("out_dir", type=Path, help="folder to write (created; must be empty unless --force)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty OUT_DIR")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="precision of the weights written (default float32)")
+    parser.add_argument("--dtype", choices=dtypes or list(DTYPES), default=None if dtypes else "float32", help=dtype_help)
     parser.add_argument("--push", metavar="REPO_ID", help=push_help)
     return parser
 
@@ -56,6 +57,8 @@ def push(folder: Path, repo_id: str, repo_type: str) -> int:
                                      "(https://huggingface.co/settings/tokens) or run `hf auth login`, then pass --push again"))
     try:
         url = upload_to_hub(folder, repo_id, repo_type=repo_type)
+    except HubError as e:  # e.g. a Gradio Space the account may not host: the line says what to do
+        return fail(e)
     except (OSError, ValueError) as e:  # network and HTTP errors (OSErrors), a bad repo id: the folder itself stands
         return fail(HubError(folder, f"upload to {repo_id} failed ({describe(e)})"))
     print(f"uploaded {folder} to {url}")

@@ -1,34 +1,62 @@
-"""Turn a checkpoint into a Hugging Face Space (Gradio) that tries the model, and optionally upload it.
+"""Turn a checkpoint into a Hugging Face Space that tries the model, and optionally upload it.
 
-    python -m helpers.make_space checkpoints/model_final.pt space
-    python -m helpers.make_space checkpoints/model_final.pt space --force --push you/gpt2-shakespeare
+    python -m helpers.make_space checkpoints/model_final.pt space                      # static: free for everyone
+    python -m helpers.make_space checkpoints/model_final.pt space --push you/gpt2-shakespeare
+    python -m helpers.make_space checkpoints/model_final.pt space --kind gradio [--hardware zero-gpu]
 
-What the folder holds is helpers.space's docstring. `cd OUT_DIR && python app.py` runs it as the
-Space will.
+--kind static (the default): a web page that runs the model in the visitor's browser
+(helpers.static_space); --kind gradio: the Python app (helpers.space), which Hugging Face hosts on
+cpu-basic for PRO accounts only, and on ZeroGPU for established free accounts.
 """
 
 from __future__ import annotations
 
 import sys
 
+from helpers.checkpoint import DTYPES
 from helpers.commands.cli import fail, folder_tool_parser, notes_printed, push
 from helpers.errors import PathError
-from helpers.space import FORMATS, make_space
+from helpers.onnx_export import ONNX_DTYPES
+from helpers.space import FORMATS, HARDWARE, make_space
+from helpers.static_space import make_static_space
+
+KINDS = ("static", "gradio")
+DEFAULT_DTYPE = {"static": "int8", "gradio": "float32"}
 
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: parse argv, run, and return the exit status."""
-    parser = folder_tool_parser("python -m helpers.make_space", "Write a Hugging Face Space (Gradio) that serves a checkpoint.",
-                                "then create this Space (USER/SPACE) and upload the folder (needs HF_TOKEN)")
-    parser.add_argument("--format", dest="fmt", choices=list(FORMATS), default="pt", help="model_final.pt (default) or model_final.safetensors")
+    parser = folder_tool_parser("python -m helpers.make_space", "Write a Hugging Face Space that serves a checkpoint.",
+                                "then create this Space (USER/SPACE) and upload the folder (needs HF_TOKEN)",
+                                dtypes=sorted({*ONNX_DTYPES, *DTYPES}),
+                                dtype_help="static: int8 (default) or float32 ONNX; gradio: float32 (default), float16 or bfloat16 weights")
+    parser.add_argument("--kind", choices=KINDS, default="static",
+                        help="static (default): the model runs in the visitor's browser, free to host for every account; "
+                             "gradio: a Python app on Hugging Face's hardware")
+    parser.add_argument("--hardware", choices=list(HARDWARE), default="cpu-basic",
+                        help="gradio only: cpu-basic (default; a PRO account) or zero-gpu (@spaces.GPU)")
+    parser.add_argument("--format", dest="fmt", choices=list(FORMATS), default="pt",
+                        help="gradio only: model_final.pt (default) or model_final.safetensors")
     args = parser.parse_args(argv)
+    dtype = args.dtype or DEFAULT_DTYPE[args.kind]
+    allowed = ONNX_DTYPES if args.kind == "static" else tuple(DTYPES)
+    if dtype not in allowed:
+        parser.error(f"--dtype {dtype} is not for --kind {args.kind} (choose {', '.join(allowed)})")
+    if args.kind == "static" and (args.hardware != "cpu-basic" or args.fmt != "pt"):
+        parser.error("--hardware and --format are for --kind gradio; a static Space runs in the browser")
     try:
         with notes_printed():
-            out_dir = make_space(args.checkpoint, args.out_dir, args.force, args.dtype, args.fmt)
-    except (PathError, OSError, ValueError) as e:
+            if args.kind == "static":
+                out_dir = make_static_space(args.checkpoint, args.out_dir, args.force, dtype)
+            else:
+                out_dir = make_space(args.checkpoint, args.out_dir, args.force, dtype, args.fmt, hardware=args.hardware)
+    except (PathError, OSError, ValueError, ImportError) as e:
         return fail(e, args.out_dir)
     print(f"wrote {out_dir}: {', '.join(sorted(p.name for p in out_dir.iterdir()))}")
-    print(f"try it: cd {out_dir} && pip install -r requirements.txt && python app.py")
+    if args.kind == "static":
+        print(f"try it: cd {out_dir} && python -m http.server, then open http://127.0.0.1:8000")
+    else:
+        print(f"try it: cd {out_dir} && pip install -r requirements.txt && python app.py")
     return push(out_dir, args.push, "space") if args.push else 0
 
 

@@ -7,6 +7,7 @@ as a free Space has no GPU.
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 # Offline by default: no usage statistics, and GPT-2's tokenizer files from this folder (tiktoken
@@ -15,6 +16,16 @@ HERE = Path(__file__).resolve().parent
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 if (HERE / "tiktoken_cache").is_dir():
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(HERE / "tiktoken_cache"))
+
+try:
+    # ZeroGPU's runtime (--hardware zero-gpu): @spaces.GPU lends a GPU to each call. Imported before
+    # torch, as its documentation advises. Without it (locally, on cpu-basic) the decorator does nothing.
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:
+    def gpu(function):
+        return function
 
 import gradio as gr  # noqa: E402
 import tiktoken  # noqa: E402
@@ -47,16 +58,21 @@ model = GPT(GPTConfig(**checkpoint["model_args"]))
 model.load_state_dict(checkpoint["model_state_dict"])  # half-precision weights are cast to float32
 model.eval()
 del checkpoint
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # ZeroGPU reports a GPU at start-up and attaches it per call
+model.to(DEVICE)
 enc = tiktoken.get_encoding("gpt2")
 
 
-def generate(prompt: str, tokens: float, temperature: float, top_k: float, seed: float | None) -> str:
-    """The prompt continued by the model; the same seed gives the same text, -1 or empty a new one."""
-    idx = torch.tensor([enc.encode(prompt or "\n", allowed_special={"<|endoftext|>"})])
+@gpu
+def generate(prompt: str, tokens: float, temperature: float, top_k: float, seed: float | None) -> Iterator[str]:
+    """The prompt continued by the model, yielded as it grows; the same seed gives the same text, -1 or empty a new one."""
+    ids = enc.encode(prompt or "\n", allowed_special={"<|endoftext|>"})
     seed = None if seed is None or seed < 0 else int(seed)
-    out = model.generate(idx, int(tokens), temperature=max(float(temperature), 1e-3),
-                         top_k=int(top_k) or None, seed=seed)
-    return enc.decode(out[0].tolist())
+    yield enc.decode(ids)
+    for token in model.generate_stream(torch.tensor([ids], device=DEVICE), int(tokens), temperature=max(float(temperature), 1e-3),
+                                       top_k=int(top_k) or None, seed=seed):
+        ids.append(token.item())
+        yield enc.decode(ids)  # the whole text each time: Gradio replaces the box's content
 
 
 def facts() -> str:
@@ -65,7 +81,7 @@ def facts() -> str:
     return (f"**{FACTS['parameters'] / 1e6:,.1f}M parameters** ({FACTS['n_layer']} layers, width "
             f"{FACTS['n_embd']}, context {FACTS['block_size']} tokens) · trained {FACTS['step']:,} steps · "
             f"validation loss {val} · `{FACTS['checkpoint']}` {FACTS['file_bytes'] / 1e6:,.1f} MB "
-            f"({FACTS['dtype']}) · running on the CPU")
+            f"({FACTS['dtype']}) · running on the {'GPU (ZeroGPU)' if FACTS.get('hardware') == 'zero-gpu' else 'CPU'}")
 
 
 # System fonts: the default theme would fetch Google Fonts, which an offline browser cannot.

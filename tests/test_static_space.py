@@ -1,0 +1,407 @@
+"""helpers.make_space --kind static: the folder, the ONNX export against PyTorch, the page in a headless
+Chromium that can reach nothing but the folder's own HTTP server, and --push against the stand-in Hub.
+
+The model: the ci preset's size, trained here on tiny Shakespeare for a few seconds. To refresh the
+README's screenshot from a real checkpoint:
+    SPACE_CHECKPOINT=checkpoints/cpu-7m/model_final.pt SPACE_SCREENSHOT=docs/space_static.png \
+        bash scripts/test.sh tests/test_static_space.py -k browser
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import re
+import threading
+from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from helpers import js_runtime
+from helpers.checkpoint import load_model, save_checkpoint
+from helpers.commands.make_space import main
+from helpers.data import get_batch, get_encoding, load_tokens
+from helpers.errors import PathError
+from helpers.model import GPT, GPTConfig
+from helpers.onnx_export import cache_names, empty_cache, export_onnx
+from helpers.space import gradio_version, make_space
+from helpers.static_space import make_static_space
+
+from conftest import TINY, FakeHfApi, full_ckpt
+from test_make_space import chrome, full_checkpoint, keep_screenshot
+
+STATIC_FILES = {".gitattributes", "README.md", "index.html", "model.onnx", "space.json", "tokenizer.json",
+                "tokenizer_config.json", "vendor"}
+VENDOR_FILES = {"NOTICE.txt", "ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm", "tokenizers.min.mjs"}
+# Chromium may reach 127.0.0.1 only: every other name resolves to nothing, and any other address
+# goes through a proxy that is not there (loopback always bypasses a proxy).
+OFFLINE = ("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--proxy-server=http://127.0.0.1:9")
+
+
+def train(model: GPT, tokens: np.ndarray, steps: int, batch: int, lr: float) -> GPT:
+    """model after steps of AdamW on random windows of tokens (seeded): a model that has learnt something."""
+    torch.manual_seed(0)
+    opt = model.configure_optimizer(0.0, lr, (0.9, 0.95), fused=False)
+    block, threads = model.config.block_size, torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small: one thread is faster than two sharing two busy cores
+    try:
+        for _ in range(steps):
+            x, y = get_batch(tokens, torch.randint(len(tokens) - block - 1, (batch,)), block)
+            _, loss = model(x, y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()
+
+
+def saved(model: GPT, path: Path, step: int) -> Path:
+    """model as a full checkpoint at path (training loss 6.0, validation loss 6.25 recorded)."""
+    opt = model.configure_optimizer(0.0, 1e-2, (0.9, 0.95), fused=False)
+    return save_checkpoint(full_ckpt(model, opt, step=step, loss=6.0, val_loss=6.25, config={"preset": "ci"}), path)
+
+
+@pytest.fixture(scope="module")
+def trained_ci(data_dir, tmp_path_factory) -> Path:
+    """A full checkpoint of the ci-sized model after 30 steps on tiny Shakespeare (or $SPACE_CHECKPOINT)."""
+    if os.environ.get("SPACE_CHECKPOINT"):
+        return Path(os.environ["SPACE_CHECKPOINT"])
+    torch.manual_seed(0)
+    model = train(GPT(TINY), load_tokens(data_dir, "train"), steps=30, batch=8, lr=1e-2)
+    return saved(model, tmp_path_factory.mktemp("trained-ci") / "model_final_full.pt", step=30)
+
+
+@pytest.fixture(scope="module")
+def spaces(trained_ci, tmp_path_factory) -> dict[str, Path]:
+    """Static Spaces: trained_ci int8 (the default, through the command line) and float32; and "varied", float32.
+
+    A ci-sized model trained for seconds continues every prompt greedily with newlines alone, so a
+    greedy comparison of it says little about positions and the cache. "varied" is a fresh ci-sized
+    model with its matrices scaled by 5: its greedy text changes token by token.
+    """
+    root = tmp_path_factory.mktemp("static")
+    assert main([str(trained_ci), str(root / "int8")]) == 0
+    torch.manual_seed(0)
+    varied = GPT(TINY)
+    with torch.no_grad():
+        for p in varied.parameters():
+            p.mul_(5 if p.dim() == 2 else 1)
+    return {"int8": root / "int8", "float32": make_static_space(trained_ci, root / "float32", dtype="float32"),
+            "varied": make_static_space(saved(varied, root / "varied.pt", step=0), root / "varied", dtype="float32")}
+
+
+class Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def served(folder: Path) -> Iterator[str]:
+    """folder served by Python's plain HTTP server on 127.0.0.1 (as `python -m http.server` would); its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def run_page(driver, url: str, prompt: str, tokens: int, top_k: int, timeout: float = 120) -> dict:
+    """Open the page, wait for the model, type the prompt and settings, press Generate; the page's state and text."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    wait = WebDriverWait(driver, timeout)
+    button = driver.find_element(By.ID, "generate")
+    assert not button.is_enabled() or driver.execute_script("return window.gpt2.ready")  # disabled until ready
+    wait.until(lambda d: d.execute_script("return window.gpt2 && (window.gpt2.ready || window.gpt2.error)"))
+    assert driver.execute_script("return window.gpt2.error") is None
+    for name, value in (("prompt", prompt), ("tokens", tokens), ("top_k", top_k)):
+        field = driver.find_element(By.ID, name)
+        field.clear()
+        field.send_keys(str(value))
+    button.click()
+    wait.until(lambda d: d.execute_script("return window.gpt2.done || window.gpt2.error"))
+    state = driver.execute_script("return window.gpt2")
+    assert state["error"] is None and button.is_enabled()
+    state["text"] = driver.execute_script("return document.getElementById('output').textContent")
+    state["loaded"] = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    return state
+
+
+def onnx_session(path: Path):
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def onnx_logits(session, model: GPT, ids: torch.Tensor, step: int) -> list[np.ndarray]:
+    """The last position's logits after each piece of ids (step tokens at a time), through the ONNX cache."""
+    names = cache_names(model.config.n_layer, "past_key_values")
+    feed = {n: t.numpy() for n, t in zip(names, empty_cache(model, ids.size(0)))}
+    logits = []
+    for i in range(0, ids.size(1), step):
+        out = session.run(None, {"input_ids": ids[:, i : i + step].numpy(), **feed})
+        feed = dict(zip(names, out[1:]))
+        logits.append(out[0][:, -1])
+    return logits
+
+
+# ----------------------------------------------------------------------------- the folder
+
+@pytest.mark.slow  # exports ONNX (seconds each)
+def test_static_folder_is_complete(spaces, trained_ci):
+    space = spaces["int8"]
+    assert {p.name for p in space.iterdir()} == STATIC_FILES
+    assert {p.name for p in (space / "vendor").iterdir()} == VENDOR_FILES
+    card = yaml.safe_load(re.match(r"---\n(.*?)\n---\n", (space / "README.md").read_text(), re.S).group(1))
+    assert {k: card[k] for k in ("sdk", "app_file", "license")} == {"sdk": "static", "app_file": "index.html", "license": "mit"}
+    assert card["title"] and card["emoji"] and "sdk_version" not in card
+    lfs = (space / ".gitattributes").read_text().splitlines()
+    # the Hub refuses files over 10 MB outside LFS/Xet: each such file matches a pattern here
+    big = [p for p in space.rglob("*") if p.is_file() and p.stat().st_size > 10e6]
+    assert big and all(f"*{p.suffix} filter=lfs diff=lfs merge=lfs -text" in lfs for p in big)
+    facts = json.loads((space / "space.json").read_text())
+    model, _ = load_model(trained_ci)
+    onnx = (space / "model.onnx").read_bytes()
+    assert (facts["onnx_dtype"], facts["file_bytes"], facts["onnx_sha256"]) == ("int8", len(onnx), hashlib.sha256(onnx).hexdigest())
+    assert facts["parameters"] == model.num_params() and facts["block_size"] == model.config.block_size
+    assert facts["runtime"] == {name: spec[0] for name, spec in js_runtime.PACKAGES.items()}
+    if not os.environ.get("SPACE_CHECKPOINT"):
+        assert (facts["step"], facts["val_loss"]) == (30, 6.25) and "| steps | 30 |" in (space / "README.md").read_text()
+    # int8 is about a quarter of float32's bytes
+    assert len(onnx) < 0.35 * (spaces["float32"] / "model.onnx").stat().st_size
+    # the page loads nothing from another host: every URL in it is relative
+    page = (space / "index.html").read_text()
+    assert not re.search(r"(src|href)=\"(https?:)?//", page) and not re.search(r"from \"(https?:)?//", page)
+
+
+@pytest.mark.slow  # exports ONNX (seconds each)
+def test_vendored_runtime_is_npm_pinned_files(spaces):
+    """Each vendored file is the one in the pinned tarball, whose sha512 is npm's integrity string."""
+    import tarfile
+
+    for name, (version, integrity, _, files) in js_runtime.PACKAGES.items():
+        payload = js_runtime.tarball(name)  # from the cache by now
+        assert js_runtime.matches(payload, integrity)
+        with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as tar:
+            for member in files:
+                vendored = (spaces["int8"] / "vendor" / Path(member).name).read_bytes()
+                assert vendored == tar.extractfile(f"package/{member}").read(), member
+
+
+def test_tampered_download_is_refused(monkeypatch, tmp_path):
+    class Response(io.BytesIO):  # what urlopen gives: a readable context manager
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setenv("GPT2_NPM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(js_runtime.urllib.request, "urlopen", lambda url, timeout: Response(b"not the package"))
+    with pytest.raises(PathError, match=r"tokenizers-0\.2\.0\.tgz: is not the pinned @huggingface/tokenizers@0\.2\.0"):
+        js_runtime.tarball("@huggingface/tokenizers")
+    assert not (tmp_path / "cache").exists()  # nothing kept
+
+
+@pytest.mark.slow  # exports ONNX (seconds each)
+def test_tokenizer_json_encodes_as_tiktoken(spaces):
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(spaces["int8"] / "tokenizer.json"))
+    text = "KING RICHARD III:\nNow is the winter of our discontent\n\n  Made glorious summer — 'tis, é 你好 <|endoftext|>x"
+    assert tokenizer.encode(text).ids == get_encoding().encode(text, allowed_special="all")
+    assert tokenizer.decode(tokenizer.encode(text).ids, skip_special_tokens=False) == text
+
+
+# ----------------------------------------------------------------------------- the ONNX model against PyTorch
+
+@pytest.mark.slow  # exports ONNX (seconds each)
+def test_onnx_logits_equal_pytorch_through_the_cache(spaces, trained_ci):
+    """float32: the prompt at once, then a token at a time through the cache, equals the model's full forward."""
+    model, _ = load_model(trained_ci)
+    session = onnx_session(spaces["float32"] / "model.onnx")
+    ids = torch.randint(0, model.config.vocab_size, (2, model.config.block_size), generator=torch.Generator().manual_seed(1))
+    got = onnx_logits(session, model, ids, 1)
+    with torch.no_grad():
+        for t in range(ids.size(1)):
+            want, _ = model(ids[:, : t + 1])
+            np.testing.assert_allclose(got[t], want[:, -1].numpy(), atol=2e-5, rtol=1e-4)
+    prompt = onnx_logits(session, model, ids[:, :8], 8)[0]  # eight tokens in one run, from an empty cache
+    np.testing.assert_allclose(prompt, got[7], atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.slow  # exports ONNX (seconds each)
+def test_int8_validation_loss_within_one_percent(data_dir, tmp_path):
+    """A cpu-preset-shaped model, trained a little: the int8 export's validation loss (onnxruntime) against PyTorch's."""
+    config = GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=128)
+    torch.manual_seed(0)
+    model = train(GPT(config), load_tokens(data_dir, "train"), steps=12, batch=2, lr=3e-3)
+    val = load_tokens(data_dir, "val")
+    x, y = get_batch(val, torch.arange(4) * 1000, 64)  # four windows of 64 tokens
+    with torch.no_grad():
+        _, want = model(x, y)
+    assert want.item() < 9.5  # it learnt something: a fresh model's loss is ln(50257) = 10.8
+    session = onnx_session(export_onnx(model, tmp_path / "model.onnx", "int8"))
+    logits = torch.from_numpy(np.stack(onnx_logits(session, model, x, 1), axis=1))
+    got = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+    assert abs(got.item() - want.item()) < 0.01 * want.item(), (got.item(), want.item())
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def test_missing_export_packages_is_one_line(monkeypatch, tmp_path, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    out = tmp_path / "space"
+    assert main([str(full_checkpoint(tmp_path / "full.pt")), str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install onnxscript" in err[0] and str(out) in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, problem", [(["--dtype", "float16"], "--dtype float16 is not for --kind static"),
+                                           (["--hardware", "zero-gpu"], "--hardware and --format are for --kind gradio")])
+def test_gradio_options_on_a_static_space_are_refused(tmp_path, capsys, args, problem):
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path / "model_final.pt"), str(tmp_path / "space"), *args])
+    assert exit_.value.code != 0 and problem in capsys.readouterr().err
+    assert not (tmp_path / "space").exists()
+
+
+# ----------------------------------------------------------------------------- --push, against the stand-in Hub
+
+@pytest.mark.slow  # exports ONNX (seconds each)
+def test_push_creates_a_static_space(spaces, fake_hub, monkeypatch, capsys, tmp_path):
+    from helpers.commands.cli import push
+
+    monkeypatch.setenv("HF_TOKEN", "hf_env")
+    FakeHfApi.refuse = {"gradio": 402}  # a free account: Gradio refused, static allowed
+    assert push(spaces["int8"], "me/gpt2-static", "space") == 0
+    assert fake_hub == [("init", "hf_env"), ("create_repo", "me/gpt2-static", True, "space", "static", None),
+                        ("upload_folder", "me/gpt2-static", str(spaces["int8"]), "space")]
+    assert "https://huggingface.co/spaces/me/gpt2-static" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("hardware, status, flavour, need", [
+    ("cpu-basic", 402, "cpu-basic", "needs a PRO account"),
+    ("zero-gpu", 403, "zero-a10g", "may host two ZeroGPU Spaces"),
+])
+def test_gradio_space_refused_by_the_hub_is_one_line(fake_hub, monkeypatch, capsys, tmp_path, hardware, status, flavour, need):
+    monkeypatch.setenv("HF_TOKEN", "hf_env")
+    FakeHfApi.refuse = {"gradio": status}
+    out = tmp_path / "space"
+    argv = [str(full_checkpoint(tmp_path / "full.pt")), str(out), "--kind", "gradio",
+            "--hardware", hardware, "--push", "me/gpt2-gradio"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"HTTP {status}" in err[0] and need in err[0] and "--kind static" in err[0], err
+    assert "free for everyone" in err[0] and "me/gpt2-gradio" in err[0]
+    assert fake_hub[1] == ("create_repo", "me/gpt2-gradio", True, "space", "gradio", flavour)
+    assert len(fake_hub) == 2 and (out / "app.py").is_file()  # nothing uploaded; the folder stays
+
+
+# ----------------------------------------------------------------------------- the page, in a browser
+
+@pytest.mark.slow
+def test_browser_generates_pytorchs_greedy_tokens(spaces, trained_ci, tmp_path):
+    """float32 and top-k 1: the page's tokens are PyTorch's greedy ones, past block_size (the window slides),
+    for the trained model and for one whose greedy text varies; the default int8 page generates too;
+    nothing is loaded from anywhere but the folder's own server."""
+    enc = get_encoding()
+    prompt = "JULIET:\nO Romeo"
+    ids = torch.tensor([enc.encode(prompt)])
+    driver = chrome(*OFFLINE)
+    checkpoints = {"varied": spaces["varied"].parent / "varied.pt", "float32": trained_ci, "int8": trained_ci}
+    try:
+        for kind, checkpoint in checkpoints.items():
+            model, _ = load_model(checkpoint)
+            tokens = model.config.block_size + 8
+            with served(spaces[kind]) as url:
+                state = run_page(driver, url, prompt, tokens, top_k=200 if kind == "int8" else 1)
+            assert state["text"].startswith(prompt) and len(state["text"]) > len(prompt), kind
+            assert len(state["generated"]) == tokens and state["tokensPerSecond"] > 0
+            assert state["loaded"] and all(u.startswith(url) for u in state["loaded"]), state["loaded"]
+            if kind != "int8":
+                greedy = model.generate(ids, tokens, top_k=1)[0, ids.size(1):].tolist()
+                assert state["generated"] == greedy, kind
+                assert state["text"] == enc.decode(ids[0].tolist() + greedy)
+                if kind == "varied":
+                    assert len(set(greedy)) > 10  # so the comparison tests every step, not one repeated token
+        keep_screenshot(driver, tmp_path / "space_static.png")
+    finally:
+        driver.quit()
+
+
+@pytest.mark.slow
+def test_browser_page_fails_without_the_network_it_does_not_need(spaces):
+    """The offline flags do block: a page that fetches from elsewhere fails (so the test above proves something)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chrome(*OFFLINE)
+    try:
+        with served(spaces["int8"]) as url:
+            driver.get(url)
+            WebDriverWait(driver, 60).until(lambda d: d.execute_script("return window.gpt2 && window.gpt2.ready"))
+            script = ("const done = arguments[1]; fetch(arguments[0]).then(() => done('reached'), () => done('blocked'))")
+            for elsewhere in ("https://cdn.jsdelivr.net/npm/onnxruntime-web", "http://93.184.215.14/"):
+                assert driver.execute_async_script(script, elsewhere) == "blocked", elsewhere
+    finally:
+        driver.quit()
+
+
+# ----------------------------------------------------------------------------- the Gradio kind on ZeroGPU
+
+@pytest.mark.parametrize("with_spaces", [False, True])
+def test_zero_gpu_gradio_space_runs_here(tmp_path, monkeypatch, with_spaces):
+    """--hardware zero-gpu: ZeroGPU's requirements and card; generate carries @spaces.GPU where the package
+    is (a stand-in records it), and the app generates here without it (the decorator is then a no-op)."""
+    import sys
+    import types
+
+    folder = make_space(full_checkpoint(tmp_path / "full.pt"), tmp_path / "space", hardware="zero-gpu")
+    requirements = (folder / "requirements.txt").read_text()
+    assert re.search(r"^torch==2\.8\.0$", requirements, re.M) and re.search(r"^spaces$", requirements, re.M)
+    assert f"gradio=={gradio_version()}" in requirements and "download.pytorch.org/whl/cpu" not in requirements
+    card = yaml.safe_load(re.match(r"---\n(.*?)\n---\n", (folder / "README.md").read_text(), re.S).group(1))
+    assert (card["sdk"], str(card["python_version"]), card["suggested_hardware"]) == ("gradio", "3.10.13", "zero-a10g")
+    assert json.loads((folder / "space.json").read_text())["hardware"] == "zero-gpu"
+    lent = []
+    if with_spaces:
+        def gpu(function):
+            lent.append(function.__name__)
+            return function
+
+        monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    else:
+        monkeypatch.setitem(sys.modules, "spaces", None)  # import spaces fails, as it does off ZeroGPU
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.syspath_prepend(str(folder))
+    for name in ("app", "model"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    import app  # builds the page, does not launch it
+
+    try:
+        assert lent == (["generate"] if with_spaces else [])
+        *_, text = app.generate("ROMEO:", 5, 0.8, 200, 7)  # the text as it grows: the last is all of it
+        assert text.startswith("ROMEO:") and len(text) > len("ROMEO:")
+        assert "running on the GPU (ZeroGPU)" in app.facts()
+    finally:
+        sys.modules.pop("app", None)
+        sys.modules.pop("model", None)
