@@ -140,15 +140,20 @@ class FolderLock:
         atomic_write_bytes(self.path, json.dumps(self.record).encode())
 
     def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            current = _read(self.path)
-            if current is not None and current["id"] != self.record["id"]:
-                self.lost = f"this run's lock was taken over by {holder(current)}; this run stops writing here"
-                return
-            try:
-                self._write()
-            except OSError:
-                pass  # a full or unreachable Drive for a moment: the next beat tries again
+        while not self._stop.wait(HEARTBEAT_S) and self.beat():
+            pass
+
+    def beat(self) -> bool:
+        """Rewrite the heartbeat, unless another run has taken the lock over: False once it has."""
+        current = _read(self.path)
+        if current is not None and current["id"] != self.record["id"]:
+            self.lost = f"this run's lock was taken over by {holder(current)}; this run stops writing here"
+            return False
+        try:
+            self._write()
+        except OSError:
+            pass  # a full or unreachable Drive for a moment: the next beat tries again
+        return True
 
     def check(self) -> None:
         """Raise LockError if another run has taken the folder over."""
