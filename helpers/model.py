@@ -295,10 +295,11 @@ class GPT(nn.Module):
                         layer.n = 0
                 x, _ = self._hidden(new, past)
                 logits = self.lm_head(x[:, -1, :]).float() / temperature
-                if top_k is not None and top_k < logits.size(-1):
+                if top_k == 1:  # greedy: the one token a draw among the likeliest one could give
+                    new = logits.argmax(dim=-1, keepdim=True)
+                elif top_k is not None and top_k < logits.size(-1):
                     # Draw among the k likeliest tokens alone: the distribution of masking the
                     # others to -inf, without a draw over all 50,257 (a millisecond on a CPU).
-                    # top_k=1 is greedy: the draw over one token is the argmax.
                     logits, indices = torch.topk(logits, top_k)
                     choice = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
                     new = indices.gather(-1, choice)
