@@ -26,6 +26,14 @@ from helpers.space import make_space  # noqa: E402
 from helpers.model import GPT, GPTConfig  # noqa: E402
 
 
+def random_124m_checkpoint(folder: Path) -> Path:
+    """A randomly initialised GPT-2 124M (seed 0), saved as a deployment checkpoint in folder."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig())
+    return save_checkpoint(make_checkpoint(DEPLOYMENT, step=0, model=model, loss=0.0, config={}),
+                           folder / "model_final.pt")
+
+
 def peak_rss_gb(pid: int) -> float:
     """VmHWM: the process's peak resident memory."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -51,10 +59,7 @@ def main() -> None:
     from gradio_client import Client
 
     root = Path(tempfile.mkdtemp(prefix="space-measure-"))
-    torch.manual_seed(0)
-    model = GPT(GPTConfig())
-    ckpt = save_checkpoint(make_checkpoint(DEPLOYMENT, step=0, model=model, loss=0.0, config={}), root / "model_final.pt")
-    del model
+    ckpt = random_124m_checkpoint(root)
     space = make_space(ckpt, root / "space")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,12 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]  # tests/ first: its conftest, not the root one
 
-import torch  # noqa: E402
-
-from helpers.checkpoint import DEPLOYMENT, make_checkpoint, save_checkpoint  # noqa: E402
-from helpers.model import GPT, GPTConfig  # noqa: E402
 from helpers.static_space import make_static_space  # noqa: E402
-from test_static_space import OFFLINE, chrome, served  # noqa: E402
+from test_static_space import OFFLINE, chrome, served  # noqa: E402  (before measure_space, which puts the root first)
+from measure_space import random_124m_checkpoint  # noqa: E402  (scripts/, this file's folder)
 
 
 def main() -> None:
@@ -32,10 +29,7 @@ def main() -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     root = Path(tempfile.mkdtemp(prefix="static-measure-"))
-    torch.manual_seed(0)
-    model = GPT(GPTConfig())
-    ckpt = save_checkpoint(make_checkpoint(DEPLOYMENT, step=0, model=model, loss=0.0, config={}), root / "model_final.pt")
-    del model
+    ckpt = random_124m_checkpoint(root)
     for dtype in ("float32", "int8"):
         start = time.perf_counter()
         folder = make_static_space(ckpt, root / dtype, dtype=dtype)
