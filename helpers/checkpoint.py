@@ -1,6 +1,6 @@
 """Checkpoint files: what they hold, how they are written, read, checked and stripped.
 
-Two kinds, with the keys of the user's document (`step`, `model_state_dict`,
+Two kinds (docs/checkpoints.md), with the summary's keys (`step`, `model_state_dict`,
 `optimizer_state_dict`, `loss`, `config`) and a few of our own beside them:
 
 - full (`model_step_{step}.pt`, `model_final_full.pt`): everything needed to resume exactly.
@@ -25,7 +25,7 @@ from torch.overrides import TorchFunctionMode
 from helpers import safetensors_io
 from helpers.errors import CheckpointError, describe
 from helpers.fileio import atomic_torch_save, atomic_write_bytes
-from helpers.model import GPT, GPTConfig
+from helpers.model import ARCHITECTURE, GPT, GPTConfig
 from helpers.safetensors_io import tensor_identity
 
 FORMAT = "gpt2-124m-colab"  # "format" in every file this project writes
@@ -39,8 +39,8 @@ NANOGPT = "nanoGPT"
 NANOGPT_KEYS = ("model", "model_args", "iter_num")
 WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # added by torch.compile and DistributedDataParallel
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# Keys each kind must have: the document's. Files of this project also carry `model_args`;
-# files in the document's own format describe the model in `config` (GPTConfig's fields).
+# Keys each kind must have (docs/checkpoints.md). Files of this project also carry `model_args`;
+# files in the checkpoint summary's own format describe the model in `config` (GPTConfig's fields).
 REQUIRED = {
     FULL: ("step", "model_state_dict", "optimizer_state_dict", "loss", "config"),
     DEPLOYMENT: ("step", "model_state_dict", "loss", "config"),
@@ -187,7 +187,7 @@ def checkpoint_kind(ckpt: dict) -> str:
     """'nanoGPT' for nanoGPT's ckpt.pt, else the kind the file says, else 'full' if it can resume training, else 'deployment'."""
     if ckpt.get("format") == NANOGPT:
         return NANOGPT
-    declared = ckpt.get("kind")  # the document's own files say none
+    declared = ckpt.get("kind")  # the summary's own format says none (docs/checkpoints.md)
     return declared if isinstance(declared, str) else FULL if "optimizer_state_dict" in ckpt else DEPLOYMENT
 
 
@@ -242,8 +242,8 @@ def model_config_of(path: str | Path, ckpt: dict) -> GPTConfig:
 def check_architecture(path: str | Path, ckpt: dict, expected: GPTConfig) -> None:
     """Raise CheckpointError if the checkpoint's model is not the expected architecture."""
     found = model_config_of(path, ckpt)
-    fields = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias")
-    diffs = [f"{f} {getattr(found, f)} (expected {getattr(expected, f)})" for f in fields if getattr(found, f) != getattr(expected, f)]
+    diffs = [f"{f} {getattr(found, f)} (expected {getattr(expected, f)})" for f in ARCHITECTURE
+             if getattr(found, f) != getattr(expected, f)]
     if diffs:
         raise CheckpointError(path, f"is a different model size: {', '.join(diffs)}")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -32,17 +32,21 @@ KVCache = list[KV]  # one KV per layer: what the model has computed for the toke
 class GPTConfig:
     """The model's architecture; the defaults are GPT-2 124M."""
 
-    block_size: int = 1024  # longest context, in tokens
-    vocab_size: int = GPT2_VOCAB_SIZE
     n_layer: int = 12
     n_head: int = 12
     n_embd: int = 768
+    block_size: int = 1024  # longest context, in tokens
+    vocab_size: int = GPT2_VOCAB_SIZE
     dropout: float = 0.0
     bias: bool = True  # biases in Linear layers and LayerNorms, as GPT-2 has them
 
     def to_dict(self) -> dict:
         """The config as a plain dict (what checkpoints store as `model_args`)."""
         return asdict(self)
+
+
+# The fields two models must share to be the same architecture: all but dropout, which only changes training.
+ARCHITECTURE = tuple(f.name for f in fields(GPTConfig) if f.name != "dropout")
 
 
 class KVBuffer:

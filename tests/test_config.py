@@ -1,6 +1,9 @@
 import ast
 import dataclasses
+import json
 import re
+import typing
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +12,7 @@ from conftest import SCRIPT
 from helpers.config import PRESETS, SHAKESPEARE_URL, TrainConfig, make_config
 from helpers.errors import SettingError
 from helpers.hardware import detect_hardware
+from helpers.runs import model_folder
 
 
 def test_presets_exist_with_policy_defaults():
@@ -136,3 +140,59 @@ def test_the_notebooks_form_defaults_are_the_settings_defaults():
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for name, value in form.items():
         assert ast.literal_eval(value) == ("auto" if name == "PRESET" else defaults[name.lower()]), name
+
+
+PRESET_SNAPSHOT = Path(__file__).with_name("preset_snapshot.json")
+
+
+@pytest.mark.parametrize("key", sorted(json.loads(PRESET_SNAPSHOT.read_text())))
+def test_every_preset_resolves_as_recorded(key):
+    """Each preset's settings (and run folder) as main's code made them before TrainConfig's defaults moved.
+
+    preset_snapshot.json was written by make_config(preset, env={"GPT2_INIT_FROM": init}) and
+    runs.model_folder on main at 95cac5a, so changing where a default lives cannot change a run.
+    """
+    preset, init = key.split("/")
+    cfg = make_config(preset, env={"GPT2_INIT_FROM": init})
+    assert dict(cfg.to_dict(), model_folder=model_folder(cfg)) == json.loads(PRESET_SNAPSHOT.read_text())[key]
+
+
+def test_train_config_defaults_are_the_t4_preset():
+    """TrainConfig() is a real run's settings (the GPU schedule on a T4), not a preset of its own."""
+    assert TrainConfig().to_dict() == make_config("t4", env={}).to_dict()
+
+
+def _readme_settings() -> list[tuple[list[str], str]]:
+    """(field names, default column) of each row of README's Settings table."""
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    table = text.split("| setting | default | meaning |", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split(" | ") for line in table.strip().splitlines()[1:]]
+    return [(re.findall(r"`(\w+)`", row[0]), row[1]) for row in rows]
+
+
+def _readme_value(text: str, kind: type) -> object:
+    """A value as the README writes it: on/off, empty, a number with its unit, a `string`."""
+    text = text.strip().strip("`")
+    words = {"on": True, "off": False, "empty": "", "tiny Shakespeare's URL": SHAKESPEARE_URL}
+    if text in words:
+        return kind(words[text])
+    return kind(text.split()[0]) if kind in (int, float) else text
+
+
+@pytest.mark.parametrize("names,column", [row for row in _readme_settings() if row[1] != "by preset"],
+                         ids=lambda v: ",".join(v) if isinstance(v, list) else None)
+def test_readme_settings_table_matches_the_code(names, column):
+    """The Settings table's defaults are TrainConfig's, and its "(cpu: ...)" notes each preset's values."""
+    hints = typing.get_type_hints(TrainConfig)
+    default, _, notes = column.partition(" (")
+    said = {preset: default for preset in ("t4", "a100", "cpu")}  # the user's presets: default unless noted
+    for note in notes.rstrip(")").split("; "):
+        presets, colon, values = note.partition(": ")
+        if colon:
+            said.update({preset.strip(): values for preset in presets.split(",")})
+    configs = {"default": TrainConfig()} | {preset: make_config(preset, env={}) for preset in said}
+    for preset, cfg in configs.items():
+        values = (default if preset == "default" else said[preset]).split(", ")
+        assert len(values) == len(names), f"README row {names}: {values}"
+        for name, value in zip(names, values):
+            assert getattr(cfg, name) == _readme_value(value, hints[name]), f"{preset}: {name}"
