@@ -1,4 +1,4 @@
-"""The checkpoint policy of the user's document: periodic, best and final files, and resuming.
+"""The checkpoint policy (docs/checkpoints.md): periodic, best and final files, and resuming.
 
 - periodic `model_step_{step}.pt`: full, every `save_every` steps, the newest `keep_last` kept;
 - best `model_best.pt` (deployment) and `model_best_full.pt` (full, never rotated): the lowest

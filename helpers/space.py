@@ -99,7 +99,7 @@ def make_space(checkpoint: str | Path, out_dir: str | Path, force: bool = False,
     check_out_dir(out_dir, force, source=checkpoint)  # before the slow load
     model, ckpt = load_model(checkpoint)  # every check the tools make, weights fitted to the model
     deploy = to_deployment(ckpt, dtype)  # the strip tool's own code: no optimizer or training state
-    deploy["model_args"] = model.config.to_dict()  # files in the document's own format lack it
+    deploy["model_args"] = model.config.to_dict()  # files in the summary's own format lack it (docs/checkpoints.md)
     try:
         tokenizer = gpt2_tokenizer_files()
     except FileNotFoundError as e:

@@ -1,4 +1,4 @@
-"""The checkpoint formats and the policy of the user's document."""
+"""The checkpoint formats and policy of docs/checkpoints.md."""
 
 import subprocess
 import sys
@@ -255,7 +255,7 @@ def test_background_write_errors_reach_the_loop(tmp_path):
 
 
 def test_files_in_the_documents_own_format_work(tmp_path):
-    """The user's existing files: the document's keys only, `config` holding GPTConfig's fields,
+    """The user's existing files: the summary's keys only, `config` holding GPTConfig's fields,
     and a causal-mask buffer as some GPT-2 code keeps one."""
     from helpers.commands.create_deployment_checkpoint import main as create_main
     from helpers.commands.test_deployment_checkpoint import main as verify_main

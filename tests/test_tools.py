@@ -1,4 +1,4 @@
-"""The two command-line tools of the user's document."""
+"""The two command-line tools of docs/checkpoints.md."""
 
 import subprocess
 import sys

@@ -55,7 +55,7 @@ def run_checks(deploy_path: Path, full_path: Path | None, prompt: str, tokens: i
                failures: list[str]) -> list[str]:
     """Run every check, printing progress and adding each failed check to failures; return them."""
     t0 = time.perf_counter()
-    # As the document's snippet: torch.load(path, map_location="cpu"), then GPT(GPTConfig(...)).
+    # As the checkpoint summary's snippet (docs/checkpoints.md): torch.load(path, map_location="cpu"), then GPT(GPTConfig(...)).
     # A .safetensors file: tensors and JSON metadata; the tied embedding comes back tied.
     ckpt = check_checkpoint(deploy_path, read_checkpoint(deploy_path, mmap=False))
     if checkpoint_kind(ckpt) != DEPLOYMENT:
