@@ -92,14 +92,38 @@ class TrainConfig:
             value = getattr(self, field.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise SettingError(f"GPT2_{field.name.upper()}={value}: must be a finite number")
-        positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum_steps", "max_steps",
-                    "eval_every", "save_every", "keep_last", "log_every")
+        positive = (
+            "n_layer",
+            "n_head",
+            "n_embd",
+            "block_size",
+            "batch_size",
+            "grad_accum_steps",
+            "max_steps",
+            "eval_every",
+            "save_every",
+            "keep_last",
+            "log_every",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingError(f"GPT2_{name.upper()}={getattr(self, name)}: must be at least 1")
-        for name in ("learning_rate", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "dropout",
-                     "target_loss", "stop_after_steps", "sample_tokens", "best_sample_tokens", "eval_iters", "patience", "min_delta",
-                     "save_every_minutes"):
+        for name in (
+            "learning_rate",
+            "min_lr",
+            "warmup_steps",
+            "weight_decay",
+            "grad_clip",
+            "dropout",
+            "target_loss",
+            "stop_after_steps",
+            "sample_tokens",
+            "best_sample_tokens",
+            "eval_iters",
+            "patience",
+            "min_delta",
+            "save_every_minutes",
+        ):
             if getattr(self, name) < 0:
                 raise SettingError(f"GPT2_{name.upper()}={getattr(self, name)}: must not be negative")
         if not 0 < self.train_fraction <= 1:
@@ -135,10 +159,27 @@ class TrainConfig:
 PRESETS: dict[str, dict] = {
     # A small model that learns visibly in a few minutes on two CPU cores (0.85 epoch).
     "cpu": dict(
-        n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0, batch_size=8, grad_accum_steps=1,
-        max_steps=250, learning_rate=2e-3, min_lr=2e-4, warmup_steps=20, beta2=0.95, eval_every=50,
-        eval_iters=8, patience=5, min_delta=0.0, save_every=100, save_every_minutes=0.0, keep_last=3,
-        log_every=10, best_sample_tokens=0,
+        n_layer=4,
+        n_head=4,
+        n_embd=128,
+        block_size=128,
+        dropout=0.0,
+        batch_size=8,
+        grad_accum_steps=1,
+        max_steps=250,
+        learning_rate=2e-3,
+        min_lr=2e-4,
+        warmup_steps=20,
+        beta2=0.95,
+        eval_every=50,
+        eval_iters=8,
+        patience=5,
+        min_delta=0.0,
+        save_every=100,
+        save_every_minutes=0.0,
+        keep_last=3,
+        log_every=10,
+        best_sample_tokens=0,
     ),
     # GPT-2 124M on a 16 GB T4: float16, 2 micro-batches of 8 x 1024 a step: TrainConfig's defaults.
     "t4": dict(),
@@ -148,17 +189,42 @@ PRESETS: dict[str, dict] = {
     "a100": dict(batch_size=16, grad_accum_steps=1, compile=True, save_every=1000),
     # A tiny model and a handful of steps, for tests and CI.
     "ci": dict(
-        n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0, batch_size=4, grad_accum_steps=2,
-        max_steps=20, learning_rate=1e-2, min_lr=1e-3, warmup_steps=2, beta2=0.95, eval_every=5,
-        eval_iters=2, patience=0, min_delta=0.0, save_every=5, save_every_minutes=0.0, keep_last=2,
-        log_every=1, sample_tokens=20, best_sample_tokens=0, async_save=False, use_drive=False,
+        n_layer=2,
+        n_head=2,
+        n_embd=32,
+        block_size=32,
+        dropout=0.0,
+        batch_size=4,
+        grad_accum_steps=2,
+        max_steps=20,
+        learning_rate=1e-2,
+        min_lr=1e-3,
+        warmup_steps=2,
+        beta2=0.95,
+        eval_every=5,
+        eval_iters=2,
+        patience=0,
+        min_delta=0.0,
+        save_every=5,
+        save_every_minutes=0.0,
+        keep_last=2,
+        log_every=1,
+        sample_tokens=20,
+        best_sample_tokens=0,
+        async_save=False,
+        use_drive=False,
     ),
 }
 # Starting from OpenAI's GPT-2 (init_from="gpt2"), over any preset: a pretrained model needs a
 # gentle learning rate and over-fits within an epoch or two (nanoGPT's finetune_shakespeare uses
 # 3e-5 for GPT-2 XL and 20 steps), so a short run with a low, decaying rate and a short patience.
 FINETUNE: dict = dict(
-    max_steps=185, learning_rate=1e-4, min_lr=1e-5, warmup_steps=10, dropout=0.1, patience=6,
+    max_steps=185,
+    learning_rate=1e-4,
+    min_lr=1e-5,
+    warmup_steps=10,
+    dropout=0.1,
+    patience=6,
 )
 
 
@@ -182,8 +248,11 @@ def _parse(name: str, text: str, kind: type) -> object:
         raise SettingError(f"{name}={text!r}: expected {kind.__name__}") from None
 
 
-def make_config(preset: str | None = None, env: typing.Mapping[str, str] | None = None,
-                form: typing.Mapping[str, object] | None = None) -> TrainConfig:
+def make_config(
+    preset: str | None = None,
+    env: typing.Mapping[str, str] | None = None,
+    form: typing.Mapping[str, object] | None = None,
+) -> TrainConfig:
     """A preset's settings, then the notebook's form values, then `GPT2_*` variables from env (default: os.environ).
 
     A form value equal to the field's default ("auto" for the preset) means "the preset's value",
@@ -210,7 +279,7 @@ def make_config(preset: str | None = None, env: typing.Mapping[str, str] | None 
     for var, text in env.items():
         if not var.startswith(ENV_PREFIX) or var in ENV_NOT_FIELDS:
             continue
-        field = var[len(ENV_PREFIX):].lower()
+        field = var[len(ENV_PREFIX) :].lower()
         if field not in fields or field == "preset":
             raise SettingError(f"{var}: unknown setting; known settings: {', '.join(sorted(fields - {'preset'}))}")
         values[field] = _parse(var, text, hints[field])
