@@ -32,11 +32,11 @@ KVCache = list[KV]  # one KV per layer: what the model has computed for the toke
 class GPTConfig:
     """The model's architecture; the defaults are GPT-2 124M."""
 
+    block_size: int = 1024  # longest context, in tokens
+    vocab_size: int = GPT2_VOCAB_SIZE
     n_layer: int = 12
     n_head: int = 12
     n_embd: int = 768
-    block_size: int = 1024  # longest context, in tokens
-    vocab_size: int = GPT2_VOCAB_SIZE
     dropout: float = 0.0
     bias: bool = True  # biases in Linear layers and LayerNorms, as GPT-2 has them
 

@@ -115,7 +115,8 @@ def test_checkpoint_of_another_model_size(tmp_path, capsys):
     path = save_checkpoint(tiny_full_ckpt(model_config=other), tmp_path / "model_step_5.pt")
     with pytest.raises(
         CheckpointError,
-        match=r"model_step_5.pt: is a different model size: n_layer 3 \(expected 2\), n_embd 64 \(expected 32\)",
+        match=r"model_step_5.pt: is a different model size: block_size 16 \(expected 32\), n_layer 3 \(expected 2\), "
+        r"n_embd 64 \(expected 32\)",
     ):
         find_resume_checkpoint(tmp_path, str(path), TINY)
     with pytest.raises(CheckpointError, match="holds 1 full checkpoint.s., none of which fits this model"):
