@@ -1,6 +1,6 @@
 """Checkpoint files: what they hold, how they are written, read, checked and stripped.
 
-Two kinds, with the keys of the user's document (`step`, `model_state_dict`,
+Two kinds (docs/checkpoints.md), with the summary's keys (`step`, `model_state_dict`,
 `optimizer_state_dict`, `loss`, `config`) and a few of our own beside them:
 
 - full (`model_step_{step}.pt`, `model_final_full.pt`): everything needed to resume exactly.
@@ -25,7 +25,7 @@ from torch.overrides import TorchFunctionMode
 from helpers import safetensors_io
 from helpers.errors import CheckpointError, describe
 from helpers.fileio import atomic_torch_save, atomic_write_bytes
-from helpers.model import GPT, GPTConfig
+from helpers.model import ARCHITECTURE, GPT, GPTConfig
 from helpers.safetensors_io import tensor_identity
 
 FORMAT = "gpt2-124m-colab"  # "format" in every file this project writes
@@ -39,8 +39,8 @@ NANOGPT = "nanoGPT"
 NANOGPT_KEYS = ("model", "model_args", "iter_num")
 WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # added by torch.compile and DistributedDataParallel
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# Keys each kind must have: the document's. Files of this project also carry `model_args`;
-# files in the document's own format describe the model in `config` (GPTConfig's fields).
+# Keys each kind must have (docs/checkpoints.md). Files of this project also carry `model_args`;
+# files in the checkpoint summary's own format describe the model in `config` (GPTConfig's fields).
 REQUIRED = {
     FULL: ("step", "model_state_dict", "optimizer_state_dict", "loss", "config"),
     DEPLOYMENT: ("step", "model_state_dict", "loss", "config"),
@@ -50,8 +50,10 @@ REQUIRED = {
 WRONG_KIND = {
     FULL: "is a full checkpoint (it holds optimizer_state_dict)",
     DEPLOYMENT: "is a deployment checkpoint (no optimizer_state_dict)",
-    NANOGPT: ("is nanoGPT's ckpt.pt, whose optimizer state (two parameter groups) this project cannot resume; "
-              "strip it to its weights with python -m helpers.create_deployment_checkpoint"),
+    NANOGPT: (
+        "is nanoGPT's ckpt.pt, whose optimizer state (two parameter groups) this project cannot resume; "
+        "strip it to its weights with python -m helpers.create_deployment_checkpoint"
+    ),
 }
 # Causal-mask buffers that some GPT-2 implementations keep in their state dict; ours has none.
 MASK_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
@@ -66,7 +68,7 @@ def clean_state_dict(state_dict: dict) -> dict:
             stripped = False
             for prefix in WRAPPER_PREFIXES:
                 if key.startswith(prefix):
-                    key, stripped = key[len(prefix):], True
+                    key, stripped = key[len(prefix) :], True
         if not key.endswith(MASK_BUFFER_SUFFIXES):
             cleaned[key] = value
     return cleaned
@@ -173,28 +175,38 @@ def is_nanogpt(ckpt: dict) -> bool:
 
 
 def from_nanogpt(ckpt: dict) -> dict:
-    """nanoGPT's ckpt.pt in this project's keys, without its optimizer state; loss and val_loss are its best_val_loss."""
+    """nanoGPT's ckpt.pt in this project's keys, without its optimizer state; loss and val_loss: its best_val_loss."""
     best = ckpt.get("best_val_loss")  # nanoGPT stores a 0-d tensor; its only loss
     best = float(best) if isinstance(best, (int, float, torch.Tensor)) else float("nan")
     args = ckpt["model_args"] if isinstance(ckpt["model_args"], dict) else {}
     args = {k: v for k, v in args.items() if k in GPTConfig.__dataclass_fields__}  # model_config_of checks them
-    return {"format": NANOGPT, "format_version": FORMAT_VERSION, "step": int(ckpt["iter_num"]),
-            "model_state_dict": ckpt["model"], "loss": best, "val_loss": best, "best_val_loss": best,
-            "config": dict(ckpt.get("config") or {}), "model_args": args}
+    return {
+        "format": NANOGPT,
+        "format_version": FORMAT_VERSION,
+        "step": int(ckpt["iter_num"]),
+        "model_state_dict": ckpt["model"],
+        "loss": best,
+        "val_loss": best,
+        "best_val_loss": best,
+        "config": dict(ckpt.get("config") or {}),
+        "model_args": args,
+    }
 
 
 def checkpoint_kind(ckpt: dict) -> str:
-    """'nanoGPT' for nanoGPT's ckpt.pt, else the kind the file says, else 'full' if it can resume training, else 'deployment'."""
+    """'nanoGPT' for its ckpt.pt, else the kind the file says, else 'full' if it can resume, else 'deployment'."""
     if ckpt.get("format") == NANOGPT:
         return NANOGPT
-    declared = ckpt.get("kind")  # the document's own files say none
+    declared = ckpt.get("kind")  # the summary's own format says none (docs/checkpoints.md)
     return declared if isinstance(declared, str) else FULL if "optimizer_state_dict" in ckpt else DEPLOYMENT
 
 
 def check_checkpoint(path: str | Path, ckpt: dict, kind: str | tuple[str, ...] | None = None) -> dict:
     """Raise CheckpointError unless ckpt is a well-formed checkpoint (of the given kind, or one of the given kinds)."""
     if ckpt.get("format", FORMAT) not in (FORMAT, NANOGPT):
-        raise CheckpointError(path, f"is in another program's format ({ckpt['format']!r}), not a checkpoint of this project")
+        raise CheckpointError(
+            path, f"is in another program's format ({ckpt['format']!r}), not a checkpoint of this project"
+        )
     actual = checkpoint_kind(ckpt)
     if actual not in REQUIRED:
         raise CheckpointError(path, f"says it is a {actual!r} checkpoint; this code knows {', '.join(REQUIRED)}")
@@ -242,8 +254,11 @@ def model_config_of(path: str | Path, ckpt: dict) -> GPTConfig:
 def check_architecture(path: str | Path, ckpt: dict, expected: GPTConfig) -> None:
     """Raise CheckpointError if the checkpoint's model is not the expected architecture."""
     found = model_config_of(path, ckpt)
-    fields = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias")
-    diffs = [f"{f} {getattr(found, f)} (expected {getattr(expected, f)})" for f in fields if getattr(found, f) != getattr(expected, f)]
+    diffs = [
+        f"{f} {getattr(found, f)} (expected {getattr(expected, f)})"
+        for f in ARCHITECTURE
+        if getattr(found, f) != getattr(expected, f)
+    ]
     if diffs:
         raise CheckpointError(path, f"is a different model size: {', '.join(diffs)}")
 

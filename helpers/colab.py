@@ -34,11 +34,13 @@ def checkpoints_on_drive(drive_dir: str | Path, run: str, fallback: Path) -> tup
         return checkpoint_dir, True
     except Exception as e:  # a timeout, a refusal, a missing permission: all end the same way
         reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
-        print(f"{RULE}\nGOOGLE DRIVE DID NOT MOUNT ({reason}).\n"
-              f"Training goes on with checkpoints in {fallback}, on this runtime only: a runtime reset deletes them.\n"
-              f"To use Drive instead: run the Settings cell again, allow access to Google Drive (tick every "
-              f"permission), then run the cells below it.\nTo train without Drive and without this warning, untick "
-              f"USE_DRIVE in the Settings form.\n{RULE}")
+        print(
+            f"{RULE}\nGOOGLE DRIVE DID NOT MOUNT ({reason}).\n"
+            f"Training goes on with checkpoints in {fallback}, on this runtime only: a runtime reset deletes them.\n"
+            f"To use Drive instead: run the Settings cell again, allow access to Google Drive (tick every "
+            f"permission), then run the cells below it.\nTo train without Drive and without this warning, untick "
+            f"USE_DRIVE in the Settings form.\n{RULE}"
+        )
         return fallback, False
 
 
@@ -76,18 +78,23 @@ def report_files(paths: list[Path], on_drive: bool, send: bool) -> None:
         sent = download(paths[0])
         print(f"downloading {sent.name}: your browser saves it once this cell has finished")
     elif on_drive:
-        print(f"these files are on your Google Drive, in {paths[0].parent}; to download one through the browser "
-              "as well, tick DOWNLOAD in the Settings form or run: colab.download(final_path)")
+        print(
+            f"these files are on your Google Drive, in {paths[0].parent}; to download one through the browser "
+            "as well, tick DOWNLOAD in the Settings form or run: colab.download(final_path)"
+        )
     else:
-        print(f"{RULE}\nTHESE FILES ARE ONLY ON THIS RUNTIME: a runtime reset deletes them. Download them now "
-              f"(file pane on the left, or run: colab.download(final_path)).\n{RULE}")
+        print(
+            f"{RULE}\nTHESE FILES ARE ONLY ON THIS RUNTIME: a runtime reset deletes them. Download them now "
+            f"(file pane on the left, or run: colab.download(final_path)).\n{RULE}"
+        )
     if len(paths) > 1:
         print("for the float16 copy: colab.download(half_path)")
 
 
-
 def no_gpu_banner(preset: str, params: int) -> str:
     """The warning for a runtime without a GPU: what is trained instead, and how to get a GPU."""
-    return (f"{RULE}\nNO GPU ON THIS RUNTIME: training the '{preset}' preset's small model ({params / 1e6:.1f}M "
-            f"parameters) on the CPU instead of GPT-2 124M.\nTo train GPT-2 124M in Colab: Runtime > Change "
-            f"runtime type > T4 GPU, then Runtime > Run all.\n{RULE}")
+    return (
+        f"{RULE}\nNO GPU ON THIS RUNTIME: training the '{preset}' preset's small model ({params / 1e6:.1f}M "
+        f"parameters) on the CPU instead of GPT-2 124M.\nTo train GPT-2 124M in Colab: Runtime > Change "
+        f"runtime type > T4 GPU, then Runtime > Run all.\n{RULE}"
+    )

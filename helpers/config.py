@@ -24,20 +24,24 @@ ENV_PREFIX = "GPT2_"
 # notebook's setup cell reads before helpers/ can be imported.
 ENV_NOT_FIELDS = {"GPT2_PRESET", "GPT2_REPO_URL"}
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")  # the devices training runs on
-MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")  # shared with GPTConfig
+# GPTConfig's fields that a run sets; the tokenizer fixes vocab_size.
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(GPTConfig) if f.name != "vocab_size")
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs to know; saved in every checkpoint as `config`."""
+    """Everything a training run needs to know; saved in every checkpoint as `config`.
 
-    preset: str = "cpu"
+    The defaults are the t4 preset's: GPT-2 124M on the GPU schedule (see the note above PRESETS).
+    """
+
+    preset: str = "t4"
     # the model trained from scratch: GPTConfig's fields, flat so that GPT2_N_LAYER=... can set them
     n_layer: int = GPTConfig.n_layer
     n_head: int = GPTConfig.n_head
     n_embd: int = GPTConfig.n_embd
     block_size: int = GPTConfig.block_size
-    dropout: float = GPTConfig.dropout
+    dropout: float = 0.2
     bias: bool = GPTConfig.bias
     init_from: str = "scratch"  # "scratch", or "gpt2": OpenAI's weights (a hub name or a local folder)
     # data
@@ -45,27 +49,27 @@ class TrainConfig:
     data_url: str = SHAKESPEARE_URL  # the training text: an http(s) or file:// URL, or a path
     # optimisation: tokens per step = batch_size * block_size * grad_accum_steps
     batch_size: int = 8  # micro-batch, per process
-    grad_accum_steps: int = 8  # micro-batches per optimizer step, over all processes
-    max_steps: int = 2000
+    grad_accum_steps: int = 2  # micro-batches per optimizer step, over all processes
+    max_steps: int = 370
     learning_rate: float = 6e-4
     min_lr: float = 6e-5
-    warmup_steps: int = 100
+    warmup_steps: int = 20
     weight_decay: float = 0.1
     beta1: float = 0.9
-    beta2: float = 0.95
+    beta2: float = 0.99
     grad_clip: float = 1.0
     train_fraction: float = 1.0  # train on the first fraction of the training split (experiments)
     # evaluation and stopping
-    eval_every: int = 100
+    eval_every: int = 4
     eval_iters: int = 0  # validation batches per evaluation; 0: the whole split, in order (exact)
     target_loss: float = 0.0  # stop once the validation loss is at or below it; 0 disables
-    patience: int = 0  # stop after so many evaluations without an improvement of more than min_delta; 0 disables
-    min_delta: float = 0.0  # the least drop in validation loss that resets patience
+    patience: int = 8  # stop after so many evaluations without an improvement of more than min_delta; 0 disables
+    min_delta: float = 0.01  # the least drop in validation loss that resets patience
     # checkpoints
     checkpoint_dir: str = "checkpoints"
-    save_every: int = 500
-    save_every_minutes: float = 0.0  # also save when this long has passed since the last save; 0 disables
-    keep_last: int = 3
+    save_every: int = 200
+    save_every_minutes: float = 10.0  # also save when this long has passed since the last save; 0 disables
+    keep_last: int = 2
     resume: str = "auto"  # "auto" (newest full checkpoint in checkpoint_dir), "never", or a path
     stop_after_steps: int = 0  # end this session after so many steps (and save); 0: run to max_steps
     async_save: bool = True  # write periodic checkpoints in the background
@@ -79,23 +83,47 @@ class TrainConfig:
     dtype: str = "auto"  # "auto", "float32", "bfloat16", "float16"
     compile: bool = False
     seed: int = 1337
-    log_every: int = 10
+    log_every: int = 4
     sample_tokens: int = 200
-    best_sample_tokens: int = 0  # print a line of this many generated tokens at each new best validation loss; 0: none
+    best_sample_tokens: int = 24  # print a line of this many generated tokens at each new best validation loss; 0: none
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):  # nan or inf would pass every range check below
             value = getattr(self, field.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise SettingError(f"GPT2_{field.name.upper()}={value}: must be a finite number")
-        positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum_steps", "max_steps",
-                    "eval_every", "save_every", "keep_last", "log_every")
+        positive = (
+            "n_layer",
+            "n_head",
+            "n_embd",
+            "block_size",
+            "batch_size",
+            "grad_accum_steps",
+            "max_steps",
+            "eval_every",
+            "save_every",
+            "keep_last",
+            "log_every",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingError(f"GPT2_{name.upper()}={getattr(self, name)}: must be at least 1")
-        for name in ("learning_rate", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "dropout",
-                     "target_loss", "stop_after_steps", "sample_tokens", "best_sample_tokens", "eval_iters", "patience", "min_delta",
-                     "save_every_minutes"):
+        for name in (
+            "learning_rate",
+            "min_lr",
+            "warmup_steps",
+            "weight_decay",
+            "grad_clip",
+            "dropout",
+            "target_loss",
+            "stop_after_steps",
+            "sample_tokens",
+            "best_sample_tokens",
+            "eval_iters",
+            "patience",
+            "min_delta",
+            "save_every_minutes",
+        ):
             if getattr(self, name) < 0:
                 raise SettingError(f"GPT2_{name.upper()}={getattr(self, name)}: must not be negative")
         if not 0 < self.train_fraction <= 1:
@@ -123,42 +151,80 @@ class TrainConfig:
 
 # Tiny Shakespeare is small: 301,966 training tokens, an epoch. GPT-2 124M memorises it within a
 # few epochs, after which the validation loss rises (nanoGPT issue #493; about 4.75 at best, about
-# 5.9 when over-trained). So the GPU presets think in epochs: small steps (16,384 tokens, 18.4
-# steps an epoch) for many updates per epoch, an exact validation loss every 4 steps (0.22 epoch)
-# to see the minimum, early stopping once it has passed, and a budget of 20 epochs that a T4
-# finishes in about 10 minutes at most. The reasons for each value are in the README.
-GPU_SCHEDULE = dict(
-    grad_accum_steps=1, max_steps=370, learning_rate=6e-4, min_lr=6e-5, warmup_steps=20,
-    dropout=0.2, weight_decay=0.1, beta2=0.99, eval_every=4, eval_iters=0, patience=8, min_delta=0.01,
-    save_every=200, save_every_minutes=10.0, keep_last=2, log_every=4,
-    best_sample_tokens=24,  # a KV-cached sample costs a fraction of a second on a GPU
-)
+# 5.9 when over-trained). So the GPU schedule, TrainConfig's defaults, thinks in epochs: small steps
+# (16,384 tokens, 18.4 steps an epoch) for many updates per epoch, an exact validation loss every 4
+# steps (0.22 epoch) to see the minimum, early stopping once it has passed, and a budget of 20
+# epochs that a T4 finishes in about 10 minutes at most; a KV-cached best sample costs a fraction of
+# a second on a GPU. The reasons for each value are in the README. A preset lists what differs.
 PRESETS: dict[str, dict] = {
     # A small model that learns visibly in a few minutes on two CPU cores (0.85 epoch).
     "cpu": dict(
-        n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=8, grad_accum_steps=1,
-        max_steps=250, learning_rate=2e-3, min_lr=2e-4, warmup_steps=20, eval_every=50,
-        eval_iters=8, patience=5, save_every=100, log_every=10,
+        n_layer=4,
+        n_head=4,
+        n_embd=128,
+        block_size=128,
+        dropout=0.0,
+        batch_size=8,
+        grad_accum_steps=1,
+        max_steps=250,
+        learning_rate=2e-3,
+        min_lr=2e-4,
+        warmup_steps=20,
+        beta2=0.95,
+        eval_every=50,
+        eval_iters=8,
+        patience=5,
+        min_delta=0.0,
+        save_every=100,
+        save_every_minutes=0.0,
+        keep_last=3,
+        log_every=10,
+        best_sample_tokens=0,
     ),
-    # GPT-2 124M on a 16 GB T4: float16, 2 micro-batches of 8 x 1024 a step.
-    "t4": dict(GPU_SCHEDULE, batch_size=8, grad_accum_steps=2, compile=False),
+    # GPT-2 124M on a 16 GB T4: float16, 2 micro-batches of 8 x 1024 a step: TrainConfig's defaults.
+    "t4": dict(),
     # GPT-2 124M on an A100 (or L4, H100): bf16 and torch.compile, one micro-batch of 16 x 1024 a
     # step (it fits the 24 GB of an L4 as well); the same steps as t4, so the same model, sooner.
     # It finishes in minutes: periodic saves come from the clock, not the step count.
-    "a100": dict(GPU_SCHEDULE, batch_size=16, compile=True, save_every=1000),
+    "a100": dict(batch_size=16, grad_accum_steps=1, compile=True, save_every=1000),
     # A tiny model and a handful of steps, for tests and CI.
     "ci": dict(
-        n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, grad_accum_steps=2,
-        max_steps=20, learning_rate=1e-2, min_lr=1e-3, warmup_steps=2, eval_every=5,
-        eval_iters=2, save_every=5, keep_last=2, log_every=1, sample_tokens=20,
-        async_save=False, use_drive=False,
+        n_layer=2,
+        n_head=2,
+        n_embd=32,
+        block_size=32,
+        dropout=0.0,
+        batch_size=4,
+        grad_accum_steps=2,
+        max_steps=20,
+        learning_rate=1e-2,
+        min_lr=1e-3,
+        warmup_steps=2,
+        beta2=0.95,
+        eval_every=5,
+        eval_iters=2,
+        patience=0,
+        min_delta=0.0,
+        save_every=5,
+        save_every_minutes=0.0,
+        keep_last=2,
+        log_every=1,
+        sample_tokens=20,
+        best_sample_tokens=0,
+        async_save=False,
+        use_drive=False,
     ),
 }
 # Starting from OpenAI's GPT-2 (init_from="gpt2"), over any preset: a pretrained model needs a
 # gentle learning rate and over-fits within an epoch or two (nanoGPT's finetune_shakespeare uses
 # 3e-5 for GPT-2 XL and 20 steps), so a short run with a low, decaying rate and a short patience.
 FINETUNE: dict = dict(
-    max_steps=185, learning_rate=1e-4, min_lr=1e-5, warmup_steps=10, dropout=0.1, patience=6,
+    max_steps=185,
+    learning_rate=1e-4,
+    min_lr=1e-5,
+    warmup_steps=10,
+    dropout=0.1,
+    patience=6,
 )
 
 
@@ -182,8 +248,11 @@ def _parse(name: str, text: str, kind: type) -> object:
         raise SettingError(f"{name}={text!r}: expected {kind.__name__}") from None
 
 
-def make_config(preset: str | None = None, env: typing.Mapping[str, str] | None = None,
-                form: typing.Mapping[str, object] | None = None) -> TrainConfig:
+def make_config(
+    preset: str | None = None,
+    env: typing.Mapping[str, str] | None = None,
+    form: typing.Mapping[str, object] | None = None,
+) -> TrainConfig:
     """A preset's settings, then the notebook's form values, then `GPT2_*` variables from env (default: os.environ).
 
     A form value equal to the field's default ("auto" for the preset) means "the preset's value",
@@ -210,7 +279,7 @@ def make_config(preset: str | None = None, env: typing.Mapping[str, str] | None 
     for var, text in env.items():
         if not var.startswith(ENV_PREFIX) or var in ENV_NOT_FIELDS:
             continue
-        field = var[len(ENV_PREFIX):].lower()
+        field = var[len(ENV_PREFIX) :].lower()
         if field not in fields or field == "preset":
             raise SettingError(f"{var}: unknown setting; known settings: {', '.join(sorted(fields - {'preset'}))}")
         values[field] = _parse(var, text, hints[field])

@@ -1,4 +1,4 @@
-"""The entry point of `python -m helpers.create_deployment_checkpoint`; the program is helpers/commands/create_deployment_checkpoint.py."""
+"""`python -m helpers.create_deployment_checkpoint`; the program is helpers/commands/create_deployment_checkpoint.py."""
 
 import sys
 

@@ -68,8 +68,11 @@ def prepare_data(data_dir: str | Path, url: str = SHAKESPEARE_URL, report: Calla
     text_path = data_dir / "input.txt"
     shakespeare = data_label(url) == ""
     if shakespeare and text_path.exists() and text_path.stat().st_size and sha256_of(text_path) != SHAKESPEARE_SHA256:
-        raise DataError(text_path, f"is not tiny Shakespeare, which {SETTING} names; to train on this text, set "
-                                   "data_url to its path; to train on Shakespeare, move it away")
+        raise DataError(
+            text_path,
+            f"is not tiny Shakespeare, which {SETTING} names; to train on this text, set "
+            "data_url to its path; to train on Shakespeare, move it away",
+        )
     fetch_text(url, text_path, SHAKESPEARE_SHA256 if shakespeare else None)
     text_sha256 = sha256_of(text_path)
     reason = _why_stale(data_dir, text_sha256)
@@ -102,12 +105,21 @@ def read_meta(data_dir: str | Path) -> dict:
 
 def data_identity(meta: dict) -> dict:
     """What a run trained on: the sha256 of the text and of both token files, recorded in every full checkpoint."""
-    return {"text_sha256": meta["source_sha256"], "train_sha256": meta["train_sha256"],
-            "val_sha256": meta["val_sha256"]}
+    return {
+        "text_sha256": meta["source_sha256"],
+        "train_sha256": meta["train_sha256"],
+        "val_sha256": meta["val_sha256"],
+    }
 
 
-def check_same_data(path: str | Path, ckpt: dict, identity: dict, data_url: str, resume: str = "auto",
-                    report: Callable[[str], None] = print) -> None:
+def check_same_data(
+    path: str | Path,
+    ckpt: dict,
+    identity: dict,
+    data_url: str,
+    resume: str = "auto",
+    report: Callable[[str], None] = print,
+) -> None:
     """Refuse to resume a checkpoint made on other data (its best loss was measured on another text), in one line.
 
     A checkpoint from before checkpoints recorded their data is resumed with a warning: nothing
@@ -115,23 +127,32 @@ def check_same_data(path: str | Path, ckpt: dict, identity: dict, data_url: str,
     """
     theirs = ckpt.get("data")
     if not isinstance(theirs, dict):
-        report(f"{path}: made before checkpoints recorded their data; resuming it as if made on this text "
-               f"(sha256 {identity['text_sha256'][:16]}, data_url {data_url})")
+        report(
+            f"{path}: made before checkpoints recorded their data; resuming it as if made on this text "
+            f"(sha256 {identity['text_sha256'][:16]}, data_url {data_url})"
+        )
         return
     differs = next((key for key in IDENTITY if theirs.get(key) != identity[key]), None)
     if differs is None:
         return
     their_url = ckpt.get("config", {}).get("data_url", "?")
-    way = ("use another checkpoint folder (GPT2_CHECKPOINT_DIR; on Drive, GPT2_DRIVE_DIR) or move these checkpoints "
-           "away" if resume == "auto" else "start over with GPT2_RESUME=never")
-    raise CheckpointError(path, f"made on other data: {differs} {str(theirs.get(differs))[:16]} (data_url "
-                                f"{their_url}), this run's {identity[differs][:16]} (data_url {data_url}); to train "
-                                f"on this text, {way}; to continue that run, set data_url back to its text")
+    way = (
+        "use another checkpoint folder (GPT2_CHECKPOINT_DIR; on Drive, GPT2_DRIVE_DIR) or move these checkpoints away"
+        if resume == "auto"
+        else "start over with GPT2_RESUME=never"
+    )
+    raise CheckpointError(
+        path,
+        f"made on other data: {differs} {str(theirs.get(differs))[:16]} (data_url "
+        f"{their_url}), this run's {identity[differs][:16]} (data_url {data_url}); to train "
+        f"on this text, {way}; to continue that run, set data_url back to its text",
+    )
 
 
-def load_splits(data_dir: str | Path, block_size: int, train_fraction: float = 1.0,
-                vocab_size: int = VOCAB_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """The training (its first train_fraction) and validation tokens, each refused if under a window or not GPT-2 ids."""
+def load_splits(
+    data_dir: str | Path, block_size: int, train_fraction: float = 1.0, vocab_size: int = VOCAB_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training (its first train_fraction) and validation tokens, each refused if under a window or not GPT-2's."""
     splits = []
     for split, fraction in (("train", train_fraction), ("val", 1.0)):
         path = Path(data_dir) / f"{split}.bin"
@@ -140,12 +161,18 @@ def load_splits(data_dir: str | Path, block_size: int, train_fraction: float = 1
         if len(tokens) <= block_size:
             part = f"with train_fraction {fraction}, " if fraction < 1 else ""
             share = "the first 90%" if split == "train" else "the last 10%"
-            raise DataError(path, f"{part}{len(tokens)} tokens, too few for one window of block_size + 1 = "
-                                  f"{block_size + 1} ({split} is {share} of {Path(data_dir) / 'input.txt'}); "
-                                  "use a longer text or a smaller block_size (GPT2_BLOCK_SIZE)")
+            raise DataError(
+                path,
+                f"{part}{len(tokens)} tokens, too few for one window of block_size + 1 = "
+                f"{block_size + 1} ({split} is {share} of {Path(data_dir) / 'input.txt'}); "
+                "use a longer text or a smaller block_size (GPT2_BLOCK_SIZE)",
+            )
         if int(tokens.max()) >= vocab_size:  # one pass (under a millisecond for the plays); else an IndexError later
-            raise DataError(path, f"holds token id {int(tokens.max())}, beyond GPT-2's {vocab_size:,}: not a token "
-                                  "file of this project; delete it and meta.json to make them again")
+            raise DataError(
+                path,
+                f"holds token id {int(tokens.max())}, beyond GPT-2's {vocab_size:,}: not a token "
+                "file of this project; delete it and meta.json to make them again",
+            )
         splits.append(tokens)
     return splits[0], splits[1]
 

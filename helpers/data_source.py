@@ -86,11 +86,16 @@ def decoded(payload: bytes, name: str | Path) -> str:
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(name, f"is not UTF-8 text (byte 0x{payload[e.start]:02x} at offset {e.start}: binary?); "
-                              f"{SETTING} must name a UTF-8 text file") from None
+        raise DataError(
+            name,
+            f"is not UTF-8 text (byte 0x{payload[e.start]:02x} at offset {e.start}: binary?); "
+            f"{SETTING} must name a UTF-8 text file",
+        ) from None
     if "\0" in text[:8192]:  # valid UTF-8, but no text file holds NUL bytes (git's test for binary, too)
-        raise DataError(name, f"holds NUL bytes at offset {text.index(chr(0))}: binary, not text; "
-                              f"{SETTING} must name a UTF-8 text file")
+        raise DataError(
+            name,
+            f"holds NUL bytes at offset {text.index(chr(0))}: binary, not text; {SETTING} must name a UTF-8 text file",
+        )
     return text
 
 
@@ -106,8 +111,11 @@ def fetch_text(url: str, path: Path, expected_sha256: str | None = None) -> None
             with urllib.request.urlopen(url, timeout=60) as response:
                 payload = response.read()
         except (OSError, ValueError) as e:  # URLError, HTTPError, timeouts: OSErrors; a malformed URL: ValueError
-            raise DataError(url, f"could not download ({describe(e)}); check the address and the network, "
-                                 f"or set {SETTING} to a local file") from None
+            raise DataError(
+                url,
+                f"could not download ({describe(e)}); check the address and the network, "
+                f"or set {SETTING} to a local file",
+            ) from None
     if expected_sha256 is not None and hashlib.sha256(payload).hexdigest() != expected_sha256:
         raise DataError(url, "the text does not match tiny Shakespeare's sha256 (a changed or partial download?)")
     decoded(payload, local or url)

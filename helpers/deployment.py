@@ -22,9 +22,10 @@ def default_output(input_path: Path, dtype: str) -> Path:
     return input_path.with_name(f"{base}{DTYPE_SUFFIX[dtype]}.pt")
 
 
-def create_deployment_checkpoint(input_path: str | Path, output_path: str | Path | None = None,
-                                 dtype: str = "float32", force: bool = False) -> Path:
-    """Write the deployment form of a full (or nanoGPT) checkpoint; refuse to overwrite the input, or any file unless forced."""
+def create_deployment_checkpoint(
+    input_path: str | Path, output_path: str | Path | None = None, dtype: str = "float32", force: bool = False
+) -> Path:
+    """Write the deployment form of a full (or nanoGPT) checkpoint; never over the input, nor any file unless forced."""
     input_path = Path(input_path)
     full = load_checkpoint(input_path, kind=(FULL, NANOGPT))
     output_path = Path(output_path) if output_path else default_output(input_path, dtype)

@@ -33,8 +33,9 @@ class LossChart:
     progress bar); in a script it only writes the PNG.
     """
 
-    def __init__(self, png_path: str | Path | None = None, steps_per_epoch: float | None = None,
-                 live: bool | None = None):
+    def __init__(
+        self, png_path: str | Path | None = None, steps_per_epoch: float | None = None, live: bool | None = None
+    ):
         self.live = in_notebook() if live is None else live
         if not self.live:
             matplotlib.use("Agg")  # no display needed
@@ -43,8 +44,9 @@ class LossChart:
         self.png_path = Path(png_path) if png_path else None
         self.fig, self.ax = plt.subplots(figsize=(7, 3.5))
         if steps_per_epoch:  # a second x axis: how many times the model has seen the training text
-            epoch_axis = self.ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch,
-                                                                   lambda e: e * steps_per_epoch))
+            epoch_axis = self.ax.secondary_xaxis(
+                "top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch)
+            )
             epoch_axis.set_xlabel("epoch")
         plt.close(self.fig)  # shown through the display handle only, not again at cell end
         self.handle = None
@@ -62,8 +64,14 @@ class LossChart:
         finite = [(s, v) for s, v in history.get("val", [])[1:] if math.isfinite(v)]
         if finite:  # the best model: the lowest validation loss after step 0
             best_step, best_loss = min(finite, key=lambda sv: sv[1])
-            ax.plot([best_step], [best_loss], "*", color="C3", markersize=12,
-                    label=f"best (step {best_step}, {best_loss:.3f})")
+            ax.plot(
+                [best_step],
+                [best_loss],
+                "*",
+                color="C3",
+                markersize=12,
+                label=f"best (step {best_step}, {best_loss:.3f})",
+            )
         ax.relim()
         ax.autoscale_view()
         ax.set_xlabel("step")

@@ -70,8 +70,9 @@ def _script_hook(kind: type[BaseException], error: BaseException, tb: TracebackT
         sys.__excepthook__(kind, error, tb)  # an unexpected error: its traceback is the clue
 
 
-def _shell_handler(shell: object, kind: type, error: BaseException, tb: TracebackType | None,
-                   tb_offset: int | None = None) -> list[str]:
+def _shell_handler(
+    shell: object, kind: type, error: BaseException, tb: TracebackType | None, tb_offset: int | None = None
+) -> list[str]:
     """IPython's custom-exception handler: the cell still fails (Run all stops), its error shown as one line."""
     stb = [f"{kind.__name__}: {error}"]
     shell._showtraceback(kind, error, stb)  # what IPython's showtraceback calls; ipykernel sends it as the cell's error

@@ -39,8 +39,10 @@ NEW_MARK = ".new-"  # a complete file waiting to replace its target (Drive only,
 DRIVE_ROOTS = ("MyDrive", "Shareddrives")
 HOST = re.sub(r"[^\w.]", "_", socket.gethostname()) or "host"  # no '-': the owner tag splits on it
 # A temporary's owner: .NAME.tmp-HOST-PID-RANDOM (mkstemp's random part has no '-') or .NAME.new-HOST-PID.
-OWNER = re.compile(rf"^\.(?P<target>.+?)(?:{re.escape(TMP_MARK)}(?P<thost>[\w.]+)-(?P<tpid>\d+)-\w+"
-                   rf"|{re.escape(NEW_MARK)}(?P<nhost>[\w.]+)-(?P<npid>\d+))$")
+OWNER = re.compile(
+    rf"^\.(?P<target>.+?)(?:{re.escape(TMP_MARK)}(?P<thost>[\w.]+)-(?P<tpid>\d+)-\w+"
+    rf"|{re.escape(NEW_MARK)}(?P<nhost>[\w.]+)-(?P<npid>\d+))$"
+)
 _writing: set[str] = set()  # temporaries this process is writing now: never swept
 
 
@@ -108,7 +110,7 @@ def _is_temporary(name: str | None) -> bool:
 
 
 def _as_target_error(error: BaseException, target: Path) -> BaseException:
-    """What a failed write raises: an interrupt as KeyboardInterrupt, a disk error naming the target, not its temporary."""
+    """What a failed write raises: an interrupt as KeyboardInterrupt, a disk error naming the target file."""
     if _in_chain(error, KeyboardInterrupt) is not None:
         # torch.save turns an exception raised inside its writes (Ctrl-C) into a RuntimeError
         # ("unexpected pos"): an interrupt must stay an interrupt.
@@ -199,7 +201,7 @@ def _temporaries(directory: Path) -> list[tuple[Path, re.Match | None]]:
 
 
 def finish_replacements(directory: str | Path) -> list[Path]:
-    """Complete the replacements on Drive that a crash interrupted after the new file was whole; return their targets."""
+    """Complete the Drive replacements a crash interrupted after the new file was whole; return their targets."""
     done = []
     for path, match in _temporaries(Path(directory)):
         if match and match["nhost"] and not _made_by_a_living_process(match):
@@ -214,9 +216,13 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
 
     Call it holding the folder's lock (helpers.lock), after finish_replacements.
     """
-    stale = [p for p, match in _temporaries(Path(directory))
-             if NEW_MARK not in p.name  # complete files: finish_replacements puts them in place
-             and str(p) not in _writing and not (match and _made_by_a_living_process(match))]
+    stale = [
+        p
+        for p, match in _temporaries(Path(directory))
+        if NEW_MARK not in p.name  # complete files: finish_replacements puts them in place
+        and str(p) not in _writing
+        and not (match and _made_by_a_living_process(match))
+    ]
     for p in stale:
         discard(p)
     return stale

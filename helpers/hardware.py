@@ -58,11 +58,14 @@ def detect_hardware(device: str = "auto", dtype: str = "auto", local_rank: int |
     if device_type == "cuda":
         index = torch.device(device).index or 0
         if not torch.cuda.is_available():
-            raise SettingError(f"GPT2_DEVICE={device!r}: this machine has no CUDA GPU (or torch was built without "
-                               "CUDA); use auto or cpu")
+            raise SettingError(
+                f"GPT2_DEVICE={device!r}: this machine has no CUDA GPU (or torch was built without "
+                "CUDA); use auto or cpu"
+            )
         if torch.device(device).index is not None and index >= torch.cuda.device_count():
-            raise SettingError(f"GPT2_DEVICE={device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
-                               f"numbered from 0")
+            raise SettingError(
+                f"GPT2_DEVICE={device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
+            )
         name = torch.cuda.get_device_name(index)
         best = "bfloat16" if is_ampere_or_newer(gpu_capability(index)) else "float16"
         # longest names first, so that "L40S" is not taken for "L4"

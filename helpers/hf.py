@@ -19,27 +19,43 @@ from helpers.errors import CheckpointError, describe
 from helpers.fileio import atomic_write_bytes, check_out_dir, write_folder
 from helpers.hf_convert import from_hf_state_dict, gpt_config_from_hf, hf_config, to_hf_state_dict
 from helpers.hub import download_model
-from helpers.model import GPT2_VOCAB_SIZE, GPT, GPTConfig
+from helpers.model import GPT, GPT2_VOCAB_SIZE, GPTConfig
 from helpers.tokenizer_files import EOT_ID, gpt2_tokenizer_files, tokenizer_config
 
 # ----------------------------------------------------------------------------- export
 
+
 def model_card(config: GPTConfig, info: dict) -> str:
     """A short README.md for the Hub page."""
     trained = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items())
-    return "\n".join([
-        "---", "library_name: transformers", "pipeline_tag: text-generation", "tags: [gpt2]", "---", "",
-        f"# GPT-2 ({config.n_layer} layers, width {config.n_embd}, context {config.block_size}) trained on tiny Shakespeare",
-        "", f"Exported from a checkpoint at {trained}." if trained else "", "",
-        "```python", "from transformers import pipeline", "",
-        'generate = pipeline("text-generation", model="path/to/this/folder/or/user/repo")',
-        'print(generate("ROMEO:", max_new_tokens=50)[0]["generated_text"])', "```", "",
-    ])
+    return "\n".join(
+        [
+            "---",
+            "library_name: transformers",
+            "pipeline_tag: text-generation",
+            "tags: [gpt2]",
+            "---",
+            "",
+            f"# GPT-2 ({config.n_layer} layers, width {config.n_embd}, context {config.block_size})"
+            " trained on tiny Shakespeare",
+            "",
+            f"Exported from a checkpoint at {trained}." if trained else "",
+            "",
+            "```python",
+            "from transformers import pipeline",
+            "",
+            'generate = pipeline("text-generation", model="path/to/this/folder/or/user/repo")',
+            'print(generate("ROMEO:", max_new_tokens=50)[0]["generated_text"])',
+            "```",
+            "",
+        ]
+    )
 
 
-def export_hf_folder(model: GPT, out_dir: str | Path, force: bool = False, dtype: str = "float32",
-                     info: dict | None = None) -> Path:
-    """Write model as a transformers GPT-2 folder: config, weights, tokenizer files when they can be had (else a warning)."""
+def export_hf_folder(
+    model: GPT, out_dir: str | Path, force: bool = False, dtype: str = "float32", info: dict | None = None
+) -> Path:
+    """Write model as a transformers GPT-2 folder: config, weights, tokenizer files when they can be had (else warn)."""
     from safetensors.torch import save
 
     if dtype not in DTYPES:
@@ -53,7 +69,9 @@ def export_hf_folder(model: GPT, out_dir: str | Path, force: bool = False, dtype
         try:
             tokenizer = gpt2_tokenizer_files()
         except FileNotFoundError as e:
-            warnings.warn(f"no tokenizer files written ({e}); load the tokenizer from the Hub's 'gpt2' instead", stacklevel=2)
+            warnings.warn(
+                f"no tokenizer files written ({e}); load the tokenizer from the Hub's 'gpt2' instead", stacklevel=2
+            )
 
     def fill(folder: Path) -> None:
         atomic_write_bytes(folder / "config.json", json.dumps(hf, indent=2).encode() + b"\n")
@@ -72,8 +90,9 @@ def export_hf_folder(model: GPT, out_dir: str | Path, force: bool = False, dtype
 
     return write_folder(out_dir, fill, force)
 
+
 def export_hf(checkpoint: str | Path, out_dir: str | Path, force: bool = False, dtype: str = "float32") -> Path:
-    """Write a checkpoint's model (any kind, .pt or .safetensors) as a transformers GPT-2 folder; refuse a non-empty out_dir unless forced."""
+    """A checkpoint's model (any kind, .pt or .safetensors) as a transformers folder; a full out_dir only if forced."""
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     check_out_dir(out_dir, force, source=checkpoint)  # before the slow load
     model, ckpt = load_model(checkpoint)
@@ -85,6 +104,7 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, force: bool = False, 
 
 
 # ----------------------------------------------------------------------------- import
+
 
 def hf_folder(source: str | Path) -> Path:
     """A local transformers folder as it is; a Hub name ("gpt2") downloaded, config and weights only."""

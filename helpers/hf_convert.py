@@ -35,7 +35,9 @@ def to_hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
     return out
 
 
-def from_hf_state_dict(hf_state: dict[str, torch.Tensor], config: GPTConfig, where: str | Path) -> dict[str, torch.Tensor]:
+def from_hf_state_dict(
+    hf_state: dict[str, torch.Tensor], config: GPTConfig, where: str | Path
+) -> dict[str, torch.Tensor]:
     """A transformers GPT-2 state dict as ours: transposed back, wpe cropped to block_size."""
     state = {}
     for key, t in hf_state.items():
@@ -51,7 +53,9 @@ def from_hf_state_dict(hf_state: dict[str, torch.Tensor], config: GPTConfig, whe
         raise CheckpointError(where, f"no token embedding of {config.vocab_size} rows (transformer.wte.weight)")
     head = state.pop("lm_head.weight", None)
     if head is not None and not torch.equal(head.float(), wte):
-        raise CheckpointError(where, "lm_head.weight differs from the token embedding; only tied GPT-2 models can be imported")
+        raise CheckpointError(
+            where, "lm_head.weight differs from the token embedding; only tied GPT-2 models can be imported"
+        )
     state["lm_head.weight"] = wte
     if "transformer.wpe.weight" in state:
         state["transformer.wpe.weight"] = state["transformer.wpe.weight"][: config.block_size].contiguous()
@@ -88,6 +92,7 @@ def hf_config(config: GPTConfig, dtype: str = "float32") -> dict:
 
 def gpt_config_from_hf(hf: dict, where: str | Path, block_size: int | None = None, dropout: float = 0.0) -> GPTConfig:
     """Our GPTConfig for a transformers GPT-2 config.json; a CheckpointError if the network differs."""
+
     def differs(key: str, ok: Callable[[object], bool], default: object) -> None:
         value = hf.get(key, default)
         if not ok(value):
@@ -106,7 +111,14 @@ def gpt_config_from_hf(hf: dict, where: str | Path, block_size: int | None = Non
     if block_size > n_positions:
         raise CheckpointError(where, f"block_size {block_size} is longer than the model's {n_positions} positions")
     try:
-        return GPTConfig(block_size=block_size, vocab_size=hf["vocab_size"], n_layer=hf["n_layer"],
-                         n_head=hf["n_head"], n_embd=hf["n_embd"], dropout=dropout, bias=True)
+        return GPTConfig(
+            block_size=block_size,
+            vocab_size=hf["vocab_size"],
+            n_layer=hf["n_layer"],
+            n_head=hf["n_head"],
+            n_embd=hf["n_embd"],
+            dropout=dropout,
+            bias=True,
+        )
     except KeyError as e:
         raise CheckpointError(where, f"config.json lacks {e.args[0]}") from None

@@ -21,8 +21,11 @@ def colab_secret(name: str = TOKEN_NAME) -> str | None:
     except ImportError:
         return None  # not in Colab
     # No such secret, no access granted, or no answer to Colab's access prompt: missing_token_reason says which.
-    expected = tuple(getattr(userdata, n) for n in ("SecretNotFoundError", "NotebookAccessError", "TimeoutException")
-                     if hasattr(userdata, n))
+    expected = tuple(
+        getattr(userdata, n)
+        for n in ("SecretNotFoundError", "NotebookAccessError", "TimeoutException")
+        if hasattr(userdata, n)
+    )
     try:
         return userdata.get(name) or None
     except expected:
@@ -42,7 +45,7 @@ def hub_token(token: str | None = None) -> str | None:
 
 
 def missing_token_reason() -> str:
-    """Why hub_token() found no token, with what to do: in Colab, no secret told apart from a secret this notebook may not read."""
+    """Why hub_token() found no token, and what to do (in Colab: no secret, or one this notebook may not read)."""
     try:
         from google.colab import userdata
     except ImportError:
@@ -51,11 +54,15 @@ def missing_token_reason() -> str:
         userdata.get("HF_TOKEN")
         return "the Colab secret HF_TOKEN is empty: paste a write token from huggingface.co/settings/tokens into it"
     except userdata.NotebookAccessError:
-        return ("the Colab secret HF_TOKEN exists, but this notebook has no access to it: open the key panel "
-                "(Secrets, on the left) and turn on 'Notebook access' for HF_TOKEN, then run this cell again")
+        return (
+            "the Colab secret HF_TOKEN exists, but this notebook has no access to it: open the key panel "
+            "(Secrets, on the left) and turn on 'Notebook access' for HF_TOKEN, then run this cell again"
+        )
     except userdata.SecretNotFoundError:
-        return ("no Hugging Face token: add the Colab secret HF_TOKEN (key panel on the left) holding a write token "
-                "from huggingface.co/settings/tokens, give this notebook access to it, then run this cell again")
+        return (
+            "no Hugging Face token: add the Colab secret HF_TOKEN (key panel on the left) holding a write token "
+            "from huggingface.co/settings/tokens, give this notebook access to it, then run this cell again"
+        )
     except Exception as e:  # e.g. a timeout asking for the secret
         return f"the Colab secret HF_TOKEN could not be read ({type(e).__name__}: {e})"
 
@@ -88,17 +95,24 @@ def space_kind(folder: Path) -> tuple[str, str | None]:
 
 
 def refusal(repo_id: str, status: int, hardware: str | None) -> HubError:
-    """The one line for a Hub that will not create a Gradio Space (402/403): what the account needs, and the free way."""
-    need = ("a free account in good standing (verified email, older than 30 days) may host two ZeroGPU Spaces, else PRO"
-            if hardware == SPACE_HARDWARE["zero-gpu"] else "a Gradio Space on free cpu-basic hardware needs a PRO account "
-            "(huggingface.co/subscribe/pro), or --hardware zero-gpu on a free account in good standing")
+    """The one line for a Hub that will not create a Gradio Space (402/403): what the account needs, the free way."""
+    need = (
+        "a free account in good standing (verified email, older than 30 days) may host two ZeroGPU Spaces, else PRO"
+        if hardware == SPACE_HARDWARE["zero-gpu"]
+        else "a Gradio Space on free cpu-basic hardware needs a PRO account "
+        "(huggingface.co/subscribe/pro), or --hardware zero-gpu on a free account in good standing"
+    )
     token = "; check too that the token may write to this namespace" if status == 403 else ""
-    return HubError(repo_id, f"the Hub refused to create a Gradio Space on {hardware} (HTTP {status}): {need}{token}; "
-                             "a static Space (--kind static, the default) is free for everyone")
+    return HubError(
+        repo_id,
+        f"the Hub refused to create a Gradio Space on {hardware} (HTTP {status}): {need}{token}; "
+        "a static Space (--kind static, the default) is free for everyone",
+    )
 
 
-def upload_to_hub(folder: str | Path, repo_id: str, token: str | None = None, private: bool = False,
-                  repo_type: str = "model") -> str | None:
+def upload_to_hub(
+    folder: str | Path, repo_id: str, token: str | None = None, private: bool = False, repo_type: str = "model"
+) -> str | None:
     """Upload a folder to the Hub repository repo_id (created if need be); its URL, or None without a token.
 
     repo_type "model": an exported transformers folder; "space": a Space from helpers.space (Gradio)
@@ -125,5 +139,7 @@ def upload_to_hub(folder: str | Path, repo_id: str, token: str | None = None, pr
         if sdk == "gradio" and status in (402, 403):
             raise refusal(repo_id, status, hardware) from None
         raise
-    api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type, commit_message=f"Upload {folder.name}")
+    api.upload_folder(
+        repo_id=repo_id, folder_path=str(folder), repo_type=repo_type, commit_message=f"Upload {folder.name}"
+    )
     return str(url)

@@ -23,10 +23,18 @@ from helpers.fileio import atomic_write_bytes
 REGISTRY = "https://registry.npmjs.org"
 # package -> (version, npm's dist.integrity, license, the files the page loads from its tarball)
 PACKAGES = {
-    "onnxruntime-web": ("1.30.0", "sha512-q0y+JrrtukXSzsBWEMccVfqX25LRmosXHF+CaRJmg8pZClzcV7svNc4rKY3jL02Vb7QmRMDs1SigqR4CXAfKYQ==",
-                        "MIT", ("dist/ort.wasm.min.mjs", "dist/ort-wasm-simd-threaded.mjs", "dist/ort-wasm-simd-threaded.wasm")),
-    "@huggingface/tokenizers": ("0.2.0", "sha512-LidMHe1FpcSYH4vcSjXooda34pC0M8m1gmDOv7SQi6Iv+ib1zX7J3sHBCC9/3FPCkn2k1b55FneVqMRxrr99pg==",
-                                "Apache-2.0", ("dist/tokenizers.min.mjs",)),
+    "onnxruntime-web": (
+        "1.30.0",
+        "sha512-q0y+JrrtukXSzsBWEMccVfqX25LRmosXHF+CaRJmg8pZClzcV7svNc4rKY3jL02Vb7QmRMDs1SigqR4CXAfKYQ==",
+        "MIT",
+        ("dist/ort.wasm.min.mjs", "dist/ort-wasm-simd-threaded.mjs", "dist/ort-wasm-simd-threaded.wasm"),
+    ),
+    "@huggingface/tokenizers": (
+        "0.2.0",
+        "sha512-LidMHe1FpcSYH4vcSjXooda34pC0M8m1gmDOv7SQi6Iv+ib1zX7J3sHBCC9/3FPCkn2k1b55FneVqMRxrr99pg==",
+        "Apache-2.0",
+        ("dist/tokenizers.min.mjs",),
+    ),
 }
 
 
@@ -59,7 +67,10 @@ def tarball(name: str) -> bytes:
         with urllib.request.urlopen(url, timeout=120) as response:
             payload = response.read()
     except OSError as e:  # offline, DNS, HTTP errors
-        raise PathError(url, f"cannot be downloaded ({describe(e)}); the static Space needs it once, then it is cached in {path.parent}") from None
+        raise PathError(
+            url,
+            f"cannot be downloaded ({describe(e)}); the static Space needs it once, then it is cached in {path.parent}",
+        ) from None
     if not matches(payload, integrity):
         raise PathError(url, f"is not the pinned {name}@{version} (its sha512 differs from {integrity[:24]}...)")
     atomic_write_bytes(path, payload)

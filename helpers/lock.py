@@ -39,7 +39,9 @@ LOCK_NAME = "run.lock"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 180.0  # six missed heartbeats: longer than Drive takes to show one runtime's write to another
 POLL_S = 5.0  # how often a run waiting for another machine's lock looks at it again
-_held: dict[Path, "FolderLock"] = {}  # the folders this process holds: a notebook run again in its kernel keeps its lock
+_held: dict[
+    Path, "FolderLock"
+] = {}  # the folders this process holds: a notebook run again in its kernel keeps its lock
 
 
 class LockError(PathError):
@@ -55,7 +57,9 @@ def _read(path: Path) -> dict | None:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None  # none, or torn: nobody's
-    return record if isinstance(record, dict) and {"host", "pid", "started", "heartbeat", "id"} <= record.keys() else None
+    return (
+        record if isinstance(record, dict) and {"host", "pid", "started", "heartbeat", "id"} <= record.keys() else None
+    )
 
 
 def holder(record: dict) -> str:
@@ -96,8 +100,10 @@ class FolderLock:
         other = _read(self.path)
         if flocked is False:
             who = holder(other) if other else "another process on this machine"
-            raise LockError(self.folder, f"in use by another run ({who}); wait for it to finish or stop it, "
-                                         "or choose another checkpoint_dir")
+            raise LockError(
+                self.folder,
+                f"in use by another run ({who}); wait for it to finish or stop it, or choose another checkpoint_dir",
+            )
         if other is not None and other["id"] != self.record["id"]:
             age = time.time() - other["heartbeat"]
             if other["host"] == HOST:
@@ -109,9 +115,12 @@ class FolderLock:
                 why = f"no heartbeat for {(time.time() - other['heartbeat']) / 60:.0f} min"
             if not stale:
                 self._close()
-                raise LockError(self.folder, f"in use by another run ({holder(other)}, whose heartbeat goes on); stop "
-                                f"that run (in its runtime: Runtime > Disconnect and delete runtime), or choose another "
-                                f"checkpoint_dir")
+                raise LockError(
+                    self.folder,
+                    f"in use by another run ({holder(other)}, whose heartbeat goes on); stop "
+                    f"that run (in its runtime: Runtime > Disconnect and delete runtime), or choose another "
+                    f"checkpoint_dir",
+                )
             report(f"TAKING OVER the lock of {self.folder} from {holder(other)}: {why}")
         self._write()
         if (_read(self.path) or {}).get("id") != self.record["id"]:  # another runtime wrote at the same moment
@@ -127,8 +136,10 @@ class FolderLock:
         one should not fail for it; a runtime that lives rewrites its heartbeat within HEARTBEAT_S.
         """
         deadline = other["heartbeat"] + STALE_AFTER_S
-        report(f"{self.folder} is held by {holder(other)}, last heartbeat {time.time() - other['heartbeat']:.0f} s "
-               f"ago: waiting until {_when(deadline)} to see whether that run still lives")
+        report(
+            f"{self.folder} is held by {holder(other)}, last heartbeat {time.time() - other['heartbeat']:.0f} s "
+            f"ago: waiting until {_when(deadline)} to see whether that run still lives"
+        )
         while time.time() < deadline:
             time.sleep(min(POLL_S, max(0.0, deadline - time.time())))
             if _read(self.path) != other:

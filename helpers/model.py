@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -43,6 +43,10 @@ class GPTConfig:
     def to_dict(self) -> dict:
         """The config as a plain dict (what checkpoints store as `model_args`)."""
         return asdict(self)
+
+
+# The fields two models must share to be the same architecture: all but dropout, which only changes training.
+ARCHITECTURE = tuple(f.name for f in fields(GPTConfig) if f.name != "dropout")
 
 
 class KVBuffer:
@@ -220,8 +224,9 @@ class GPT(nn.Module):
         "Loading Full Checkpoint" snippet does. The cost is a slight pull of biases and LayerNorm
         gains towards zero, which over a run this short is negligible.
         """
-        return torch.optim.AdamW(self.parameters(), lr=learning_rate, betas=betas,
-                                 weight_decay=weight_decay, fused=fused)
+        return torch.optim.AdamW(
+            self.parameters(), lr=learning_rate, betas=betas, weight_decay=weight_decay, fused=fused
+        )
 
     def flops_per_token(self, seq_len: int) -> int:
         """Training FLOPs per token, nanoGPT's estimate: 6N + 12*L*H*Q*T."""
@@ -238,7 +243,9 @@ class GPT(nn.Module):
         x, present = self._hidden(idx, past)
         return self.lm_head(x), present
 
-    def _hidden(self, idx: torch.Tensor, past: KVCache | list[KVBuffer] | None) -> tuple[torch.Tensor, KVCache | list[KVBuffer]]:
+    def _hidden(
+        self, idx: torch.Tensor, past: KVCache | list[KVBuffer] | None
+    ) -> tuple[torch.Tensor, KVCache | list[KVBuffer]]:
         """The final LayerNorm's output for idx after past's positions, and the grown cache."""
         if past is None:
             T_past = 0
@@ -270,8 +277,14 @@ class GPT(nn.Module):
         return idx
 
     @torch.no_grad()
-    def generate_stream(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                        top_k: int | None = None, seed: int | None = None) -> Iterator[torch.Tensor]:
+    def generate_stream(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+    ) -> Iterator[torch.Tensor]:
         """Yield generate's new tokens one at a time, each (B, 1), as soon as it is sampled."""
         if temperature <= 0:
             raise ValueError("temperature must be positive")

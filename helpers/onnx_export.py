@@ -72,14 +72,25 @@ def export_onnx(model: GPT, path: str | Path, dtype: str = "int8") -> Path:
     # The prompt's length and the cache's are free; an example with both non-zero traces the general case.
     example_ids = torch.zeros(1, 2, dtype=torch.long)
     example_past = [t.new_zeros(1, t.size(1), 3, t.size(3)) for t in empty_cache(model)]
-    batch, seq, past_seq = torch.export.Dim("batch", max=64), torch.export.Dim("seq", max=block), torch.export.Dim("past", max=block)
+    batch, seq, past_seq = (
+        torch.export.Dim("batch", max=64),
+        torch.export.Dim("seq", max=block),
+        torch.export.Dim("past", max=block),
+    )
     shapes = ({0: batch, 1: seq}, tuple({0: batch, 2: past_seq} for _ in past_in))  # *past is one argument
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp, quiet():
         raw = Path(tmp) / "model.onnx"
         with torch.no_grad():
-            program = torch.onnx.export(CachedLM(model), (example_ids, *example_past), dynamo=True,
-                                        input_names=["input_ids", *past_in], output_names=["logits", *past_out],
-                                        dynamic_shapes=shapes, optimize=True, verbose=False)
+            program = torch.onnx.export(
+                CachedLM(model),
+                (example_ids, *example_past),
+                dynamo=True,
+                input_names=["input_ids", *past_in],
+                output_names=["logits", *past_out],
+                dynamic_shapes=shapes,
+                optimize=True,
+                verbose=False,
+            )
         program.save(str(raw), external_data=False)
         if dtype == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -13,26 +13,42 @@ from helpers.hardware import Hardware, autocast
 from helpers.model import GPT
 
 
-def sample_stream(model: GPT, enc: tiktoken.Encoding, prompt: str, tokens: int, temperature: float, device: str,
-                  seed: int | None = None) -> Iterator[str]:
+def sample_stream(
+    model: GPT,
+    enc: tiktoken.Encoding,
+    prompt: str,
+    tokens: int,
+    temperature: float,
+    device: str,
+    seed: int | None = None,
+) -> Iterator[str]:
     """The prompt, then the model's continuation piece by piece as it is generated (joined: sample's text)."""
     ids = enc.encode(prompt or "\n")
     shown = text = enc.decode(ids)
     yield shown
-    for token in model.generate_stream(torch.tensor([ids], device=device), tokens, temperature=temperature,
-                                       top_k=200, seed=seed):
+    for token in model.generate_stream(
+        torch.tensor([ids], device=device), tokens, temperature=temperature, top_k=200, seed=seed
+    ):
         ids.append(token.item())
         text = enc.decode(ids)
         # A character of several bytes can span tokens: wait for its last byte (tiktoken shows a
         # part as U+FFFD) rather than print a replacement character that a later token mends.
         if not text.endswith("\ufffd"):
-            yield text[len(shown):]
+            yield text[len(shown) :]
             shown = text
     if text != shown:
-        yield text[len(shown):]  # the text ends inside a character: show what there is
+        yield text[len(shown) :]  # the text ends inside a character: show what there is
 
 
-def sample(model: GPT, enc: tiktoken.Encoding, prompt: str, tokens: int, temperature: float, device: str, seed: int | None = None) -> str:
+def sample(
+    model: GPT,
+    enc: tiktoken.Encoding,
+    prompt: str,
+    tokens: int,
+    temperature: float,
+    device: str,
+    seed: int | None = None,
+) -> str:
     """The prompt continued by the model."""
     return "".join(sample_stream(model, enc, prompt, tokens, temperature, device, seed))
 

@@ -1,4 +1,4 @@
-"""The checkpoint policy of the user's document: periodic, best and final files, and resuming.
+"""The checkpoint policy (docs/checkpoints.md): periodic, best and final files, and resuming.
 
 - periodic `model_step_{step}.pt`: full, every `save_every` steps, the newest `keep_last` kept;
 - best `model_best.pt` (deployment) and `model_best_full.pt` (full, never rotated): the lowest
@@ -83,9 +83,14 @@ def _file_key(path: Path, expected: GPTConfig) -> tuple[str, int, int, tuple]:
     return (str(path), stat.st_size, stat.st_mtime_ns, tuple(expected.to_dict().items()))
 
 
-def rotate(checkpoint_dir: str | Path, keep_last: int, expected: GPTConfig, newest: Path | None = None,
-           report: Callable[[str], None] = print) -> list[Path]:
-    """Keep the newest keep_last periodic checkpoints this run can resume from, newest (just written) always; return the deleted.
+def rotate(
+    checkpoint_dir: str | Path,
+    keep_last: int,
+    expected: GPTConfig,
+    newest: Path | None = None,
+    report: Callable[[str], None] = print,
+) -> list[Path]:
+    """Keep the newest keep_last periodic checkpoints this run can resume from, the newest always; return the deleted.
 
     A file that does not load or is another model's is reported (once) and neither counted nor
     deleted: counting it would delete good files, deleting it would destroy what the user may
@@ -113,7 +118,7 @@ def rotate(checkpoint_dir: str | Path, keep_last: int, expected: GPTConfig, newe
             _resumable.add(key)
         if newest_step is None or step < newest_step:
             usable.append(path)
-    old = usable[keep_last - 1:] if newest is not None else usable[keep_last:]
+    old = usable[keep_last - 1 :] if newest is not None else usable[keep_last:]
     for path in old:
         discard(path)  # on Drive, truncated first: its trash would keep 1.5 GB for 30 days
     return old
@@ -141,9 +146,10 @@ def save_final(checkpoint_dir: str | Path, full_ckpt: dict) -> tuple[Path, Path,
     return save_checkpoint(deploy, directory / FINAL), full, save_checkpoint(deploy, directory / BEST)
 
 
-def save_periodic(checkpoint_dir: str | Path, full_ckpt: dict, keep_last: int,
-                  best_ckpt: dict | None = None) -> tuple[Path, list[Path]]:
-    """Write the best pair (if given), then model_step_{step}.pt, then rotate; return the new path and the deleted ones."""
+def save_periodic(
+    checkpoint_dir: str | Path, full_ckpt: dict, keep_last: int, best_ckpt: dict | None = None
+) -> tuple[Path, list[Path]]:
+    """Write the best pair (if given), then model_step_{step}.pt, then rotate; return the new path and the deleted."""
     check_held(checkpoint_dir)  # a run whose folder another run took over writes nothing more
     if best_ckpt is not None:
         save_best(checkpoint_dir, best_ckpt)
@@ -154,8 +160,9 @@ def save_periodic(checkpoint_dir: str | Path, full_ckpt: dict, keep_last: int,
 class SaveClock:
     """Says when a periodic save is due: every save_every steps, or save_every_minutes after the last."""
 
-    def __init__(self, save_every: int, save_every_minutes: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, save_every: int, save_every_minutes: float = 0.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.save_every, self.seconds, self.clock = save_every, save_every_minutes * 60, clock
         self.last = clock()
 
@@ -194,7 +201,7 @@ class BestState:
 
 
 def full_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
-    """Full checkpoints to resume from: model_final_full.pt first (a finished run), then the periodic ones, newest first."""
+    """Full checkpoints to resume from: model_final_full.pt first (a finished run), then periodic ones, newest first."""
     final_full = Path(checkpoint_dir) / FINAL_FULL
     periodic = [p for _, p in reversed(periodic_checkpoints(checkpoint_dir))]
     return [final_full, *periodic] if final_full.exists() else periodic
@@ -216,8 +223,11 @@ def find_resume_checkpoint(
     existing = sorted(Path(checkpoint_dir).glob("model_*.pt")) if Path(checkpoint_dir).is_dir() else []
     if resume == "never":
         if existing:
-            raise CheckpointError(checkpoint_dir, f"holds {len(existing)} checkpoint(s) of an earlier run, which starting "
-                                  "over would overwrite; move them or choose another checkpoint_dir")
+            raise CheckpointError(
+                checkpoint_dir,
+                f"holds {len(existing)} checkpoint(s) of an earlier run, which starting "
+                "over would overwrite; move them or choose another checkpoint_dir",
+            )
         return None
     if resume != "auto":
         return Path(resume), load_resumable(resume, expected)
@@ -230,8 +240,11 @@ def find_resume_checkpoint(
             continue
         return path, ckpt
     if candidates:
-        raise CheckpointError(checkpoint_dir, f"holds {len(candidates)} full checkpoint(s), none of which fits this "
-                              "model; starting over would overwrite them: move them or choose another checkpoint_dir")
+        raise CheckpointError(
+            checkpoint_dir,
+            f"holds {len(candidates)} full checkpoint(s), none of which fits this "
+            "model; starting over would overwrite them: move them or choose another checkpoint_dir",
+        )
     return None
 
 
@@ -240,8 +253,9 @@ def final_files_missing(checkpoint_dir: str | Path) -> list[str]:
     return [name for name in (FINAL, FINAL_FULL, BEST) if not (Path(checkpoint_dir) / name).exists()]
 
 
-def _best_problem(path: Path, expected: GPTConfig, best_step: int, kind: str | None = FULL,
-                  ahead_of: int | None = None) -> str | None:
+def _best_problem(
+    path: Path, expected: GPTConfig, best_step: int, kind: str | None = FULL, ahead_of: int | None = None
+) -> str | None:
     """Why the file at path is not the best step's state (or weights), or None if it is.
 
     A best of a step after ahead_of (the resume step) is fine too: a crash came between the best
@@ -257,8 +271,14 @@ def _best_problem(path: Path, expected: GPTConfig, best_step: int, kind: str | N
     return f"{path}: holds step {ckpt['step']}, not the best step {best_step}"
 
 
-def check_best(checkpoint_dir: str | Path, resume_path: Path, ckpt: dict, expected: GPTConfig,
-               report: Callable[[str], None] = print, repair: bool = True) -> tuple[Path, dict]:
+def check_best(
+    checkpoint_dir: str | Path,
+    resume_path: Path,
+    ckpt: dict,
+    expected: GPTConfig,
+    report: Callable[[str], None] = print,
+    repair: bool = True,
+) -> tuple[Path, dict]:
     """At resume, make sure model_best_full.pt is the best step's state; if not, say so and take the way out.
 
     The final pair is built from model_best_full.pt when the best step is older than the resume
@@ -293,20 +313,32 @@ def check_best(checkpoint_dir: str | Path, resume_path: Path, ckpt: dict, expect
             earlier_ckpt = load_resumable(periodic[earlier], expected)
         except CheckpointError:
             continue
-        report(f"{problem}; RESUMING FROM {periodic[earlier].name} (step {earlier}) INSTEAD of step {step}, to train "
-               f"the best step {best_step} again and make its state anew")
+        report(
+            f"{problem}; RESUMING FROM {periodic[earlier].name} (step {earlier}) INSTEAD of step {step}, to train "
+            f"the best step {best_step} again and make its state anew"
+        )
         return periodic[earlier], earlier_ckpt
     weights_problem = _best_problem(directory / BEST, expected, best_step, kind=None)
     if weights_problem is None:
         best = load_checkpoint(directory / BEST, mmap=False)  # not mapped: save_best replaces the file
         note = f"weights of step {best_step} (model_best.pt), training state of step {step} ({resume_path.name})"
-        report(f"{problem}; no file before the best step is left to train it again: THE FINAL PAIR WILL HOLD THE "
-               f"{note.upper()}, so model_final_full.pt resumes with step {step}'s optimizer state")
+        report(
+            f"{problem}; no file before the best step is left to train it again: THE FINAL PAIR WILL HOLD THE "
+            f"{note.upper()}, so model_final_full.pt resumes with step {step}'s optimizer state"
+        )
         if repair:
-            rebuilt = dict(ckpt, model_state_dict=best["model_state_dict"], step=best_step, loss=best["loss"],
-                           val_loss=best.get("val_loss"), best_state_note=note)
+            rebuilt = dict(
+                ckpt,
+                model_state_dict=best["model_state_dict"],
+                step=best_step,
+                loss=best["loss"],
+                val_loss=best.get("val_loss"),
+                best_state_note=note,
+            )
             save_best(directory, rebuilt)
         return resume_path, ckpt
-    report(f"{problem}; {weights_problem}: THE BEST STATE (STEP {best_step}) IS LOST; the final pair will be the best "
-           f"evaluation from step {step} on")
+    report(
+        f"{problem}; {weights_problem}: THE BEST STATE (STEP {best_step}) IS LOST; the final pair will be the best "
+        f"evaluation from step {step} on"
+    )
     return resume_path, dict(ckpt, best_step=None, best_val_loss=float("inf"))

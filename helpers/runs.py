@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from helpers.config import PRESETS, TrainConfig
+from helpers.config import MODEL_FIELDS, PRESETS, TrainConfig
 from helpers.data_source import data_label
-from helpers.model import GPT, GPTConfig
+from helpers.model import ARCHITECTURE, GPT, GPTConfig
 
-SHAPE = ("n_layer", "n_head", "n_embd", "block_size", "bias")  # what resuming checks, with the vocabulary
+SHAPE = tuple(name for name in ARCHITECTURE if name in MODEL_FIELDS)  # the architecture a run sets
 GPT2_SMALL = GPTConfig()  # GPT-2 124M
 
 

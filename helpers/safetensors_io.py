@@ -47,7 +47,9 @@ def encode(state_dict: dict, keys: dict) -> bytes:
         try:
             metadata[key] = json.dumps(value)
         except TypeError:
-            raise ValueError(f"checkpoint key {key!r} holds a {type(value).__name__}, which JSON cannot store") from None
+            raise ValueError(
+                f"checkpoint key {key!r} holds a {type(value).__name__}, which JSON cannot store"
+            ) from None
     return save(tensors, metadata=metadata)
 
 

@@ -26,7 +26,10 @@ from helpers.tokenizer_files import gpt2_tokenizer_files
 
 TEMPLATE = Path(__file__).resolve().parent / "space_template"
 COPIED = {"app.py": "app.py", "gitattributes": ".gitattributes"}
-HARDWARE = {"cpu-basic": "requirements.txt", "zero-gpu": "requirements-zero-gpu.txt"}  # --hardware -> the Space's requirements
+HARDWARE = {
+    "cpu-basic": "requirements.txt",
+    "zero-gpu": "requirements-zero-gpu.txt",
+}  # --hardware -> the Space's requirements
 ZERO_GPU_PYTHON = "3.10.13"  # the Python ZeroGPU supports (requirements-zero-gpu.txt says where that is written)
 FORMATS = {"pt": "model_final.pt", "safetensors": "model_final.safetensors"}
 PT_SNIPPET = """import torch
@@ -64,42 +67,71 @@ def space_facts(model: GPT, ckpt: dict, checkpoint_name: str, dtype: str, title:
     history = (ckpt.get("history") or {}).get("val") or []
     if not isinstance(val_loss, (int, float)) and history:
         val_step, val_loss = history[-1]  # the final step was not an evaluation step
-    return {"title": title, "checkpoint": checkpoint_name, "dtype": dtype, "step": int(ckpt["step"]),
-            "loss": float(ckpt["loss"]), "val_loss": float(val_loss) if isinstance(val_loss, (int, float)) else None,
-            "val_step": val_step, "parameters": model.num_params(), "config": ckpt.get("config", {}),
-            **model.config.to_dict()}
+    return {
+        "title": title,
+        "checkpoint": checkpoint_name,
+        "dtype": dtype,
+        "step": int(ckpt["step"]),
+        "loss": float(ckpt["loss"]),
+        "val_loss": float(val_loss) if isinstance(val_loss, (int, float)) else None,
+        "val_step": val_step,
+        "parameters": model.num_params(),
+        "config": ckpt.get("config", {}),
+        **model.config.to_dict(),
+    }
 
 
 def card_fields(facts: dict) -> dict:
     """The facts as the Space cards print them (both kinds): sizes, losses, the run's settings."""
     config = facts["config"] if isinstance(facts["config"], dict) else {}
-    settings = ", ".join(f"{k} {config[k]}" for k in ("preset", "max_steps", "batch_size", "grad_accum_steps",
-                                                     "learning_rate", "dtype") if k in config)
+    settings = ", ".join(
+        f"{k} {config[k]}"
+        for k in ("preset", "max_steps", "batch_size", "grad_accum_steps", "learning_rate", "dtype")
+        if k in config
+    )
     val = f"{facts['val_loss']:.4f} (at step {facts['val_step']})" if facts["val_loss"] is not None else "not measured"
-    return dict(facts, parameters_m=f"{facts['parameters'] / 1e6:,.1f}", loss=f"{facts['loss']:.4f}", val_loss=val,
-                settings=settings or "not recorded", file_mb=f"{facts['file_bytes'] / 1e6:,.1f}")
+    return dict(
+        facts,
+        parameters_m=f"{facts['parameters'] / 1e6:,.1f}",
+        loss=f"{facts['loss']:.4f}",
+        val_loss=val,
+        settings=settings or "not recorded",
+        file_mb=f"{facts['file_bytes'] / 1e6:,.1f}",
+    )
 
 
 def model_card(facts: dict, fmt: str) -> str:
     """README.md of the Gradio Space: the card's YAML header and the model card, from the template."""
     zero = facts.get("hardware") == "zero-gpu"
     return Template((TEMPLATE / "README.md").read_text()).substitute(
-        card_fields(facts), gradio_version=gradio_version(), runs_on="on a ZeroGPU GPU" if zero else "on the CPU",
+        card_fields(facts),
+        gradio_version=gradio_version(),
+        runs_on="on a ZeroGPU GPU" if zero else "on the CPU",
         hardware_card=f"python_version: {ZERO_GPU_PYTHON}\nsuggested_hardware: zero-a10g\n" if zero else "",
-        load_snippet=SAFETENSORS_SNIPPET if fmt == "safetensors" else PT_SNIPPET)
+        load_snippet=SAFETENSORS_SNIPPET if fmt == "safetensors" else PT_SNIPPET,
+    )
 
 
-def make_space(checkpoint: str | Path, out_dir: str | Path, force: bool = False, dtype: str = "float32",
-               fmt: str = "pt", title: str = "GPT-2 on Shakespeare", hardware: str = "cpu-basic") -> Path:
+def make_space(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    force: bool = False,
+    dtype: str = "float32",
+    fmt: str = "pt",
+    title: str = "GPT-2 on Shakespeare",
+    hardware: str = "cpu-basic",
+) -> Path:
     """Write a Gradio Space for the checkpoint (full or deployment, .pt or .safetensors) into out_dir, for hardware."""
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     if dtype not in DTYPES or fmt not in FORMATS or hardware not in HARDWARE:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; fmt one of {', '.join(FORMATS)}; "
-                         f"hardware one of {', '.join(HARDWARE)}")
+        raise ValueError(
+            f"dtype must be one of {', '.join(DTYPES)}; fmt one of {', '.join(FORMATS)}; "
+            f"hardware one of {', '.join(HARDWARE)}"
+        )
     check_out_dir(out_dir, force, source=checkpoint)  # before the slow load
     model, ckpt = load_model(checkpoint)  # every check the tools make, weights fitted to the model
     deploy = to_deployment(ckpt, dtype)  # the strip tool's own code: no optimizer or training state
-    deploy["model_args"] = model.config.to_dict()  # files in the document's own format lack it
+    deploy["model_args"] = model.config.to_dict()  # files in the summary's own format lack it (docs/checkpoints.md)
     try:
         tokenizer = gpt2_tokenizer_files()
     except FileNotFoundError as e:
@@ -124,5 +156,5 @@ def make_space(checkpoint: str | Path, out_dir: str | Path, force: bool = False,
 
 
 def push_space(folder: str | Path, repo_id: str, token: str | None = None) -> str | None:
-    """Create the Space repo_id (if need be; static or Gradio, as the folder is) and upload folder; its URL, or None without a token."""
+    """Create the Space repo_id if need be (static or Gradio, as the folder is) and upload folder; its URL, or None."""
     return upload_to_hub(folder, repo_id, token, repo_type="space")

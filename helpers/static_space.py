@@ -34,8 +34,9 @@ def require_packages() -> None:
     """One clear ImportError naming what to install when a package the static kind needs is missing."""
     missing = [pip for module, pip in NEEDED.items() if importlib.util.find_spec(module) is None]
     if missing:
-        raise ImportError(f"the static Space needs {', '.join(missing)} to export the model: "
-                          f"pip install {' '.join(missing)}")
+        raise ImportError(
+            f"the static Space needs {', '.join(missing)} to export the model: pip install {' '.join(missing)}"
+        )
 
 
 def static_card(facts: dict) -> str:
@@ -44,9 +45,14 @@ def static_card(facts: dict) -> str:
     return Template((STATIC / "README.md").read_text()).substitute(card_fields(facts), runtime=runtime)
 
 
-def make_static_space(checkpoint: str | Path, out_dir: str | Path, force: bool = False, dtype: str = "int8",
-                      title: str = "GPT-2 on Shakespeare") -> Path:
-    """Write a static Space for the checkpoint (any kind, .pt or .safetensors) into out_dir: ONNX dtype int8 or float32."""
+def make_static_space(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    force: bool = False,
+    dtype: str = "int8",
+    title: str = "GPT-2 on Shakespeare",
+) -> Path:
+    """Write a static Space for the checkpoint (any kind, .pt or .safetensors) into out_dir: ONNX int8 or float32."""
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     if dtype not in ONNX_DTYPES:
         raise ValueError(f"the static Space's dtype must be one of {', '.join(ONNX_DTYPES)}")
@@ -54,16 +60,24 @@ def make_static_space(checkpoint: str | Path, out_dir: str | Path, force: bool =
     check_out_dir(out_dir, force, source=checkpoint)  # before the slow load
     model, ckpt = load_model(checkpoint)
     if model.config.vocab_size != GPT2_VOCAB_SIZE:
-        raise CheckpointError(checkpoint, f"has a vocabulary of {model.config.vocab_size} tokens; the page's "
-                                          f"tokenizer is GPT-2's ({GPT2_VOCAB_SIZE})")
+        raise CheckpointError(
+            checkpoint,
+            f"has a vocabulary of {model.config.vocab_size} tokens; the page's "
+            f"tokenizer is GPT-2's ({GPT2_VOCAB_SIZE})",
+        )
     tokenizer = gpt2_tokenizer_files()  # FileNotFoundError says why not: the page cannot work without it
     facts = space_facts(model, ckpt, checkpoint.name, dtype, title)
 
     def fill(folder: Path) -> None:
         onnx = export_onnx(model, folder / ONNX_NAME, dtype)
         payload = onnx.read_bytes()
-        facts.update(onnx=ONNX_NAME, onnx_dtype=dtype, file_bytes=len(payload),
-                     onnx_sha256=hashlib.sha256(payload).hexdigest(), runtime=vendor_runtime(folder / "vendor"))
+        facts.update(
+            onnx=ONNX_NAME,
+            onnx_dtype=dtype,
+            file_bytes=len(payload),
+            onnx_sha256=hashlib.sha256(payload).hexdigest(),
+            runtime=vendor_runtime(folder / "vendor"),
+        )
         atomic_write_bytes(folder / "tokenizer.json", gpt2_tokenizer_json(tokenizer).encode())
         tok = dict(tokenizer_config(model.config.block_size), clean_up_tokenization_spaces=False)
         atomic_write_bytes(folder / "tokenizer_config.json", json.dumps(tok, indent=2).encode() + b"\n")

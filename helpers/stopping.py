@@ -42,4 +42,3 @@ class EarlyStopping:
     def load_state_dict(self, state: dict) -> None:
         """Continue counting from a saved state."""
         self.best, self.bad_evals = float(state["best"]), int(state["bad_evals"])
-

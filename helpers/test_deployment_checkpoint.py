@@ -1,4 +1,4 @@
-"""The entry point of `python -m helpers.test_deployment_checkpoint`; the program is helpers/commands/test_deployment_checkpoint.py."""
+"""`python -m helpers.test_deployment_checkpoint`; the program is helpers/commands/test_deployment_checkpoint.py."""
 
 import sys
 

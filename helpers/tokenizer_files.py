@@ -14,10 +14,14 @@ EOT = "<|endoftext|>"
 # tiktoken's two files for the "gpt2" encoding are GPT-2's tokenizer files under other names:
 # encoder.json is vocab.json and vocab.bpe is merges.txt. URL (tiktoken's cache key) and sha256:
 GPT2_TOKENIZER_FILES = {
-    "vocab.json": ("https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
-                   "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"),
-    "merges.txt": ("https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
-                   "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"),
+    "vocab.json": (
+        "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
+        "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+    ),
+    "merges.txt": (
+        "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
+        "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+    ),
 }
 
 
@@ -30,7 +34,7 @@ def tiktoken_cache_dir() -> Path | None:
 
 
 def gpt2_tokenizer_files() -> dict[str, Path]:
-    """GPT-2's vocab.json and merges.txt from tiktoken's cache (downloaded there if need be); FileNotFoundError says why not."""
+    """GPT-2's vocab.json and merges.txt from tiktoken's cache (downloaded if need be); FileNotFoundError says why."""
     import tiktoken
 
     try:
@@ -53,12 +57,19 @@ def gpt2_tokenizer_files() -> dict[str, Path]:
 
 def tokenizer_config(block_size: int) -> dict:
     """tokenizer_config.json for GPT-2's tokenizer with our context length."""
-    return {"tokenizer_class": "GPT2Tokenizer", "model_max_length": block_size, "add_prefix_space": False,
-            "bos_token": EOT, "eos_token": EOT, "unk_token": EOT, "errors": "replace"}
+    return {
+        "tokenizer_class": "GPT2Tokenizer",
+        "model_max_length": block_size,
+        "add_prefix_space": False,
+        "bos_token": EOT,
+        "eos_token": EOT,
+        "unk_token": EOT,
+        "errors": "replace",
+    }
 
 
 def gpt2_tokenizer_json(files: dict[str, Path]) -> str:
-    """tokenizer.json (Hugging Face tokenizers' format, which tokenizers.js loads) for GPT-2's vocab.json and merges.txt."""
+    """tokenizer.json (the tokenizers format, which tokenizers.js loads) from GPT-2's vocab.json and merges.txt."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
     tokenizer = Tokenizer(models.BPE.from_file(str(files["vocab.json"]), str(files["merges.txt"])))

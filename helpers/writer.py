@@ -27,8 +27,13 @@ def snapshot(obj: object, into: object = None, _state: dict | None = None) -> ob
     if isinstance(obj, torch.Tensor):
         key = tensor_identity(obj)
         if key not in state["copies"]:
-            reusable = (isinstance(into, torch.Tensor) and id(into) not in state["used"] and into.device.type == "cpu"
-                        and into.shape == obj.shape and into.dtype == obj.dtype)
+            reusable = (
+                isinstance(into, torch.Tensor)
+                and id(into) not in state["used"]
+                and into.device.type == "cpu"
+                and into.shape == obj.shape
+                and into.dtype == obj.dtype
+            )
             if reusable:
                 state["used"].add(id(into))
                 state["copies"][key] = into.copy_(obj.detach())

@@ -23,8 +23,9 @@
 # checkpoints as it goes (on Google Drive in Colab), and ends with `model_final.pt`, the file to
 # deploy on Hugging Face: the model of the lowest validation loss of the run. A run is at most 20
 # passes over the plays (epochs) and stops early once the model starts memorising them: about
-# 4-9 minutes of training on a T4 and 1-3 on an A100 (estimates), plus a minute of setup. If the runtime resets, run all cells again: training resumes where the
-# last checkpoint left it. Without a GPU it says so loudly and trains a small model instead.
+# 4-9 minutes of training on a T4 and 1-3 on an A100 (estimates), plus a minute of setup. If the
+# runtime resets, run all cells again: training resumes where the last checkpoint left it.
+# Without a GPU it says so loudly and trains a small model instead.
 # The forms at the top of the first two code cells hold what you may want to change.
 #
 # The model, the data and the checkpoint code live in `helpers/`; the training loop is here.
@@ -64,8 +65,14 @@ def is_project(folder: Path) -> bool:
 
 def project_below(folder: Path) -> Path | None:
     """folder itself, or the first folder one or two levels below it, that holds helpers/."""
-    return next((m.parent.parent for pattern in ("", "*/", "*/*/")
-                 for m in sorted(folder.glob(pattern + "helpers/__init__.py"))), None)
+    return next(
+        (
+            m.parent.parent
+            for pattern in ("", "*/", "*/*/")
+            for m in sorted(folder.glob(pattern + "helpers/__init__.py"))
+        ),
+        None,
+    )
 
 
 def unzip_project(archive: Path) -> Path | None:
@@ -83,8 +90,12 @@ def unzip_project(archive: Path) -> Path | None:
 def clone_project(url: str, dest: Path) -> Path | None:
     """git clone url into dest; None (git's reason printed in one line) if that fails."""
     try:
-        git = subprocess.run(["git", "clone", "--quiet", "--depth", "1", url, str(dest)], capture_output=True,
-                             text=True, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))  # never wait for a password
+        git = subprocess.run(
+            ["git", "clone", "--quiet", "--depth", "1", url, str(dest)],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, GIT_TERMINAL_PROMPT="0"),
+        )  # never wait for a password
     except OSError as e:
         git = subprocess.CompletedProcess([], 1, "", str(e))
     if git.returncode != 0:
@@ -96,11 +107,13 @@ def clone_project(url: str, dest: Path) -> Path | None:
 def find_project(url: str) -> Path | None:
     here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
     cwd = Path.cwd()
-    return (next((p for p in (here, *here.parents) if is_project(p)), None)
-            or project_below(cwd)
-            or next(filter(None, map(unzip_project, sorted(cwd.glob("*.zip")))), None)
-            or (project_below(DRIVE_DIR) if DRIVE_DIR.parent.is_dir() else None)  # Drive mounted
-            or clone_project(url, cwd / Path(url.rstrip("/")).stem))
+    return (
+        next((p for p in (here, *here.parents) if is_project(p)), None)
+        or project_below(cwd)
+        or next(filter(None, map(unzip_project, sorted(cwd.glob("*.zip")))), None)
+        or (project_below(DRIVE_DIR) if DRIVE_DIR.parent.is_dir() else None)  # Drive mounted
+        or clone_project(url, cwd / Path(url.rstrip("/")).stem)
+    )
 
 
 class ProjectNotFound(RuntimeError):
@@ -108,10 +121,12 @@ class ProjectNotFound(RuntimeError):
 
 
 def ways_out(url: str) -> str:
-    return (f"this notebook's code (the helpers/ folder) is not here, and cloning {url} failed. Do one of these, "
-            f"then Run all again:\n 1. set REPO_URL at the top of this cell to your fork's URL;\n 2. upload the "
-            f"repository's ZIP (GitHub: Code > Download ZIP) to {Path.cwd()} with the file pane on the left;\n "
-            f"3. copy the project's folder to Google Drive as {DRIVE_DIR} and mount Drive (file pane > Mount Drive).")
+    return (
+        f"this notebook's code (the helpers/ folder) is not here, and cloning {url} failed. Do one of these, "
+        f"then Run all again:\n 1. set REPO_URL at the top of this cell to your fork's URL;\n 2. upload the "
+        f"repository's ZIP (GitHub: Code > Download ZIP) to {Path.cwd()} with the file pane on the left;\n "
+        f"3. copy the project's folder to Google Drive as {DRIVE_DIR} and mount Drive (file pane > Mount Drive)."
+    )
 
 
 REPO_ROOT = find_project(REPO_URL)
@@ -163,19 +178,28 @@ from helpers import colab
 from helpers.config import make_config
 from helpers.data_source import data_folder
 from helpers.display import table
-from helpers.runs import local_checkpoint_dir, param_count, run_folder
 from helpers.distributed import init_processes
 from helpers.hardware import detect_hardware, enable_tf32
+from helpers.runs import local_checkpoint_dir, param_count, run_folder
 
-cfg = make_config(form=dict(preset=PRESET, init_from=INIT_FROM, use_drive=USE_DRIVE, download=DOWNLOAD,
-                            hub_repo=HUB_REPO, data_url=DATA_URL.strip()))
+cfg = make_config(
+    form=dict(
+        preset=PRESET,
+        init_from=INIT_FROM,
+        use_drive=USE_DRIVE,
+        download=DOWNLOAD,
+        hub_repo=HUB_REPO,
+        data_url=DATA_URL.strip(),
+    )
+)
 procs = init_processes(cfg.device)
 hw = detect_hardware(cfg.device, cfg.dtype, procs.local_rank if procs.world_size > 1 else None)
 if hw.dtype != "float16":
     enable_tf32()
 if cfg.grad_accum_steps % procs.world_size:
-    raise SettingError(f"GPT2_GRAD_ACCUM_STEPS={cfg.grad_accum_steps}: must be a multiple of the "
-                       f"{procs.world_size} processes")
+    raise SettingError(
+        f"GPT2_GRAD_ACCUM_STEPS={cfg.grad_accum_steps}: must be a multiple of the {procs.world_size} processes"
+    )
 if not torch.cuda.is_available() and procs.is_main:
     print(colab.no_gpu_banner(cfg.preset, param_count(cfg)))
 checkpoint_dir, on_drive = local_checkpoint_dir(cfg, REPO_ROOT), False
@@ -183,18 +207,25 @@ if IN_COLAB and cfg.use_drive:
     checkpoint_dir, on_drive = colab.checkpoints_on_drive(cfg.drive_dir, run_folder(cfg), fallback=checkpoint_dir)
 data_dir = data_folder(REPO_ROOT / cfg.data_dir, cfg.data_url)  # tiny Shakespeare's, or a folder of this text's own
 if procs.is_main:
-    print(table([
-        ("preset", cfg.preset),
-        ("device", f"{hw.name} x {procs.world_size}" if procs.world_size > 1 else hw.name),
-        ("precision", hw.dtype),
-        ("model", f"{cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, context {cfg.block_size}"),
-        ("batch", f"{cfg.batch_size} x {cfg.block_size} tokens x {cfg.grad_accum_steps} micro-batches"),
-        ("tokens per step", f"{cfg.tokens_per_step:,}"),
-        ("steps", cfg.max_steps),
-        ("compile", cfg.compile),
-        ("data", cfg.data_url),
-        ("checkpoints", f"{checkpoint_dir}{' (Google Drive)' if on_drive else ' (this runtime only)' if IN_COLAB else ''}"),
-    ]))
+    print(
+        table(
+            [
+                ("preset", cfg.preset),
+                ("device", f"{hw.name} x {procs.world_size}" if procs.world_size > 1 else hw.name),
+                ("precision", hw.dtype),
+                ("model", f"{cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, context {cfg.block_size}"),
+                ("batch", f"{cfg.batch_size} x {cfg.block_size} tokens x {cfg.grad_accum_steps} micro-batches"),
+                ("tokens per step", f"{cfg.tokens_per_step:,}"),
+                ("steps", cfg.max_steps),
+                ("compile", cfg.compile),
+                ("data", cfg.data_url),
+                (
+                    "checkpoints",
+                    f"{checkpoint_dir}{' (Google Drive)' if on_drive else ' (this runtime only)' if IN_COLAB else ''}",
+                ),
+            ]
+        )
+    )
 
 # %% [markdown]
 # ## Data
@@ -214,8 +245,10 @@ from helpers.data import data_identity, load_splits, prepare_data, read_meta
 
 if procs.is_main:
     meta = prepare_data(data_dir, cfg.data_url)
-    print(f"{data_dir / 'input.txt'}: train {meta['train_tokens']:,} tokens, val {meta['val_tokens']:,} tokens"
-          f"{' (reused)' if meta['reused'] else ''}")
+    print(
+        f"{data_dir / 'input.txt'}: train {meta['train_tokens']:,} tokens, val {meta['val_tokens']:,} tokens"
+        f"{' (reused)' if meta['reused'] else ''}"
+    )
 if procs.world_size > 1:
     dist.barrier()  # the others wait until the main process has made the files
     meta = read_meta(data_dir)
@@ -224,13 +257,27 @@ train_tokens, val_tokens = load_splits(data_dir, cfg.block_size, cfg.train_fract
 sampler = torch.Generator().manual_seed(cfg.seed)
 steps_per_epoch = len(train_tokens) / cfg.tokens_per_step  # an epoch: as many tokens as the training split holds
 if procs.is_main:
-    print(table([
-        ("an epoch", f"{len(train_tokens):,} training tokens = {steps_per_epoch:.1f} steps"),
-        ("training", f"at most {cfg.max_steps} steps = {cfg.max_steps / steps_per_epoch:.1f} epochs"
-                     + (f", stopping after {cfg.patience} evaluations without improvement" if cfg.patience else "")),
-        ("evaluation", f"every {cfg.eval_every} steps = {cfg.eval_every / steps_per_epoch:.2f} epoch, over "
-                       + (f"all {len(val_tokens):,} validation tokens" if not cfg.eval_iters else f"{cfg.eval_iters} batches")),
-    ]))
+    print(
+        table(
+            [
+                ("an epoch", f"{len(train_tokens):,} training tokens = {steps_per_epoch:.1f} steps"),
+                (
+                    "training",
+                    f"at most {cfg.max_steps} steps = {cfg.max_steps / steps_per_epoch:.1f} epochs"
+                    + (f", stopping after {cfg.patience} evaluations without improvement" if cfg.patience else ""),
+                ),
+                (
+                    "evaluation",
+                    f"every {cfg.eval_every} steps = {cfg.eval_every / steps_per_epoch:.2f} epoch, over "
+                    + (
+                        f"all {len(val_tokens):,} validation tokens"
+                        if not cfg.eval_iters
+                        else f"{cfg.eval_iters} batches"
+                    ),
+                ),
+            ]
+        )
+    )
 
 # %% [markdown]
 # ## Model
@@ -261,8 +308,9 @@ if procs.is_main:
 # whose small range needs a GradScaler to keep gradients from underflowing; bf16 and fp32 need none.
 
 # %%
-optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
-                                      fused=hw.device_type == "cuda")
+optimizer = model.configure_optimizer(
+    cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), fused=hw.device_type == "cuda"
+)
 scaler = torch.amp.GradScaler(hw.device_type, enabled=hw.dtype == "float16")
 
 # %% [markdown]
@@ -307,9 +355,13 @@ if resumed:  # never onto other text, and before anything in the folder is repai
     check_same_data(*resumed, data_id, cfg.data_url, cfg.resume, report=report)
 if resumed and not read_only:
     resumed = check_best(checkpoint_dir, *resumed, model_config, report=report, repair=procs.is_main)
-finished = resumed and resumed[1].get("stop_reason") and cfg.resume == "auto" and not final_files_missing(checkpoint_dir)
+finished = (
+    resumed and resumed[1].get("stop_reason") and cfg.resume == "auto" and not final_files_missing(checkpoint_dir)
+)
 if read_only and not finished:  # a finished run only reads its folder; training must write there
-    raise OutputError(checkpoint_dir, f"cannot be written ({read_only}); make it writable or choose another checkpoint_dir")
+    raise OutputError(
+        checkpoint_dir, f"cannot be written ({read_only}); make it writable or choose another checkpoint_dir"
+    )
 if resumed:
     resume_path, ckpt = resumed
     load_weights(model, resume_path, ckpt)
@@ -425,11 +477,23 @@ def estimate_loss(tokens: np.ndarray, max_batches: int) -> float:
 
 def full_checkpoint(loss: float, val_loss: float | None) -> dict:
     """Everything needed to resume from this moment (tensors are references, not copies)."""
-    return make_checkpoint(FULL, step=step, model=raw_model, loss=loss, config=cfg.to_dict(),
-                           optimizer=optimizer, val_loss=val_loss, best_val_loss=best_val_loss,
-                           best_step=best_step, scaler_state_dict=scaler.state_dict(),
-                           rng_state=capture_rng_state(), sampler_state=sampler.get_state(),
-                           early_stopping=early_stopping.state_dict(), history=history, data=data_id)
+    return make_checkpoint(
+        FULL,
+        step=step,
+        model=raw_model,
+        loss=loss,
+        config=cfg.to_dict(),
+        optimizer=optimizer,
+        val_loss=val_loss,
+        best_val_loss=best_val_loss,
+        best_step=best_step,
+        scaler_state_dict=scaler.state_dict(),
+        rng_state=capture_rng_state(),
+        sampler_state=sampler.get_state(),
+        early_stopping=early_stopping.state_dict(),
+        history=history,
+        data=data_id,
+    )
 
 
 def why_stop() -> str | None:
@@ -439,8 +503,10 @@ def why_stop() -> str | None:
     if cfg.target_loss > 0 and best_val_loss <= cfg.target_loss:
         return f"validation loss reached target_loss ({cfg.target_loss})"
     if early_stopping.should_stop:
-        return (f"early stop: {early_stopping.bad_evals} evaluations without an improvement "
-                f"of more than {cfg.min_delta} (patience {cfg.patience})")
+        return (
+            f"early stop: {early_stopping.bad_evals} evaluations without an improvement "
+            f"of more than {cfg.min_delta} (patience {cfg.patience})"
+        )
     return None
 
 
@@ -467,8 +533,9 @@ while stop_reason is None and not (cfg.stop_after_steps and step - session_start
     for group in optimizer.param_groups:
         group["lr"] = lr
     # This process's share of the step's global batch (see helpers.data.step_offsets).
-    rows = step_offsets(sampler, len(train_tokens), cfg.block_size, cfg.batch_size,
-                        cfg.grad_accum_steps)[procs.rank :: procs.world_size]
+    rows = step_offsets(sampler, len(train_tokens), cfg.block_size, cfg.batch_size, cfg.grad_accum_steps)[
+        procs.rank :: procs.world_size
+    ]
     step_loss = torch.zeros((), device=hw.device)
     for micro, offsets in enumerate(rows):
         x, y = get_batch(train_tokens, offsets, cfg.block_size, hw.device)
@@ -495,14 +562,21 @@ while stop_reason is None and not (cfg.stop_after_steps and step - session_start
         speed_windows.append([steps_since_log, elapsed])
         tokens_per_s = steps_since_log * cfg.tokens_per_step / elapsed
         mfu = flops_per_step * steps_since_log / elapsed / (hw.peak_flops * procs.world_size) if hw.peak_flops else None
-        progress.set_postfix(epoch=f"{step / steps_per_epoch:.2f}", loss=f"{train_loss:.4f}", lr=f"{lr:.2e}",
-                             tok_s=f"{tokens_per_s:,.0f}", mfu=f"{mfu:.1%}" if mfu is not None else "n/a",
-                             refresh=False)
+        progress.set_postfix(
+            epoch=f"{step / steps_per_epoch:.2f}",
+            loss=f"{train_loss:.4f}",
+            lr=f"{lr:.2e}",
+            tok_s=f"{tokens_per_s:,.0f}",
+            mfu=f"{mfu:.1%}" if mfu is not None else "n/a",
+            refresh=False,
+        )
         progress.update(steps_since_log)
         if len(speed_windows) == 2 and step < cfg.max_steps and procs.is_main:  # the first window paid for warm-up
             remaining = (cfg.max_steps - step) * elapsed / steps_since_log
-            progress.write(f"measured {elapsed / steps_since_log:.2f} s per step: at most "
-                           f"{remaining / 60:.0f} min for the remaining {cfg.max_steps - step} steps")
+            progress.write(
+                f"measured {elapsed / steps_since_log:.2f} s per step: at most "
+                f"{remaining / 60:.0f} min for the remaining {cfg.max_steps - step} steps"
+            )
         steps_since_log = 0
     if step % cfg.eval_every == 0 or step == cfg.max_steps:
         val_loss = val_loss_now()
@@ -515,16 +589,21 @@ while stop_reason is None and not (cfg.stop_after_steps and step - session_start
         if chart:
             chart.update(history)
         if procs.is_main:
-            progress.write(f"step {step} (epoch {step / steps_per_epoch:.2f}): val loss {val_loss:.4f} "
-                           f"(best {best_val_loss:.4f} at step {best_step})")
+            progress.write(
+                f"step {step} (epoch {step / steps_per_epoch:.2f}): val loss {val_loss:.4f} "
+                f"(best {best_val_loss:.4f} at step {best_step})"
+            )
             if best_step == step and cfg.best_sample_tokens:  # a new best: how the model writes now
                 progress.write(sample_line(raw_model, cfg.best_sample_tokens, hw, cfg.seed))
     stop_reason = why_stop()
     if procs.is_main and stop_reason is None and save_clock.due(step):  # at the end, the final pair instead
         # copied now, written in the background while training goes on
         best_unsaved = best.take_unsaved()
-        writer.save(full_checkpoint(train_loss, val_loss),
-                    lambda ckpt: save_periodic(checkpoint_dir, ckpt, cfg.keep_last, best_unsaved), slot="periodic")
+        writer.save(
+            full_checkpoint(train_loss, val_loss),
+            lambda ckpt: save_periodic(checkpoint_dir, ckpt, cfg.keep_last, best_unsaved),
+            slot="periodic",
+        )
         save_clock.saved()
 progress.update(steps_since_log)
 progress.close()
@@ -575,18 +654,30 @@ if procs.is_main:
         final_ckpt = load_checkpoint(final_path)
         load_weights(raw_model, final_path, final_ckpt)  # from here on, the model is the final one
         print(f"training ended: {stop_reason}")
-        print(f"the final pair is step {final_ckpt['step']} (epoch {final_ckpt['step'] / steps_per_epoch:.2f}), "
-              f"validation loss {final_ckpt.get('val_loss', float('nan')):.4f}")
+        print(
+            f"the final pair is step {final_ckpt['step']} (epoch {final_ckpt['step'] / steps_per_epoch:.2f}), "
+            f"validation loss {final_ckpt.get('val_loss', float('nan')):.4f}"
+        )
         last_step = max([step] + [s for s, _ in history["train"]])  # a finished run resumes at its best step
         summary = {
-            "preset": cfg.preset, "steps": last_step, "epochs": last_step / steps_per_epoch,
-            "tokens_per_step": cfg.tokens_per_step, "stop_reason": stop_reason,
-            "best_step": best_step, "best_val_loss": best_val_loss,
-            "final_step": final_ckpt["step"], "final_val_loss": final_ckpt.get("val_loss"),
-            "session_steps": step - session_start, "session_seconds": time.time() - session_clock,
-            "speed_windows": speed_windows, "device": hw.name, "dtype": hw.dtype, "compiled": compiled,
+            "preset": cfg.preset,
+            "steps": last_step,
+            "epochs": last_step / steps_per_epoch,
+            "tokens_per_step": cfg.tokens_per_step,
+            "stop_reason": stop_reason,
+            "best_step": best_step,
+            "best_val_loss": best_val_loss,
+            "final_step": final_ckpt["step"],
+            "final_val_loss": final_ckpt.get("val_loss"),
+            "session_steps": step - session_start,
+            "session_seconds": time.time() - session_clock,
+            "speed_windows": speed_windows,
+            "device": hw.name,
+            "dtype": hw.dtype,
+            "compiled": compiled,
             "parameters": raw_model.num_params(),
-            "flops_per_token": raw_model.flops_per_token(cfg.block_size), "peak_flops": hw.peak_flops,
+            "flops_per_token": raw_model.flops_per_token(cfg.block_size),
+            "peak_flops": hw.peak_flops,
             "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if hw.device_type == "cuda" else None,
         }
         if not read_only:  # a finished run in a read-only folder is only read
@@ -610,7 +701,9 @@ if procs.is_main:
 # %%
 if procs.is_main:  # the training text measured on as many windows as the validation text has
     val_batches = len(eval_offsets(len(val_tokens), cfg.block_size, cfg.batch_size, cfg.eval_iters))
-    losses = {name: estimate_loss(tokens, val_batches) for name, tokens in (("train", train_tokens), ("val", val_tokens))}
+    losses = {
+        name: estimate_loss(tokens, val_batches) for name, tokens in (("train", train_tokens), ("val", val_tokens))
+    }
     print(f"the final model: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
 
 # %% [markdown]

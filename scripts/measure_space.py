@@ -22,16 +22,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from helpers.checkpoint import DEPLOYMENT, make_checkpoint, save_checkpoint  # noqa: E402
-from helpers.space import make_space  # noqa: E402
 from helpers.model import GPT, GPTConfig  # noqa: E402
+from helpers.space import make_space  # noqa: E402
 
 
 def random_124m_checkpoint(folder: Path) -> Path:
     """A randomly initialised GPT-2 124M (seed 0), saved as a deployment checkpoint in folder."""
     torch.manual_seed(0)
     model = GPT(GPTConfig())
-    return save_checkpoint(make_checkpoint(DEPLOYMENT, step=0, model=model, loss=0.0, config={}),
-                           folder / "model_final.pt")
+    return save_checkpoint(
+        make_checkpoint(DEPLOYMENT, step=0, model=model, loss=0.0, config={}), folder / "model_final.pt"
+    )
 
 
 def peak_rss_gb(pid: int) -> float:
@@ -68,7 +69,9 @@ def main() -> None:
     env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))
     url = f"http://127.0.0.1:{port}/"
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=space, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=space, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
     try:
         while True:
             try:
@@ -81,7 +84,10 @@ def main() -> None:
         ready = time.perf_counter() - start
         rss_ready = peak_rss_gb(proc.pid)
         client = Client(url, verbose=False)
-        runs = {100: [timed_generation(client, 100, seed) for seed in (1, 2, 3)], 500: [timed_generation(client, 500, 4)]}
+        runs = {
+            100: [timed_generation(client, 100, seed) for seed in (1, 2, 3)],
+            500: [timed_generation(client, 500, 4)],
+        }
         size = (space / "model_final.pt").stat().st_size
         print(f"checkpoint          {size / 1e6:,.0f} MB (model_final.pt, float32)")
         print(f"start until serving {ready:.1f} s (python app.py: imports, load, page)")
@@ -89,9 +95,11 @@ def main() -> None:
         for tokens, results in runs.items():
             firsts = ", ".join(f"{first:.2f}" for first, _, _ in results)
             totals = ", ".join(f"{total:.1f}" for _, total, _ in results)
-            print(f"{f'{tokens} tokens':<20}first token {firsts} s, whole text {totals} s "
-                  f"({len(results)} generation{'s' * (len(results) > 1)}, {results[0][2]} updates streamed, "
-                  f"{os.cpu_count()} CPUs)")
+            print(
+                f"{f'{tokens} tokens':<20}first token {firsts} s, whole text {totals} s "
+                f"({len(results)} generation{'s' * (len(results) > 1)}, {results[0][2]} updates streamed, "
+                f"{os.cpu_count()} CPUs)"
+            )
         print(f"peak RSS after      {peak_rss_gb(proc.pid):.2f} GB")
     finally:
         proc.terminate()

@@ -18,9 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]  # tests/ first: its conftest, not the root one
 
-from helpers.static_space import make_static_space  # noqa: E402
-from test_static_space import OFFLINE, chrome, served  # noqa: E402  (before measure_space, which puts the root first)
 from measure_space import random_124m_checkpoint  # noqa: E402  (scripts/, this file's folder)
+from test_static_space import OFFLINE, chrome, served  # noqa: E402  (before measure_space, which puts the root first)
+
+from helpers.static_space import make_static_space  # noqa: E402
 
 
 def main() -> None:
@@ -34,14 +35,19 @@ def main() -> None:
         start = time.perf_counter()
         folder = make_static_space(ckpt, root / dtype, dtype=dtype)
         total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-        print(f"{dtype:8} model.onnx {(folder / 'model.onnx').stat().st_size / 1e6:6.1f} MB, folder {total / 1e6:6.1f} MB "
-              f"(make_space {time.perf_counter() - start:.0f} s)")
+        print(
+            f"{dtype:8} model.onnx {(folder / 'model.onnx').stat().st_size / 1e6:6.1f} MB, "
+            f"folder {total / 1e6:6.1f} MB "
+            f"(make_space {time.perf_counter() - start:.0f} s)"
+        )
     driver = chrome(*OFFLINE)
     try:
         with served(root / "int8") as url:
             for visit in ("first visit", "from cache"):
                 driver.get(url)
-                WebDriverWait(driver, 600).until(lambda d: d.execute_script("return window.gpt2 && (window.gpt2.ready || window.gpt2.error)"))
+                WebDriverWait(driver, 600).until(
+                    lambda d: d.execute_script("return window.gpt2 && (window.gpt2.ready || window.gpt2.error)")
+                )
                 state = driver.execute_script("return window.gpt2")
                 assert state["error"] is None, state["error"]
                 print(f"ready    {state['readySeconds']:.1f} s ({visit})")

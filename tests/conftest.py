@@ -46,11 +46,24 @@ def trained_tiny(steps: int = 1, seed: int = 0, model_config: GPTConfig = TINY) 
     return model, opt, loss.item()
 
 
-def full_ckpt(model: GPT, opt: torch.optim.Optimizer, step: int = 1, loss: float = 1.0,
-              config: dict | None = None, **extra: object) -> dict:
+def full_ckpt(
+    model: GPT,
+    opt: torch.optim.Optimizer,
+    step: int = 1,
+    loss: float = 1.0,
+    config: dict | None = None,
+    **extra: object,
+) -> dict:
     """A full checkpoint dict of model and opt, made by the project's make_checkpoint."""
-    return make_checkpoint(FULL, step=step, model=model, loss=loss, optimizer=opt,
-                           config={"preset": "test"} if config is None else config, **extra)
+    return make_checkpoint(
+        FULL,
+        step=step,
+        model=model,
+        loss=loss,
+        optimizer=opt,
+        config={"preset": "test"} if config is None else config,
+        **extra,
+    )
 
 
 @functools.cache
@@ -90,17 +103,27 @@ def sitecustomize_env(directory: Path, code: str) -> dict:
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))}
 
 
-def run_script(checkpoint_dir: Path, timeout: float = 300, check: bool = True, python_args: tuple = (),
-               extra_env: dict | None = None, **settings: object) -> subprocess.CompletedProcess:
+def run_script(
+    checkpoint_dir: Path,
+    timeout: float = 300,
+    check: bool = True,
+    python_args: tuple = (),
+    extra_env: dict | None = None,
+    **settings: object,
+) -> subprocess.CompletedProcess:
     """Run the notebook's .py to completion on the ci preset; fail the test if it fails.
 
     python_args go before the script, e.g. ("-m", "torch.distributed.run", "--nproc_per_node=2").
     """
     env = dict(script_env(checkpoint_dir, **settings), **(extra_env or {}))
-    proc = subprocess.run([sys.executable, *python_args, str(SCRIPT)], env=env,
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, *python_args, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
     if check and proc.returncode != 0:
-        pytest.fail(f"script exited {proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-5000:]}")
+        pytest.fail(
+            f"script exited {proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]}\n"
+            f"--- stderr ---\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 
@@ -124,8 +147,15 @@ def ci_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
 # The ci model over-fitting 905 training tokens (3.5 steps an epoch): an evaluation every 2 steps,
 # patience 4; periodic saves come from the clock alone (every step: any step takes longer than
 # 60 microseconds), so the run leaves the full state of every step behind.
-OVERFIT = dict(train_fraction=0.003, eval_every=2, max_steps=80, patience=4,
-               save_every=1000, save_every_minutes=1e-6, keep_last=100)
+OVERFIT = dict(
+    train_fraction=0.003,
+    eval_every=2,
+    max_steps=80,
+    patience=4,
+    save_every=1000,
+    save_every_minutes=1e-6,
+    keep_last=100,
+)
 
 
 @pytest.fixture(scope="session")
@@ -157,7 +187,9 @@ class FakeHfApi:
 
             status = FakeHfApi.refuse[space_sdk]
             request = httpx2.Request("POST", "https://huggingface.co/api/repos/create")
-            raise HfHubHTTPError(f"{status} Client Error for url: {request.url}", response=httpx2.Response(status, request=request))
+            raise HfHubHTTPError(
+                f"{status} Client Error for url: {request.url}", response=httpx2.Response(status, request=request)
+            )
         return f"https://huggingface.co/{'spaces/' if repo_type == 'space' else ''}{repo_id}"
 
     def upload_folder(self, repo_id, folder_path, repo_type=None, commit_message=None):

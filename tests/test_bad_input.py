@@ -8,13 +8,12 @@ import pytest
 import torch
 
 import helpers.fileio as fileio
+from conftest import TINY, save_full, tiny_full_ckpt
 from helpers.checkpoint import CheckpointError, save_checkpoint, to_deployment
 from helpers.commands.create_deployment_checkpoint import main as create_main
+from helpers.commands.test_deployment_checkpoint import main as verify_main
 from helpers.model import GPTConfig
 from helpers.policy import find_resume_checkpoint, periodic_checkpoints, save_best, save_periodic
-from helpers.commands.test_deployment_checkpoint import main as verify_main
-
-from conftest import TINY, save_full, tiny_full_ckpt
 
 
 class RunsCode:
@@ -114,7 +113,11 @@ def test_deployment_checkpoint_where_full_is_needed(tmp_path, capsys):
 def test_checkpoint_of_another_model_size(tmp_path, capsys):
     other = GPTConfig(n_layer=3, n_head=2, n_embd=64, block_size=16)
     path = save_checkpoint(tiny_full_ckpt(model_config=other), tmp_path / "model_step_5.pt")
-    with pytest.raises(CheckpointError, match=r"model_step_5.pt: is a different model size: n_layer 3 \(expected 2\), n_embd 64 \(expected 32\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"model_step_5.pt: is a different model size: block_size 16 \(expected 32\), n_layer 3 \(expected 2\), "
+        r"n_embd 64 \(expected 32\)",
+    ):
         find_resume_checkpoint(tmp_path, str(path), TINY)
     with pytest.raises(CheckpointError, match="holds 1 full checkpoint.s., none of which fits this model"):
         find_resume_checkpoint(tmp_path, "auto", TINY, report=lambda _: None)
@@ -201,11 +204,17 @@ def test_a_folder_given_as_the_checkpoint(tmp_path, monkeypatch, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("change,problem", [
-    ({"format": "someone-else"}, "is in another program's format ('someone-else'), not a checkpoint of this project"),
-    ({"kind": "deployment"}, "says it is a deployment checkpoint, but holds optimizer_state_dict"),
-    ({"kind": "full", "optimizer_state_dict": None}, "missing key(s): optimizer_state_dict"),
-])
+@pytest.mark.parametrize(
+    "change,problem",
+    [
+        (
+            {"format": "someone-else"},
+            "is in another program's format ('someone-else'), not a checkpoint of this project",
+        ),
+        ({"kind": "deployment"}, "says it is a deployment checkpoint, but holds optimizer_state_dict"),
+        ({"kind": "full", "optimizer_state_dict": None}, "missing key(s): optimizer_state_dict"),
+    ],
+)
 def test_what_a_file_says_it_is_is_checked(change, problem, tmp_path, capsys):
     ckpt = dict(tiny_full_ckpt(), **change)
     if change.get("optimizer_state_dict", 0) is None:

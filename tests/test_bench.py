@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from conftest import REPO, TINY, tiny_model
+from helpers.checkpoint import DEPLOYMENT, load_checkpoint, make_checkpoint, save_checkpoint
 from helpers.commands.bench import gpu_check, main
 from helpers.commands.bench_checkpoint_io import bench_checkpoint_io
-from helpers.checkpoint import DEPLOYMENT, load_checkpoint, make_checkpoint, save_checkpoint
 from helpers.model import GPT
 
 
@@ -66,7 +66,10 @@ def test_checkpoint_io_measures_every_figure(tmp_path):
 def test_load_model_does_not_initialise_the_model(tmp_path):
     """Initialising on the meta device imports torch._dynamo: seconds in a fresh process, for nothing."""
     path = save_checkpoint(make_checkpoint(DEPLOYMENT, step=0, model=GPT(TINY), loss=0.0, config={}), tmp_path / "m.pt")
-    code = "import sys; from helpers.checkpoint import load_model; load_model(sys.argv[1]); print('torch._dynamo' in sys.modules)"
+    code = (
+        "import sys; from helpers.checkpoint import load_model; load_model(sys.argv[1]); "
+        "print('torch._dynamo' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=REPO, check=True)
     assert proc.stdout.strip() == "False"
 
@@ -76,7 +79,9 @@ def test_generate_bench_compares_with_transformers_on_the_same_weights():
     from helpers.commands.bench_generate import bench_generate, generate_report
 
     rows = bench_generate(tiny_model(0), [4, 9], prompt_tokens=3, repeats=1)
-    assert [(r["model"], r["tokens"]) for r in rows] == [(m, n) for n in (4, 9) for m in ("this project", "transformers")]
+    assert [(r["model"], r["tokens"]) for r in rows] == [
+        (m, n) for n in (4, 9) for m in ("this project", "transformers")
+    ]
     assert all(r["agree"].startswith("same") and r["tokens_per_s"] > 0 and 0 < r["first"] <= r["seconds"] for r in rows)
     report = generate_report(rows, "title")
     assert report.count("speed-up") == 2 and report.splitlines()[0] == "title"

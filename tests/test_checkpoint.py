@@ -1,4 +1,4 @@
-"""The checkpoint formats and the policy of the user's document."""
+"""The checkpoint formats and policy of docs/checkpoints.md."""
 
 import subprocess
 import sys
@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 
+from conftest import TINY, full_ckpt, trained_tiny
 from helpers.checkpoint import (
     DEPLOYMENT,
     clean_state_dict,
@@ -18,9 +19,16 @@ from helpers.checkpoint import (
 from helpers.deployment import create_deployment_checkpoint
 from helpers.errors import CheckpointError
 from helpers.model import GPT, GPTConfig
-from helpers.policy import BEST, find_resume_checkpoint, periodic_checkpoints, periodic_path, rotate, save_best, save_final, save_periodic
-
-from conftest import TINY, full_ckpt, trained_tiny
+from helpers.policy import (
+    BEST,
+    find_resume_checkpoint,
+    periodic_checkpoints,
+    periodic_path,
+    rotate,
+    save_best,
+    save_final,
+    save_periodic,
+)
 
 DOC_FULL_KEYS = {"step", "model_state_dict", "optimizer_state_dict", "loss", "config"}
 DOC_DEPLOY_KEYS = {"step", "model_state_dict", "loss", "config"}
@@ -113,7 +121,9 @@ def test_new_periodic_is_written_before_old_is_deleted(tmp_path, monkeypatch):
 
     seen = []
     real_rotate = policy.rotate
-    monkeypatch.setattr(policy, "rotate", lambda d, *a, **k: (seen.append(periodic_path(d, 2).exists()), real_rotate(d, *a, **k))[1])
+    monkeypatch.setattr(
+        policy, "rotate", lambda d, *a, **k: (seen.append(periodic_path(d, 2).exists()), real_rotate(d, *a, **k))[1]
+    )
     save_periodic(tmp_path, full_ckpt(model, opt, step=2), keep_last=1)
     assert seen == [True]
     assert [s for s, _ in periodic_checkpoints(tmp_path)] == [2]
@@ -187,7 +197,8 @@ x = torch.randint(0, 50257, (1, 64))
 model(x, x)[1].backward()
 opt.step()
 d = Path({str(tmp_path)!r})
-full = save_checkpoint(make_checkpoint(FULL, step=1, model=model, loss=1.0, config={{}}, optimizer=opt), d / "model_final_full.pt")
+ckpt = make_checkpoint(FULL, step=1, model=model, loss=1.0, config={{}}, optimizer=opt)
+full = save_checkpoint(ckpt, d / "model_final_full.pt")
 print(full.stat().st_size, create_deployment_checkpoint(full).stat().st_size,
       create_deployment_checkpoint(full, d / "half.pt", dtype="float16").stat().st_size)
 """
@@ -230,7 +241,9 @@ def test_background_writes_are_the_state_at_save_time(tmp_path):
     for step in (1, 2, 3):
         with torch.no_grad():
             model.transformer.h[0].mlp.c_fc.weight.fill_(float(step))
-        writer.save(full_ckpt(model, opt, step=step), lambda c: save_periodic(tmp_path, c, keep_last=3), slot="periodic")
+        writer.save(
+            full_ckpt(model, opt, step=step), lambda c: save_periodic(tmp_path, c, keep_last=3), slot="periodic"
+        )
         with torch.no_grad():
             model.transformer.h[0].mlp.c_fc.weight.fill_(-1.0)  # training goes on while it is written
         expected[step] = float(step)
@@ -255,7 +268,7 @@ def test_background_write_errors_reach_the_loop(tmp_path):
 
 
 def test_files_in_the_documents_own_format_work(tmp_path):
-    """The user's existing files: the document's keys only, `config` holding GPTConfig's fields,
+    """The user's existing files: the summary's keys only, `config` holding GPTConfig's fields,
     and a causal-mask buffer as some GPT-2 code keeps one."""
     from helpers.commands.create_deployment_checkpoint import main as create_main
     from helpers.commands.test_deployment_checkpoint import main as verify_main
@@ -264,8 +277,16 @@ def test_files_in_the_documents_own_format_work(tmp_path):
     sd = dict(model.state_dict())
     sd["transformer.h.0.attn.bias"] = torch.ones(1, 1, TINY.block_size, TINY.block_size).tril()
     full = tmp_path / "model_final_full.pt"
-    torch.save({"step": 7, "model_state_dict": sd, "optimizer_state_dict": opt.state_dict(), "loss": loss,
-                "config": TINY.__dict__}, full)
+    torch.save(
+        {
+            "step": 7,
+            "model_state_dict": sd,
+            "optimizer_state_dict": opt.state_dict(),
+            "loss": loss,
+            "config": TINY.__dict__,
+        },
+        full,
+    )
     assert create_main([str(full)]) == 0
     assert verify_main([str(tmp_path / "model_final.pt"), "--full", str(full), "--tokens", "3"]) == 0
     path, ckpt = find_resume_checkpoint(tmp_path, "auto", TINY)
@@ -275,24 +296,36 @@ def test_files_in_the_documents_own_format_work(tmp_path):
 
 
 def nanogpt_ckpt(path, iter_num=250):
-    """nanoGPT's train.py checkpoint, key for key: a compiled model's weights, AdamW with its two groups, padded vocab."""
+    """nanoGPT's train.py checkpoint, key for key: a compiled model's weights, AdamW with two groups, padded vocab."""
     torch.manual_seed(0)
     config = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50304, dropout=0.0, bias=False)
     model = GPT(config)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3
+    )
     x = torch.randint(0, 50257, (2, 16))
     model(x, x)[1].backward()
     optimizer.step()
-    torch.save({
-        "model": {f"_orig_mod.{k}": v for k, v in model.state_dict().items()},  # torch.compile's names
-        "optimizer": optimizer.state_dict(),
-        "model_args": dict(n_layer=2, n_head=2, n_embd=32, block_size=16, bias=False, vocab_size=50304, dropout=0.0),
-        "iter_num": iter_num,
-        "best_val_loss": torch.tensor(1.4697),
-        "config": {"out_dir": "out-shakespeare-char", "dataset": "shakespeare", "compile": True, "learning_rate": 1e-3},
-    }, path)
+    torch.save(
+        {
+            "model": {f"_orig_mod.{k}": v for k, v in model.state_dict().items()},  # torch.compile's names
+            "optimizer": optimizer.state_dict(),
+            "model_args": dict(
+                n_layer=2, n_head=2, n_embd=32, block_size=16, bias=False, vocab_size=50304, dropout=0.0
+            ),
+            "iter_num": iter_num,
+            "best_val_loss": torch.tensor(1.4697),
+            "config": {
+                "out_dir": "out-shakespeare-char",
+                "dataset": "shakespeare",
+                "compile": True,
+                "learning_rate": 1e-3,
+            },
+        },
+        path,
+    )
     return model.eval(), path
 
 
@@ -320,4 +353,6 @@ def test_nanogpt_checkpoint_is_stripped_to_a_deployment_one(tmp_path, capsys):
     assert verify_main([str(path), "--tokens", "3"]) == 1
     assert f"{path}: is nanoGPT's ckpt.pt" in capsys.readouterr().err
     with pytest.raises(CheckpointError, match=r"ckpt.pt: is nanoGPT's ckpt.pt, whose optimizer state .* cannot resume"):
-        find_resume_checkpoint(tmp_path, str(path), GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50304, bias=False))
+        find_resume_checkpoint(
+            tmp_path, str(path), GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50304, bias=False)
+        )

@@ -48,8 +48,10 @@ class Colab:
     def events(self) -> list:
         return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
 
-    def run_all(self, form: dict | None = None, extra_cells: tuple = (), **settings) -> tuple[str, Exception | None, nbformat.NotebookNode]:
-        """Run all cells, the Settings form edited as a user would; (the text shown, the error that stopped it, the notebook)."""
+    def run_all(
+        self, form: dict | None = None, extra_cells: tuple = (), **settings
+    ) -> tuple[str, Exception | None, nbformat.NotebookNode]:
+        """Run all cells, the Settings form edited as a user would: (text shown, error that stopped it, notebook)."""
         nb = nbformat.read(NOTEBOOK, as_version=4)
         for name, value in (form or {}).items():
             pattern = re.compile(rf"^{name} = .*?(  # @param.*)$", re.M)
@@ -57,19 +59,34 @@ class Colab:
             cell.source = pattern.sub(lambda m: f"{name} = {value!r}{m.group(1)}", cell.source)
         nb.cells += [nbformat.v4.new_code_cell(code) for code in extra_cells]
         shutil.copy(NOTEBOOK, self.content / NOTEBOOK.name)  # the notebook arrives alone
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GPT2_") or k in ("GPT2_DATA_DIR", "GPT2_DATA_URL")}
-        env.update(PYTHONPATH=str(FAKE_COLAB), FAKE_COLAB_LOG=str(self.log), FAKE_DRIVE=str(self.cloud),
-                   FAKE_DRIVE_MODE=self.drive_mode, GPT2_DRIVE_DIR=str(self.drive_dir), OMP_NUM_THREADS="1",
-                   PYTHONHASHSEED="0", PYDEVD_DISABLE_FILE_VALIDATION="1", MPLBACKEND="Agg")
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("GPT2_") or k in ("GPT2_DATA_DIR", "GPT2_DATA_URL")
+        }
+        env.update(
+            PYTHONPATH=str(FAKE_COLAB),
+            FAKE_COLAB_LOG=str(self.log),
+            FAKE_DRIVE=str(self.cloud),
+            FAKE_DRIVE_MODE=self.drive_mode,
+            GPT2_DRIVE_DIR=str(self.drive_dir),
+            OMP_NUM_THREADS="1",
+            PYTHONHASHSEED="0",
+            PYDEVD_DISABLE_FILE_VALIDATION="1",
+            MPLBACKEND="Agg",
+        )
         env.update({f"GPT2_{k.upper()}": str(v) for k, v in settings.items()})
-        client = NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(self.content)}})
+        client = NotebookClient(
+            nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(self.content)}}
+        )
         error = None
         try:
             client.execute(env=env)
         except CellExecutionError as e:
             error = e
-        text = "\n".join(out.get("text", "") + "".join(out.get("traceback", [])) for cell in nb.cells
-                         for out in cell.get("outputs", []))
+        text = "\n".join(
+            out.get("text", "") + "".join(out.get("traceback", []))
+            for cell in nb.cells
+            for out in cell.get("outputs", [])
+        )
         return text, error, nb
 
 
@@ -77,7 +94,9 @@ def make_origin(tmp_path: Path) -> Path:
     """A git repository holding this working tree, standing in for the project on GitHub."""
     origin = tmp_path / "origin"
     shutil.copytree(REPO, origin, ignore=IGNORE)
-    git_env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    git_env = dict(
+        os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t"
+    )
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
         subprocess.run(["git", *cmd], cwd=origin, env=git_env, check=True, capture_output=True)
     return origin
@@ -89,7 +108,7 @@ def sha256(path: Path) -> str:
 
 @pytest.mark.slow
 def test_uploaded_zip_and_a_drive_that_says_no(tmp_path):
-    """(a) the clone fails, GitHub's ZIP was uploaded: found and unpacked; (c) Drive refuses: local checkpoints, loudly."""
+    """(a) the clone fails, GitHub's ZIP was uploaded: found, unpacked; (c) Drive refuses: local checkpoints, loudly."""
     colab = Colab(tmp_path, drive_mode="refuse")
     tree = tmp_path / "zip" / "gpt2-124m-shakespeare-main"
     shutil.copytree(REPO, tree, ignore=IGNORE)
@@ -101,7 +120,9 @@ def test_uploaded_zip_and_a_drive_that_says_no(tmp_path):
     assert "GOOGLE DRIVE DID NOT MOUNT (MessageError: Error: credential propagation was unsuccessful)" in text
     assert "run the Settings cell again, allow access to Google Drive" in text
     checkpoints = project / "checkpoints" / RUN
-    assert {"model_final.pt", "model_final_full.pt", "model_best.pt", "model_final_fp16.pt"} <= {p.name for p in checkpoints.iterdir()}
+    assert {"model_final.pt", "model_final_full.pt", "model_best.pt", "model_final_fp16.pt"} <= {
+        p.name for p in checkpoints.iterdir()
+    }
     assert f"{checkpoints} (this runtime only)" in text
     assert "THESE FILES ARE ONLY ON THIS RUNTIME" in text
     # no clone was tried: the ZIP came first; nothing downloaded unasked; nothing flushed to a Drive never mounted
@@ -127,7 +148,7 @@ def test_nothing_to_find_stops_at_the_first_cell_with_the_ways_out(tmp_path):
 
 @pytest.mark.slow
 def test_drive_runs_resume_after_a_reset_and_share_drive(tmp_path):
-    """(f) the download and the float16 hint after the end; (e) a CPU run beside a ci run on one Drive; (d) a reset resumes."""
+    """(f) the download and float16 hint after the end; (e) a CPU and a ci run on one Drive; (d) reset resumes."""
     colab = Colab(tmp_path)
     shutil.copytree(REPO, colab.content / "my copy", ignore=IGNORE)  # any folder name will do
     hint = "colab.download(half_path)"  # as the download cell prints it, run after the Finish cell
@@ -136,14 +157,20 @@ def test_drive_runs_resume_after_a_reset_and_share_drive(tmp_path):
     assert f"project: {colab.content / 'my copy'}" in text
     on_drive = colab.cloud / "MyDrive" / "gpt2-124m-shakespeare" / "checkpoints" / RUN
     assert f"{colab.drive_dir / 'checkpoints' / RUN} (Google Drive)" in text
-    assert {"model_final.pt", "model_final_full.pt", "model_best.pt", "model_final_fp16.pt", "loss.png"} <= {p.name for p in on_drive.iterdir()}
+    assert {"model_final.pt", "model_final_full.pt", "model_best.pt", "model_final_fp16.pt", "loss.png"} <= {
+        p.name for p in on_drive.iterdir()
+    }
     assert f"for the float16 copy: {hint}" in text
     final, half = colab.content / "model_final.pt", colab.content / "model_final_fp16.pt"
     mount = str(colab.content / "drive")
     # The download is handed over (from a local copy) before Drive is unmounted; the hint mounts it again.
-    assert colab.events() == [["mount", mount, "ok"], ["download", str(final), sha256(on_drive / "model_final.pt")],
-                              ["flush_and_unmount", [mount]], ["mount", mount, "ok"],
-                              ["download", str(half), sha256(on_drive / "model_final_fp16.pt")]]
+    assert colab.events() == [
+        ["mount", mount, "ok"],
+        ["download", str(final), sha256(on_drive / "model_final.pt")],
+        ["flush_and_unmount", [mount]],
+        ["mount", mount, "ok"],
+        ["download", str(half), sha256(on_drive / "model_final_fp16.pt")],
+    ]
     assert sha256(final) == sha256(on_drive / "model_final.pt")
 
     # A runtime reset, then a CPU run (chosen in the form) cloned from the fork set in the form: its
@@ -151,8 +178,9 @@ def test_drive_runs_resume_after_a_reset_and_share_drive(tmp_path):
     colab.reset()
     ci_files = {p.name: sha256(p) for p in on_drive.glob("*.pt")}
     origin = make_origin(tmp_path)
-    text, error, _ = colab.run_all(form={"REPO_URL": str(origin), "PRESET": "cpu"}, max_steps=2, eval_iters=1,
-                                   sample_tokens=5, async_save="false")
+    text, error, _ = colab.run_all(
+        form={"REPO_URL": str(origin), "PRESET": "cpu"}, max_steps=2, eval_iters=1, sample_tokens=5, async_save="false"
+    )
     assert error is None, str(error)[-3000:]
     assert f"project: {colab.content / 'origin'}" in text
     cpu_run = on_drive.parent / "cpu-7m"
@@ -175,7 +203,11 @@ def test_drive_that_says_no_falls_back_loudly(fake_colab, monkeypatch, tmp_path,
     drive_dir = tmp_path / "content" / "drive" / "MyDrive" / "gpt2"
     assert colab_helpers.checkpoints_on_drive(drive_dir, RUN, fallback) == (fallback, False)
     out = capsys.readouterr().out
-    assert f"GOOGLE DRIVE DID NOT MOUNT ({reason}" in out and str(fallback) in out and "a runtime reset deletes them" in out
+    assert (
+        f"GOOGLE DRIVE DID NOT MOUNT ({reason}" in out
+        and str(fallback) in out
+        and "a runtime reset deletes them" in out
+    )
     monkeypatch.setenv("FAKE_DRIVE_MODE", "ok")  # the user runs the Settings cell again and allows access
     assert colab_helpers.checkpoints_on_drive(drive_dir, RUN, fallback) == (drive_dir / "checkpoints" / RUN, True)
     assert (tmp_path / "cloud" / "MyDrive" / "gpt2" / "checkpoints" / RUN).is_dir()
@@ -186,12 +218,15 @@ def test_mount_point_is_the_folder_above_mydrive():
     assert colab_helpers.mount_point_of("/content/gpt2/checkpoints/x.pt") is None
 
 
-@pytest.mark.parametrize("capability,name,preset,dtype", [
-    ((7, 5), "Tesla T4", "t4", "float16"),
-    ((8, 0), "NVIDIA A100-SXM4-40GB", "a100", "bfloat16"),
-    ((8, 9), "NVIDIA L4", "a100", "bfloat16"),
-    ((9, 0), "NVIDIA H100 80GB HBM3", "a100", "bfloat16"),
-])
+@pytest.mark.parametrize(
+    "capability,name,preset,dtype",
+    [
+        ((7, 5), "Tesla T4", "t4", "float16"),
+        ((8, 0), "NVIDIA A100-SXM4-40GB", "a100", "bfloat16"),
+        ((8, 9), "NVIDIA L4", "a100", "bfloat16"),
+        ((9, 0), "NVIDIA H100 80GB HBM3", "a100", "bfloat16"),
+    ],
+)
 def test_gpu_choice_by_compute_capability(monkeypatch, capability, name, preset, dtype):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)

@@ -1,6 +1,9 @@
 import ast
 import dataclasses
+import json
 import re
+import typing
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +12,7 @@ from conftest import SCRIPT
 from helpers.config import PRESETS, SHAKESPEARE_URL, TrainConfig, make_config
 from helpers.errors import SettingError
 from helpers.hardware import detect_hardware
+from helpers.runs import model_folder
 
 
 def test_presets_exist_with_policy_defaults():
@@ -20,8 +24,15 @@ def test_presets_exist_with_policy_defaults():
 
 
 def test_preset_from_environment_and_overrides():
-    cfg = make_config(env={"GPT2_PRESET": "ci", "GPT2_MAX_STEPS": "7", "GPT2_LEARNING_RATE": "0.5",
-                           "GPT2_COMPILE": "true", "GPT2_CHECKPOINT_DIR": "/some/dir"})
+    cfg = make_config(
+        env={
+            "GPT2_PRESET": "ci",
+            "GPT2_MAX_STEPS": "7",
+            "GPT2_LEARNING_RATE": "0.5",
+            "GPT2_COMPILE": "true",
+            "GPT2_CHECKPOINT_DIR": "/some/dir",
+        }
+    )
     assert cfg.preset == "ci"
     assert cfg.max_steps == 7 and cfg.learning_rate == 0.5 and cfg.compile is True
     assert cfg.checkpoint_dir == "/some/dir"
@@ -43,38 +54,44 @@ def test_config_is_plain_data():
     assert all(isinstance(v, (int, float, str, bool)) for v in d.values())
 
 
-@pytest.mark.parametrize("var,value,expected", [
-    # a wrong type: the value is quoted as given
-    ("GPT2_MAX_STEPS", "ten", "'ten': expected int"),
-    ("GPT2_LEARNING_RATE", "fast", "'fast': expected float"),
-    ("GPT2_COMPILE", "maybe", "'maybe': expected a boolean"),
-    # out of range
-    ("GPT2_SAVE_EVERY", "0", "0: must be at least 1"),
-    ("GPT2_KEEP_LAST", "0", "0: must be at least 1"),
-    ("GPT2_LEARNING_RATE", "-1.0", "-1.0: must not be negative"),
-    ("GPT2_N_EMBD", "33", "33: must be a multiple of n_head"),
-    ("GPT2_PATIENCE", "-1", "-1: must not be negative"),
-    ("GPT2_TRAIN_FRACTION", "0.0", "0.0: must be above 0 and at most 1"),
-    ("GPT2_TRAIN_FRACTION", "1.5", "1.5: must be above 0 and at most 1"),
-    ("GPT2_SAVE_EVERY_MINUTES", "-5.0", "-5.0: must not be negative"),
-    # not a finite number: nan passes every comparison, inf every lower bound (both were accepted)
-    ("GPT2_LEARNING_RATE", "nan", "nan: must be a finite number"),
-    ("GPT2_MIN_DELTA", "inf", "inf: must be a finite number"),
-    ("GPT2_TARGET_LOSS", "-inf", "-inf: must be a finite number"),
-    ("GPT2_DROPOUT", "NaN", "nan: must be a finite number"),
-    ("GPT2_DEVICE", "mps", "'mps': expected auto, cpu, cuda or cuda:N"),
-    ("GPT2_DATA_URL", " ", "' ': must name the training text"),
-])
+@pytest.mark.parametrize(
+    "var,value,expected",
+    [
+        # a wrong type: the value is quoted as given
+        ("GPT2_MAX_STEPS", "ten", "'ten': expected int"),
+        ("GPT2_LEARNING_RATE", "fast", "'fast': expected float"),
+        ("GPT2_COMPILE", "maybe", "'maybe': expected a boolean"),
+        # out of range
+        ("GPT2_SAVE_EVERY", "0", "0: must be at least 1"),
+        ("GPT2_KEEP_LAST", "0", "0: must be at least 1"),
+        ("GPT2_LEARNING_RATE", "-1.0", "-1.0: must not be negative"),
+        ("GPT2_N_EMBD", "33", "33: must be a multiple of n_head"),
+        ("GPT2_PATIENCE", "-1", "-1: must not be negative"),
+        ("GPT2_TRAIN_FRACTION", "0.0", "0.0: must be above 0 and at most 1"),
+        ("GPT2_TRAIN_FRACTION", "1.5", "1.5: must be above 0 and at most 1"),
+        ("GPT2_SAVE_EVERY_MINUTES", "-5.0", "-5.0: must not be negative"),
+        # not a finite number: nan passes every comparison, inf every lower bound (both were accepted)
+        ("GPT2_LEARNING_RATE", "nan", "nan: must be a finite number"),
+        ("GPT2_MIN_DELTA", "inf", "inf: must be a finite number"),
+        ("GPT2_TARGET_LOSS", "-inf", "-inf: must be a finite number"),
+        ("GPT2_DROPOUT", "NaN", "nan: must be a finite number"),
+        ("GPT2_DEVICE", "mps", "'mps': expected auto, cpu, cuda or cuda:N"),
+        ("GPT2_DATA_URL", " ", "' ': must name the training text"),
+    ],
+)
 def test_wrong_type_or_out_of_range_is_an_error(var, value, expected):
     with pytest.raises(SettingError, match=f"^{re.escape(var)}={re.escape(expected)}") as info:
         make_config("ci", env={var: value})
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("device,gpus,problem", [
-    ("cuda", 0, "this machine has no CUDA GPU (or torch was built without CUDA); use auto or cpu"),
-    ("cuda:1", 1, "this machine has 1 CUDA GPU(s), numbered from 0"),
-])
+@pytest.mark.parametrize(
+    "device,gpus,problem",
+    [
+        ("cuda", 0, "this machine has no CUDA GPU (or torch was built without CUDA); use auto or cpu"),
+        ("cuda:1", 1, "this machine has 1 CUDA GPU(s), numbered from 0"),
+    ],
+)
 def test_a_gpu_that_is_not_there_is_a_setting_error(monkeypatch, device, gpus, problem):
     """GPT2_DEVICE=cuda without a GPU was torch's AssertionError: Torch not compiled with CUDA enabled."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
@@ -111,15 +128,22 @@ def test_starting_from_gpt2_takes_the_finetune_settings_and_the_environment_stil
 
 
 def test_form_values_override_the_preset_and_variables_override_the_form():
-    form = dict(preset="auto", init_from="scratch", use_drive=True, download=False, hub_repo="",
-                data_url=SHAKESPEARE_URL)
+    form = dict(
+        preset="auto", init_from="scratch", use_drive=True, download=False, hub_repo="", data_url=SHAKESPEARE_URL
+    )
     untouched = make_config("cpu", env={}, form=form)
     assert untouched == make_config("cpu", env={})  # a form left at its defaults changes nothing
     assert make_config("ci", env={}, form=form).use_drive is False  # the preset's value, not the form's default
-    changed = make_config(env={}, form=dict(form, preset="cpu", use_drive=False, download=True, hub_repo="me/m",
-                                            data_url="mytext.txt"))
-    assert (changed.preset, changed.use_drive, changed.download, changed.hub_repo, changed.data_url) == \
-        ("cpu", False, True, "me/m", "mytext.txt")
+    changed = make_config(
+        env={}, form=dict(form, preset="cpu", use_drive=False, download=True, hub_repo="me/m", data_url="mytext.txt")
+    )
+    assert (changed.preset, changed.use_drive, changed.download, changed.hub_repo, changed.data_url) == (
+        "cpu",
+        False,
+        True,
+        "me/m",
+        "mytext.txt",
+    )
     env = {"GPT2_PRESET": "ci", "GPT2_USE_DRIVE": "true", "GPT2_HUB_REPO": "you/y"}
     both = make_config(env=env, form=dict(form, preset="cpu", use_drive=False, hub_repo="me/m"))
     assert (both.preset, both.use_drive, both.hub_repo) == ("ci", True, "you/y")
@@ -130,9 +154,68 @@ def test_form_values_override_the_preset_and_variables_override_the_form():
 def test_the_notebooks_form_defaults_are_the_settings_defaults():
     """An untouched form means "the preset's value" only if each field's default is the setting's (DATA_URL too)."""
     source = SCRIPT.read_text()
-    settings_cell = source[source.index("# ## Settings"):source.index("# ## Data")]
+    settings_cell = source[source.index("# ## Settings") : source.index("# ## Data")]
     form = dict(re.findall(r"^([A-Z_]+) = (.+?)  # @param", settings_cell, re.M))
     assert set(form) == {"PRESET", "INIT_FROM", "USE_DRIVE", "DOWNLOAD", "HUB_REPO", "DATA_URL"}
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for name, value in form.items():
         assert ast.literal_eval(value) == ("auto" if name == "PRESET" else defaults[name.lower()]), name
+
+
+PRESET_SNAPSHOT = Path(__file__).with_name("preset_snapshot.json")
+
+
+@pytest.mark.parametrize("key", sorted(json.loads(PRESET_SNAPSHOT.read_text())))
+def test_every_preset_resolves_as_recorded(key):
+    """Each preset's settings (and run folder) as main's code made them before TrainConfig's defaults moved.
+
+    preset_snapshot.json was written by make_config(preset, env={"GPT2_INIT_FROM": init}) and
+    runs.model_folder on main at 95cac5a, so changing where a default lives cannot change a run.
+    """
+    preset, init = key.split("/")
+    cfg = make_config(preset, env={"GPT2_INIT_FROM": init})
+    assert dict(cfg.to_dict(), model_folder=model_folder(cfg)) == json.loads(PRESET_SNAPSHOT.read_text())[key]
+
+
+def test_train_config_defaults_are_the_t4_preset():
+    """TrainConfig() is a real run's settings (the GPU schedule on a T4), not a preset of its own."""
+    assert TrainConfig().to_dict() == make_config("t4", env={}).to_dict()
+
+
+def _readme_settings() -> list[tuple[list[str], str]]:
+    """(field names, default column) of each row of README's Settings table."""
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    table = text.split("| setting | default | meaning |", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split(" | ") for line in table.strip().splitlines()[1:]]
+    return [(re.findall(r"`(\w+)`", row[0]), row[1]) for row in rows]
+
+
+def _readme_value(text: str, kind: type) -> object:
+    """A value as the README writes it: on/off, empty, a number with its unit, a `string`."""
+    text = text.strip().strip("`")
+    words = {"on": True, "off": False, "empty": "", "tiny Shakespeare's URL": SHAKESPEARE_URL}
+    if text in words:
+        return kind(words[text])
+    return kind(text.split()[0]) if kind in (int, float) else text
+
+
+@pytest.mark.parametrize(
+    "names,column",
+    [row for row in _readme_settings() if row[1] != "by preset"],
+    ids=lambda v: ",".join(v) if isinstance(v, list) else None,
+)
+def test_readme_settings_table_matches_the_code(names, column):
+    """The Settings table's defaults are TrainConfig's, and its "(cpu: ...)" notes each preset's values."""
+    hints = typing.get_type_hints(TrainConfig)
+    default, _, notes = column.partition(" (")
+    said = {preset: default for preset in ("t4", "a100", "cpu")}  # the user's presets: default unless noted
+    for note in notes.rstrip(")").split("; "):
+        presets, colon, values = note.partition(": ")
+        if colon:
+            said.update({preset.strip(): values for preset in presets.split(",")})
+    configs = {"default": TrainConfig()} | {preset: make_config(preset, env={}) for preset in said}
+    for preset, cfg in configs.items():
+        values = (default if preset == "default" else said[preset]).split(", ")
+        assert len(values) == len(names), f"README row {names}: {values}"
+        for name, value in zip(names, values):
+            assert getattr(cfg, name) == _readme_value(value, hints[name]), f"{preset}: {name}"

@@ -39,19 +39,24 @@ def test_a_damaged_token_cache_of_the_right_size_is_noticed_and_remade(data_dir,
     reports = []
     meta = prepare_data(tmp_path, os.environ.get("GPT2_DATA_URL", SHAKESPEARE_URL), report=reports.append)
     assert not meta["reused"]
-    assert reports == [f"{tmp_path}: train.bin does not match the sha256 in meta.json (changed or damaged): "
-                       "making the token files again"]
+    assert reports == [
+        f"{tmp_path}: train.bin does not match the sha256 in meta.json (changed or damaged): "
+        "making the token files again"
+    ]
     assert (tmp_path / "train.bin").read_bytes() == good
     assert prepare_data(tmp_path, os.environ.get("GPT2_DATA_URL", SHAKESPEARE_URL), report=reports.append)["reused"]
 
 
-@pytest.mark.parametrize("damage,reason", [
-    ("random train.bin", "train.bin does not match the sha256 in meta.json"),  # was an IndexError in training
-    ("broken meta.json", "meta.json is not valid JSON (JSONDecodeError: "),  # was a JSONDecodeError
-    ("meta.json a list", "meta.json does not hold a JSON object"),
-    ("meta.json of an older version", "meta.json records no sha256 of train.bin (made by an older version)"),
-    ("val.bin deleted", "val.bin is missing"),
-])
+@pytest.mark.parametrize(
+    "damage,reason",
+    [
+        ("random train.bin", "train.bin does not match the sha256 in meta.json"),  # was an IndexError in training
+        ("broken meta.json", "meta.json is not valid JSON (JSONDecodeError: "),  # was a JSONDecodeError
+        ("meta.json a list", "meta.json does not hold a JSON object"),
+        ("meta.json of an older version", "meta.json records no sha256 of train.bin (made by an older version)"),
+        ("val.bin deleted", "val.bin is missing"),
+    ],
+)
 def test_cache_damage_is_reported_in_one_line_and_repaired(own_text, tmp_path, damage, reason):
     folder = tmp_path / "data"
     first = prepare_data(folder, str(own_text))
@@ -74,12 +79,15 @@ def test_cache_damage_is_reported_in_one_line_and_repaired(own_text, tmp_path, d
     assert {split: load_tokens(folder, split).tolist() for split in ("train", "val")} == tokens
 
 
-@pytest.mark.parametrize("payload,problem", [
-    (b"", "is empty"),  # was "cannot mmap an empty file"
-    ("naïve".encode("latin-1"), "is not UTF-8 text (byte 0xef at offset 2: binary?)"),  # was a UnicodeDecodeError
-    (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "is not UTF-8 text (byte 0x89 at offset 0"),
-    (b"text\0\0\0\0more", "holds NUL bytes at offset 4: binary, not text"),
-])
+@pytest.mark.parametrize(
+    "payload,problem",
+    [
+        (b"", "is empty"),  # was "cannot mmap an empty file"
+        ("naïve".encode("latin-1"), "is not UTF-8 text (byte 0xef at offset 2: binary?)"),  # was a UnicodeDecodeError
+        (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "is not UTF-8 text (byte 0x89 at offset 0"),
+        (b"text\0\0\0\0more", "holds NUL bytes at offset 4: binary, not text"),
+    ],
+)
 def test_a_text_that_cannot_be_trained_on_is_refused_naming_it(tmp_path, payload, problem):
     source = tmp_path / "mine.txt"
     source.write_bytes(payload)
@@ -98,8 +106,10 @@ def test_a_text_too_short_for_one_window_is_refused_naming_the_split(tmp_path):
     n_train, n_val = len(load_tokens(folder, "train")), len(load_tokens(folder, "val"))
     with pytest.raises(DataError) as info:  # one window is block_size + 1 tokens
         load_splits(folder, block_size=n_val)
-    assert one_line(info.value).startswith(f"{folder / 'val.bin'}: {n_val} tokens, too few for one window of "
-                                           f"block_size + 1 = {n_val + 1} (val is the last 10% of {folder / 'input.txt'})")
+    assert one_line(info.value).startswith(
+        f"{folder / 'val.bin'}: {n_val} tokens, too few for one window of "
+        f"block_size + 1 = {n_val + 1} (val is the last 10% of {folder / 'input.txt'})"
+    )
     assert "GPT2_BLOCK_SIZE" in str(info.value)
     train, val = load_splits(folder, block_size=n_val - 1)
     assert (len(train), len(val)) == (n_train, n_val)
@@ -139,10 +149,13 @@ def test_an_empty_input_txt_in_shakespeares_folder_is_fetched_again(data_dir, tm
     assert data_identity(meta) == data_identity(read_meta(data_dir))
 
 
-@pytest.mark.parametrize("url,problem", [
-    ("https://127.0.0.1:9/input.txt", "could not download (URLError: "),  # nothing listens on port 9
-    ("http://[::1/input.txt", "is not a valid URL or path (ValueError: Invalid IPv6 URL)"),
-])
+@pytest.mark.parametrize(
+    "url,problem",
+    [
+        ("https://127.0.0.1:9/input.txt", "could not download (URLError: "),  # nothing listens on port 9
+        ("http://[::1/input.txt", "is not a valid URL or path (ValueError: Invalid IPv6 URL)"),
+    ],
+)
 def test_an_unreachable_url_is_named_in_the_error(tmp_path, url, problem):
     with pytest.raises(DataError) as info:
         prepare_data(tmp_path, url)
@@ -204,9 +217,11 @@ def test_resuming_on_other_data_is_refused_with_both_hashes_and_the_ways_out(dat
     with pytest.raises(CheckpointError) as info:
         check_same_data("ck/model_step_5.pt", checkpoint_on(theirs), ours, SHAKESPEARE_URL)
     message = one_line(info.value)
-    assert message.startswith(f"ck/model_step_5.pt: made on other data: text_sha256 {theirs['text_sha256'][:16]} "
-                              f"(data_url https://example.com/a.txt), this run's {ours['text_sha256'][:16]} "
-                              f"(data_url {SHAKESPEARE_URL})")
+    assert message.startswith(
+        f"ck/model_step_5.pt: made on other data: text_sha256 {theirs['text_sha256'][:16]} "
+        f"(data_url https://example.com/a.txt), this run's {ours['text_sha256'][:16]} "
+        f"(data_url {SHAKESPEARE_URL})"
+    )
     assert "another checkpoint folder (GPT2_CHECKPOINT_DIR" in message
     with pytest.raises(CheckpointError, match="start over with GPT2_RESUME=never"):
         check_same_data("x.pt", checkpoint_on(theirs), ours, "here", resume="x.pt")
@@ -219,8 +234,10 @@ def test_a_checkpoint_from_before_the_data_key_resumes_with_a_warning(data_dir):
     ours = data_identity(read_meta(data_dir))
     reports = []
     check_same_data("old.pt", {"step": 5, "config": {}}, ours, "here", report=reports.append)
-    assert reports == [f"old.pt: made before checkpoints recorded their data; resuming it as if made on this text "
-                       f"(sha256 {ours['text_sha256'][:16]}, data_url here)"]
+    assert reports == [
+        f"old.pt: made before checkpoints recorded their data; resuming it as if made on this text "
+        f"(sha256 {ours['text_sha256'][:16]}, data_url here)"
+    ]
 
 
 @pytest.mark.slow
@@ -242,5 +259,6 @@ def test_own_text_trains_in_its_own_folder_and_shakespeare_never_resumes_it(own_
     assert refused.returncode == 1
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
-        f"error: {checkpoints / 'model_final_full.pt'}: made on other data: text_sha256 {meta['source_sha256'][:16]}")
+        f"error: {checkpoints / 'model_final_full.pt'}: made on other data: text_sha256 {meta['source_sha256'][:16]}"
+    )
     assert {p.name: p.read_bytes() for p in checkpoints.iterdir()} == before

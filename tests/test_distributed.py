@@ -15,8 +15,10 @@ from conftest import run_script, sitecustomize_env
 from helpers.checkpoint import read_checkpoint
 from helpers.fileio import TMP_MARK
 
-pytestmark = [pytest.mark.slow,  # torchrun: the notebook's .py in three processes
-              pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs gloo")]
+pytestmark = [
+    pytest.mark.slow,  # torchrun: the notebook's .py in three processes
+    pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs gloo"),
+]
 
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")  # standalone: a free port
 FAST = {"sample_tokens": 1}  # the sample cell's length; training is the same
@@ -26,11 +28,12 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 # Imported by every Python process of a run (the torchrun launcher too): an audit hook logs, per
 # process, each file created, renamed, removed or opened for writing under the checkpoint folder.
-WRITE_AUDIT = textwrap.dedent('''
+WRITE_AUDIT = textwrap.dedent("""
     import os, sys
 
     _watch = os.path.abspath(os.environ["GPT2_CHECKPOINT_DIR"])
-    _log = os.open(os.path.join(os.environ["WRITE_AUDIT_DIR"], f"{os.environ.get('RANK', 'launcher')}-{os.getpid()}.log"),
+    _name = f"{os.environ.get('RANK', 'launcher')}-{os.getpid()}.log"
+    _log = os.open(os.path.join(os.environ["WRITE_AUDIT_DIR"], _name),
                    os.O_WRONLY | os.O_CREAT | os.O_APPEND)
 
     def _hook(event, args):
@@ -47,7 +50,7 @@ WRITE_AUDIT = textwrap.dedent('''
             pass  # an audit hook that raises would break the write it watches
 
     sys.addaudithook(_hook)
-''')
+""")
 
 
 def audited(tmp_path: Path) -> dict:
@@ -72,7 +75,7 @@ def without_key_bias(key: str, t: torch.Tensor, n_embd: int) -> torch.Tensor:
     gradient is rounding noise, which AdamW turns into steps that differ with the order of the
     floating-point sums: one process and two end with different values there, both irrelevant.
     """
-    return torch.cat([t[:n_embd], t[2 * n_embd:]]) if key.endswith("attn.c_attn.bias") else t
+    return torch.cat([t[:n_embd], t[2 * n_embd :]]) if key.endswith("attn.c_attn.bias") else t
 
 
 def assert_same_weights(path_a: Path, path_b: Path) -> None:
@@ -116,8 +119,17 @@ def test_only_rank_0_writes(two_process_run):
     names = {p.name for p in checkpoint_dir.iterdir()}
     assert not [n for n in names if TMP_MARK in n]
     # ci preset: 20 steps, save_every 5, keep_last 2; the same files as one process writes
-    assert names == {"model_step_10.pt", "model_step_15.pt", "model_best.pt", "model_best_full.pt", "model_final.pt",
-                     "model_final_full.pt", "model_final_fp16.pt", "loss.png", "run_summary.json"}
+    assert names == {
+        "model_step_10.pt",
+        "model_step_15.pt",
+        "model_best.pt",
+        "model_best_full.pt",
+        "model_final.pt",
+        "model_final_full.pt",
+        "model_final_fp16.pt",
+        "loss.png",
+        "run_summary.json",
+    }
 
 
 def test_checkpoint_of_two_processes_resumes_in_one(two_process_run, ci_run, tmp_path):

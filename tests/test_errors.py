@@ -31,12 +31,17 @@ def script_hook(monkeypatch):
     return sys.excepthook
 
 
-@pytest.mark.parametrize("error,shown", [
-    (SettingError("GPT2_LEARNING_RATE=nan: must be a finite number"),
-     "error: GPT2_LEARNING_RATE=nan: must be a finite number"),
-    (CheckpointError("ck/model_step_5.pt", "file is empty"), "error: ck/model_step_5.pt: file is empty"),
-    (KeyboardInterrupt(), INTERRUPTED),
-])
+@pytest.mark.parametrize(
+    "error,shown",
+    [
+        (
+            SettingError("GPT2_LEARNING_RATE=nan: must be a finite number"),
+            "error: GPT2_LEARNING_RATE=nan: must be a finite number",
+        ),
+        (CheckpointError("ck/model_step_5.pt", "file is empty"), "error: ck/model_step_5.pt: file is empty"),
+        (KeyboardInterrupt(), INTERRUPTED),
+    ],
+)
 def test_a_script_shows_our_errors_and_ctrl_c_as_one_line(script_hook, capsys, error, shown):
     script_hook(*raised(error))
     out, err = capsys.readouterr()
@@ -54,15 +59,19 @@ def test_a_script_shows_an_unexpected_error_with_its_traceback(script_hook, caps
 @pytest.mark.slow
 def test_a_notebook_kernel_shows_our_errors_as_one_line_and_still_stops(tmp_path):
     """Under IPython (Jupyter, Colab) the cell fails as before, so Run all stops, but shows one line."""
-    setup = (f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"
-             "from helpers.errors import SettingError, short_errors\nshort_errors()")
+    setup = (
+        f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"
+        "from helpers.errors import SettingError, short_errors\nshort_errors()"
+    )
     cells = [setup, "raise SettingError('GPT2_MAX_STEPS=0: must be at least 1')", "1 / 0"]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     ours, other = (cell.outputs for cell in nb.cells[1:])
     assert [(o.output_type, o.ename, o.traceback) for o in ours] == [
-        ("error", "SettingError", ["SettingError: GPT2_MAX_STEPS=0: must be at least 1"])]
+        ("error", "SettingError", ["SettingError: GPT2_MAX_STEPS=0: must be at least 1"])
+    ]
     assert other[0].ename == "ZeroDivisionError" and len(other[0].traceback) > 1  # IPython's own display
 
 
@@ -79,8 +88,14 @@ def test_a_bad_setting_stops_the_script_with_one_line(tmp_path):
 def test_ctrl_c_during_training_ends_with_sigint_and_the_next_run_resumes(tmp_path):
     """SIGINT between checkpoints: one line, the process ends by SIGINT (a shell's 130), and the rerun resumes."""
     settings = dict(max_steps=200, save_every=10)  # the first periodic file at step 10, the next 10 steps later
-    proc = subprocess.Popen([sys.executable, str(SCRIPT)], env=script_env(tmp_path, **settings), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT)],
+        env=script_env(tmp_path, **settings),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     end = time.monotonic() + 120
     while not (tmp_path / "model_step_10.pt").exists():  # written atomically: there means complete
         assert proc.poll() is None and time.monotonic() < end, "no periodic checkpoint"

@@ -9,10 +9,12 @@ import threading
 import time
 
 import pytest
+import readonly_fs
 import torch
 
 import helpers.fileio as fileio
 import helpers.lock as lock
+from conftest import TINY, tiny_full_ckpt
 from helpers.checkpoint import load_checkpoint, save_checkpoint, to_deployment
 from helpers.errors import OutputError
 from helpers.fileio import (
@@ -28,9 +30,6 @@ from helpers.lock import LOCK_NAME, FolderLock, LockError, hold_folder
 from helpers.model import GPTConfig
 from helpers.policy import BEST, BEST_FULL, check_best, periodic_checkpoints, periodic_path, save_best, save_periodic
 
-import readonly_fs
-from conftest import TINY, tiny_full_ckpt
-
 
 def steps_in(folder):
     return [s for s, _ in periodic_checkpoints(folder)]
@@ -45,8 +44,10 @@ def truncated(path):
 def test_rotation_counts_only_files_it_can_resume_from(tmp_path, capsys):
     """Once, an unloadable model_step_999.pt made keep_last=1 delete every new file right after writing it."""
     bad = truncated(tmp_path / "model_step_999.pt")
-    other = save_checkpoint(tiny_full_ckpt(step=3, model_config=GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=32)),
-                            tmp_path / "model_step_3.pt")
+    other = save_checkpoint(
+        tiny_full_ckpt(step=3, model_config=GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=32)),
+        tmp_path / "model_step_3.pt",
+    )
     for step in (5, 10):
         path, deleted = save_periodic(tmp_path, tiny_full_ckpt(step=step), keep_last=1)
         assert path.exists()  # the file just written stays
@@ -64,7 +65,7 @@ def test_rotation_counts_only_files_it_can_resume_from(tmp_path, capsys):
 
 
 def test_rotation_leaves_files_of_later_steps_alone(tmp_path):
-    """A usable file ahead of this run (a longer run's, or one after the file this run resumed from) is not its to delete."""
+    """A usable file ahead of this run (a longer run's, or one after the file it resumed from) is not its to delete."""
     save_checkpoint(tiny_full_ckpt(step=50), tmp_path / "model_step_50.pt")
     for step in (5, 10, 15):
         save_periodic(tmp_path, tiny_full_ckpt(step=step), keep_last=2)
@@ -110,7 +111,9 @@ def test_drive_rotation_and_the_best_pair_put_no_full_copy_in_the_trash(drive_fo
     for step in (5, 10, 15, 20):
         save_periodic(drive_folder, tiny_full_ckpt(step=step), keep_last=2, best_ckpt=tiny_full_ckpt(step=step))
     assert steps_in(drive_folder) == [15, 20]
-    assert load_checkpoint(drive_folder / BEST_FULL)["step"] == 20 and load_checkpoint(drive_folder / BEST)["step"] == 20
+    assert (
+        load_checkpoint(drive_folder / BEST_FULL)["step"] == 20 and load_checkpoint(drive_folder / BEST)["step"] == 20
+    )
     deleted = [name for name, _ in trash.sizes]
     assert "model_step_5.pt" in deleted and "model_step_10.pt" in deleted and deleted.count(BEST_FULL) == 3
     assert [size for _, size in trash.sizes] == [0] * len(trash.sizes)  # all of them emptied first
@@ -134,7 +137,9 @@ def test_drive_replacement_leaves_old_or_new_at_every_moment(drive_folder, monke
 
     def replace(src, dst):
         calls["replace"] += 1
-        if (crash_at == "rename to staged" and calls["replace"] == 1) or (crash_at == "rename over" and ".new-" in str(src)):
+        if (crash_at == "rename to staged" and calls["replace"] == 1) or (
+            crash_at == "rename over" and ".new-" in str(src)
+        ):
             raise Crash
         return real["replace"](src, dst)
 
@@ -196,11 +201,14 @@ def test_a_second_run_on_a_held_folder_refuses_in_one_line(tmp_path, monkeypatch
     assert "whose heartbeat goes on" in message and "Disconnect and delete runtime" in message and "\n" not in message
 
 
-@pytest.mark.parametrize("host,age_s,why", [
-    (HOST, 5, "its process is gone"),  # a crashed run of this machine
-    ("reset-runtime", 600, "no heartbeat for 10 min"),  # another machine's, long silent
-    ("reset-runtime", lock.STALE_AFTER_S - 0.3, "no heartbeat for 3 min"),  # silent while this run watched it
-])
+@pytest.mark.parametrize(
+    "host,age_s,why",
+    [
+        (HOST, 5, "its process is gone"),  # a crashed run of this machine
+        ("reset-runtime", 600, "no heartbeat for 10 min"),  # another machine's, long silent
+        ("reset-runtime", lock.STALE_AFTER_S - 0.3, "no heartbeat for 3 min"),  # silent while this run watched it
+    ],
+)
 def test_a_stale_lock_is_taken_over_loudly(tmp_path, monkeypatch, host, age_s, why):
     monkeypatch.setattr(lock, "POLL_S", 0.01)
     lock_record(tmp_path, host, dead_pid(), age_s)
@@ -248,9 +256,13 @@ def test_the_sweep_removes_only_temporaries_of_no_living_run(tmp_path):
 def best_folder(tmp_path, steps=(2, 4, 6), best_step=4):
     """Periodic files of steps, the best at best_step, as a run leaves them; the resume file (the last) and its dict."""
     for step in steps:
-        ckpt = tiny_full_ckpt(step=step, seed=step, best_step=best_step, best_val_loss=1.5, val_loss=1.5 if step == best_step else 2.0)
+        ckpt = tiny_full_ckpt(
+            step=step, seed=step, best_step=best_step, best_val_loss=1.5, val_loss=1.5 if step == best_step else 2.0
+        )
         save_checkpoint(ckpt, periodic_path(tmp_path, step))
-    save_best(tmp_path, tiny_full_ckpt(step=best_step, seed=best_step, best_step=best_step, best_val_loss=1.5, val_loss=1.5))
+    save_best(
+        tmp_path, tiny_full_ckpt(step=best_step, seed=best_step, best_step=best_step, best_val_loss=1.5, val_loss=1.5)
+    )
     truncated(tmp_path / BEST_FULL)  # damaged after the crash
     resume = periodic_path(tmp_path, steps[-1])
     return resume, load_checkpoint(resume, mmap=False)
@@ -261,7 +273,10 @@ def test_a_damaged_best_pair_is_found_at_resume_and_a_way_out_taken(tmp_path):
     # 1. the periodic file of the best step is there: the pair is rewritten from it now
     resume, ckpt = best_folder(tmp_path / "a")
     assert check_best(tmp_path / "a", resume, ckpt, TINY, report=reports.append) == (resume, ckpt)
-    assert "model_best_full.pt: not a torch checkpoint, or truncated" in reports[-1] and "rewriting the best pair from model_step_4.pt" in reports[-1]
+    assert (
+        "model_best_full.pt: not a torch checkpoint, or truncated" in reports[-1]
+        and "rewriting the best pair from model_step_4.pt" in reports[-1]
+    )
     rebuilt, exact = load_checkpoint(tmp_path / "a" / BEST_FULL), load_checkpoint(periodic_path(tmp_path / "a", 4))
     assert all(torch.equal(rebuilt["model_state_dict"][k], v) for k, v in exact["model_state_dict"].items())
     # 2. only a file before the best step: resume from there and train the best step again
@@ -276,8 +291,12 @@ def test_a_damaged_best_pair_is_found_at_resume_and_a_way_out_taken(tmp_path):
     rebuilt, weights = load_checkpoint(tmp_path / "c" / BEST_FULL), load_checkpoint(tmp_path / "c" / BEST)
     assert rebuilt["step"] == 4 and "training state of step 6" in rebuilt["best_state_note"]
     assert all(torch.equal(rebuilt["model_state_dict"][k], v) for k, v in weights["model_state_dict"].items())
-    assert all(torch.equal(a, b) for a, b in zip(rebuilt["optimizer_state_dict"]["state"][0].values(),
-                                                  ckpt["optimizer_state_dict"]["state"][0].values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            rebuilt["optimizer_state_dict"]["state"][0].values(), ckpt["optimizer_state_dict"]["state"][0].values()
+        )
+    )
     # 4. model_best.pt damaged too: the best is lost, and the run says so rather than failing at the end
     resume, ckpt = best_folder(tmp_path / "d", steps=(6,))
     truncated(tmp_path / "d" / BEST)
@@ -329,7 +348,7 @@ def test_errors_name_the_target_not_its_temporary(tmp_path):
 
 
 def test_an_interrupt_inside_torch_save_stays_an_interrupt(tmp_path):
-    """Ctrl-C inside torch.save came out as `RuntimeError: ... unexpected pos`, which nothing recovers as an interrupt."""
+    """Ctrl-C inside torch.save came out as `RuntimeError: ... unexpected pos`, which nothing recovers as Ctrl-C."""
     target = save_checkpoint(to_deployment(tiny_full_ckpt()), tmp_path / "model_final.pt")
     before = target.read_bytes()
 

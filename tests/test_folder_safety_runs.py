@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import readonly_fs
+from test_resume import assert_same_weights, paused_env, wait_for
+
 from conftest import REPO, SCRIPT, run_script, script_env, sitecustomize_env
 from helpers.checkpoint import load_checkpoint
 from helpers.errors import INTERRUPTED
 from helpers.fileio import HOST, TMP_MARK
 from helpers.lock import LOCK_NAME
-from test_resume import assert_same_weights, paused_env, wait_for
 
 pytestmark = pytest.mark.slow  # every test runs the notebook's .py
 
@@ -23,8 +23,14 @@ def test_interrupt_inside_the_final_save_then_rerun(ci_run, tmp_path):
     """Ctrl-C while model_final_full.pt is written once ended in `RuntimeError: ... unexpected pos` (exit 1)."""
     reference_dir, _ = ci_run
     env = dict(script_env(tmp_path), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, str(SCRIPT)], env=paused_env(tmp_path / "x", env, "model_final_full.pt"),
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT)],
+        env=paused_env(tmp_path / "x", env, "model_final_full.pt"),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert wait_for(tmp_path / "x" / "in-a-write", proc), proc.communicate()
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -36,15 +42,23 @@ def test_interrupt_inside_the_final_save_then_rerun(ci_run, tmp_path):
     assert "at step 15" in again.stdout
     for name in ("model_final.pt", "model_final_full.pt", "model_best.pt"):
         assert_same_weights(reference_dir / name, tmp_path / name)
-    assert load_checkpoint(tmp_path / "model_final_full.pt")["history"] == load_checkpoint(reference_dir / "model_final_full.pt")["history"]
+    assert (
+        load_checkpoint(tmp_path / "model_final_full.pt")["history"]
+        == load_checkpoint(reference_dir / "model_final_full.pt")["history"]
+    )
 
 
 def test_a_second_run_on_the_folder_refuses_then_takes_over_from_a_dead_one(ci_run, tmp_path):
     """Two runs on one folder once trained into the same files, and the second's sweep deleted the first's writes."""
     reference_dir, _ = ci_run
     env = dict(script_env(tmp_path), PYTHONUNBUFFERED="1")
-    first = subprocess.Popen([sys.executable, str(SCRIPT)], env=paused_env(tmp_path / "x", env), cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [sys.executable, str(SCRIPT)],
+        env=paused_env(tmp_path / "x", env),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert wait_for(tmp_path / "x" / "in-a-write", first)  # training, inside a checkpoint write
         writing = {p.name: p.stat().st_size for p in tmp_path.iterdir() if TMP_MARK in p.name}
@@ -54,7 +68,9 @@ def test_a_second_run_on_the_folder_refuses_then_takes_over_from_a_dead_one(ci_r
         assert f"{tmp_path.absolute()}: in use by another run (process {first.pid} on host {HOST}, started" in last
         assert "wait for it to finish or stop it, or choose another checkpoint_dir" in last
         assert "step 0" not in second.stdout  # refused before training
-        assert {p.name: p.stat().st_size for p in tmp_path.iterdir() if TMP_MARK in p.name} == writing  # its write untouched
+        assert {
+            p.name: p.stat().st_size for p in tmp_path.iterdir() if TMP_MARK in p.name
+        } == writing  # its write untouched
     finally:
         first.kill()
         first.wait()
@@ -70,14 +86,22 @@ def test_a_folder_that_cannot_be_written_is_refused_before_the_first_step(ci_run
     (tmp_path / "a-file").write_text("")
     under_a_file = run_script(tmp_path / "a-file" / "ckpt", check=False)
     assert under_a_file.returncode != 0 and "step 0" not in under_a_file.stdout
-    assert under_a_file.stderr.strip().splitlines()[-1].endswith(
-        f"{tmp_path / 'a-file' / 'ckpt'}: cannot be created (Not a directory); choose another checkpoint_dir")
+    assert (
+        under_a_file.stderr.strip()
+        .splitlines()[-1]
+        .endswith(f"{tmp_path / 'a-file' / 'ckpt'}: cannot be created (Not a directory); choose another checkpoint_dir")
+    )
     read_only = tmp_path / "ro"
     read_only.mkdir()
     refused = run_script(read_only, check=False, extra_env=read_only_env(tmp_path, read_only))
     assert refused.returncode != 0 and "step 0" not in refused.stdout
-    assert refused.stderr.strip().splitlines()[-1].endswith(
-        f"{read_only}: cannot be written (Read-only file system); make it writable or choose another checkpoint_dir")
+    assert (
+        refused.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"{read_only}: cannot be written (Read-only file system); make it writable or choose another checkpoint_dir"
+        )
+    )
     assert list(read_only.iterdir()) == []
     # a finished run in a read-only folder opens: it is only read (run_summary.json once failed)
     finished, _ = ci_run
@@ -89,5 +113,8 @@ def test_a_folder_that_cannot_be_written_is_refused_before_the_first_step(ci_run
 
 def read_only_env(tmp_path: Path, folder: Path) -> dict:
     """Environment variables under which a child process finds folder read-only (tests/readonly_fs.py)."""
-    return dict(sitecustomize_env(tmp_path / "read-only", readonly_fs.SITECUSTOMIZE),
-                READ_ONLY_TESTS=str(Path(__file__).parent), READ_ONLY_DIR=str(folder))
+    return dict(
+        sitecustomize_env(tmp_path / "read-only", readonly_fs.SITECUSTOMIZE),
+        READ_ONLY_TESTS=str(Path(__file__).parent),
+        READ_ONLY_DIR=str(folder),
+    )

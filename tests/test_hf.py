@@ -5,15 +5,21 @@ import json
 import pytest
 import torch
 
+from conftest import TINY, full_ckpt, tiny_model
 from helpers import hf, hf_convert, hub, tokenizer_files
-from helpers.checkpoint import DEPLOYMENT, CheckpointError, load_checkpoint, load_model, make_checkpoint, save_checkpoint
+from helpers.checkpoint import (
+    DEPLOYMENT,
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    make_checkpoint,
+    save_checkpoint,
+)
 from helpers.commands.create_deployment_checkpoint import main as create_main
 from helpers.commands.export_hf import main as export_main
-from helpers.model import GPT, GPTConfig
 from helpers.commands.test_deployment_checkpoint import main as check_main
 from helpers.errors import HubError, OutputError
-
-from conftest import TINY, full_ckpt, tiny_model
+from helpers.model import GPT, GPTConfig
 
 VOCAB = TINY.vocab_size
 
@@ -35,9 +41,12 @@ def files(model, tmp_path_factory) -> dict:
     """The tiny model as a full and a deployment checkpoint, and exported as a transformers folder."""
     root = tmp_path_factory.mktemp("hf")
     opt = model.configure_optimizer(0.1, 1e-3, (0.9, 0.95), fused=False)
-    full = save_checkpoint(full_ckpt(model, opt, step=7, loss=2.5, history={"train": [[7, 2.5]], "val": []}), root / "full.pt")
-    deploy = save_checkpoint(make_checkpoint(DEPLOYMENT, step=7, model=model, loss=2.5, config={"preset": "test"}),
-                             root / "model_final.pt")
+    full = save_checkpoint(
+        full_ckpt(model, opt, step=7, loss=2.5, history={"train": [[7, 2.5]], "val": []}), root / "full.pt"
+    )
+    deploy = save_checkpoint(
+        make_checkpoint(DEPLOYMENT, step=7, model=model, loss=2.5, config={"preset": "test"}), root / "model_final.pt"
+    )
     assert export_main([str(deploy), str(root / "export")]) == 0
     return {"root": root, "full": full, "deploy": deploy, "export": root / "export"}
 
@@ -51,6 +60,7 @@ def tokenizer_available() -> bool:
 
 
 # ----------------------------------------------------------------------------- safetensors
+
 
 def test_safetensors_round_trip_stores_tied_weights_once(model, files, tmp_path):
     path = save_checkpoint(load_checkpoint(files["full"]), tmp_path / "model.safetensors")
@@ -98,6 +108,7 @@ def test_damaged_safetensors_is_a_one_line_error(files, tmp_path, payload, capsy
 
 # ----------------------------------------------------------------------------- export CLI (no transformers needed)
 
+
 def test_export_writes_a_transformers_folder(files):
     folder = files["export"]
     names = {p.name for p in folder.iterdir()}
@@ -132,7 +143,12 @@ def test_export_without_tokenizer_says_so_in_one_line_and_writes_the_model(files
     assert export_main([str(files["deploy"]), str(tmp_path / "out")]) == 0
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("no tokenizer")]
     assert len(notes) == 1 and "no network" in notes[0]
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"config.json", "generation_config.json", "model.safetensors", "README.md"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "README.md",
+    }
 
 
 def test_export_refuses_non_empty_folder_unless_forced(files, tmp_path, capsys):
@@ -151,8 +167,11 @@ def test_export_refuses_non_empty_folder_unless_forced(files, tmp_path, capsys):
 def test_export_errors_name_the_file(files, tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
-    cases = [(tmp_path / "missing.pt", "no such file"), (bad, "not a torch checkpoint"),
-             (tmp_path / "missing.safetensors", "no such file")]
+    cases = [
+        (tmp_path / "missing.pt", "no such file"),
+        (bad, "not a torch checkpoint"),
+        (tmp_path / "missing.safetensors", "no such file"),
+    ]
     for path, problem in cases:
         assert export_main([str(path), str(tmp_path / "out")]) == 1
         err = capsys.readouterr().err.strip().splitlines()
@@ -166,7 +185,9 @@ def test_export_errors_name_the_file(files, tmp_path, capsys):
 def test_export_refuses_a_model_without_biases(tmp_path, capsys):
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, bias=False))
-    path = save_checkpoint(make_checkpoint(DEPLOYMENT, step=1, model=model, loss=1.0, config={}), tmp_path / "nobias.pt")
+    path = save_checkpoint(
+        make_checkpoint(DEPLOYMENT, step=1, model=model, loss=1.0, config={}), tmp_path / "nobias.pt"
+    )
     assert export_main([str(path), str(tmp_path / "out")]) == 1
     assert "bias=False" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -186,8 +207,11 @@ def test_folder_and_hub_problems_are_their_own_errors(files, tmp_path, monkeypat
         raise OSError("Network is unreachable")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
-    with pytest.raises(HubError, match=r"^someone/gpt2: not a local folder, and not downloadable from the Hub "
-                                       r"\(OSError: Network is unreachable\)$") as info:
+    with pytest.raises(
+        HubError,
+        match=r"^someone/gpt2: not a local folder, and not downloadable from the Hub "
+        r"\(OSError: Network is unreachable\)$",
+    ) as info:
         hf.load_hf_gpt2("someone/gpt2")
     assert not isinstance(info.value, CheckpointError)
 
@@ -203,6 +227,7 @@ def test_the_library_warns_where_the_command_prints(files, model, tmp_path, monk
 
 # ----------------------------------------------------------------------------- transformers
 
+
 @pytest.fixture(scope="module")
 def transformers():
     return pytest.importorskip("transformers")
@@ -217,8 +242,13 @@ def test_exported_model_matches_ours_in_transformers(transformers, model, files)
     assert (full_logits(model, idx) - theirs).abs().max().item() <= 1e-4
     prompt = idx[:, :4]
     ours = model.generate(prompt, 20, top_k=1)  # top_k=1 samples the argmax: greedy
-    greedy = hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=20,
-                               do_sample=False, pad_token_id=tokenizer_files.EOT_ID)
+    greedy = hf_model.generate(
+        prompt,
+        attention_mask=torch.ones_like(prompt),
+        max_new_tokens=20,
+        do_sample=False,
+        pad_token_id=tokenizer_files.EOT_ID,
+    )
     assert torch.equal(ours, greedy)
 
 
@@ -280,7 +310,10 @@ def test_export_then_import_is_bit_identical(model, files, tmp_path):
     hf.export_hf_folder(back, tmp_path / "again")
     from safetensors.torch import load_file
 
-    first, second = load_file(files["export"] / "model.safetensors"), load_file(tmp_path / "again" / "model.safetensors")
+    first, second = (
+        load_file(files["export"] / "model.safetensors"),
+        load_file(tmp_path / "again" / "model.safetensors"),
+    )
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
@@ -318,12 +351,15 @@ def test_import_refuses_what_is_not_gpt2(transformers, tmp_path):
         hf_convert.gpt_config_from_hf({"model_type": "gpt2", "n_positions": 32}, "config.json", block_size=64)
     empty = tmp_path / "empty"
     empty.mkdir()
-    (empty / "config.json").write_text(json.dumps({"model_type": "gpt2", "vocab_size": VOCAB, "n_layer": 1, "n_head": 2, "n_embd": 8}))
+    (empty / "config.json").write_text(
+        json.dumps({"model_type": "gpt2", "vocab_size": VOCAB, "n_layer": 1, "n_head": 2, "n_embd": 8})
+    )
     with pytest.raises(CheckpointError, match="no model.safetensors or pytorch_model.bin"):
         hf.load_hf_gpt2(empty)
 
 
 # ----------------------------------------------------------------------------- the Hub, faked
+
 
 def test_upload_without_token_does_nothing(files, fake_hub, capsys):
     assert hub.upload_to_hub(files["export"], "me/gpt2-shakespeare") is None
@@ -335,8 +371,11 @@ def test_upload_with_token_creates_repo_and_uploads(files, fake_hub, monkeypatch
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     url = hub.upload_to_hub(files["export"], "me/gpt2-shakespeare")
     assert url == "https://huggingface.co/me/gpt2-shakespeare"
-    assert fake_hub == [("init", "hf_env"), ("create_repo", "me/gpt2-shakespeare", True, "model", None, None),
-                        ("upload_folder", "me/gpt2-shakespeare", str(files["export"]), "model")]
+    assert fake_hub == [
+        ("init", "hf_env"),
+        ("create_repo", "me/gpt2-shakespeare", True, "model", None, None),
+        ("upload_folder", "me/gpt2-shakespeare", str(files["export"]), "model"),
+    ]
 
 
 def test_export_cli_pushes_when_asked(files, fake_hub, monkeypatch, tmp_path):
@@ -351,10 +390,13 @@ def test_upload_finds_the_colab_secret(files, fake_hub, fake_colab, monkeypatch)
     assert fake_hub[0] == ("init", "hf_colab")
 
 
-@pytest.mark.parametrize("secrets,expected", [
-    ({}, "no Hugging Face token: add the Colab secret HF_TOKEN"),
-    ({"HF_TOKEN": ["hf_x", False]}, "the Colab secret HF_TOKEN exists, but this notebook has no access to it"),
-])
+@pytest.mark.parametrize(
+    "secrets,expected",
+    [
+        ({}, "no Hugging Face token: add the Colab secret HF_TOKEN"),
+        ({"HF_TOKEN": ["hf_x", False]}, "the Colab secret HF_TOKEN exists, but this notebook has no access to it"),
+    ],
+)
 def test_missing_token_says_which_colab_problem(fake_hub, fake_colab, monkeypatch, secrets, expected):
     monkeypatch.setenv("FAKE_SECRETS", json.dumps(secrets))
     assert hub.hub_token() is None

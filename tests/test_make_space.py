@@ -23,20 +23,30 @@ import pytest
 import torch
 import yaml
 
+from conftest import save_full
 from helpers import model as model_module
 from helpers.checkpoint import load_model
-from helpers.data import get_encoding
 from helpers.commands.make_space import main
-from helpers.space import gradio_version, make_space
+from helpers.data import get_encoding
 from helpers.model import GPT, GPTConfig
+from helpers.space import gradio_version, make_space
 
-from conftest import save_full
-
-SPACE_FILES = {".gitattributes", "README.md", "app.py", "model.py", "model_final.pt", "requirements.txt",
-               "space.json", "tiktoken_cache"}
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
+SPACE_FILES = {
+    ".gitattributes",
+    "README.md",
+    "app.py",
+    "model.py",
+    "model_final.pt",
+    "requirements.txt",
+    "space.json",
+    "tiktoken_cache",
+}
+CHROMIUM, CHROMEDRIVER = (
+    shutil.which("chromium") or "/usr/bin/chromium",
+    shutil.which("chromedriver") or "/usr/bin/chromedriver",
+)
 # Run inside the app's process: note every connection, and every name looked up, that is not this machine.
-AUDIT = '''
+AUDIT = """
 import os, sys
 LOCAL = {None, "", "localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
 def _hook(event, args):
@@ -51,7 +61,7 @@ def _hook(event, args):
         with open(os.environ["SPACE_NETWORK_LOG"], "a") as f:
             f.write(f"{event} {host}\\n")
 sys.addaudithook(_hook)
-'''
+"""
 
 
 def full_checkpoint(path: Path) -> Path:
@@ -79,9 +89,16 @@ def app(space, tmp_path_factory):
     audit = tmp_path_factory.mktemp("audit")
     (audit / "sitecustomize.py").write_text(AUDIT)
     port, log = free_port(), audit / "network.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TIKTOKEN_CACHE_DIR", "GRADIO_ANALYTICS_ENABLED")}
-    env.update(PYTHONPATH=str(audit), SPACE_NETWORK_LOG=str(log), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_SERVER_PORT=str(port), OMP_NUM_THREADS="1")
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TIKTOKEN_CACHE_DIR", "GRADIO_ANALYTICS_ENABLED")
+    }
+    env.update(
+        PYTHONPATH=str(audit),
+        SPACE_NETWORK_LOG=str(log),
+        GRADIO_SERVER_NAME="127.0.0.1",
+        GRADIO_SERVER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+    )
     out = audit / "app.out"
     with open(out, "w") as stdout:
         proc = subprocess.Popen([sys.executable, "app.py"], cwd=space, env=env, stdout=stdout, stderr=subprocess.STDOUT)
@@ -118,12 +135,17 @@ def expected_text(space: Path, prompt: str, tokens: int, seed: int) -> str:
 
 # ----------------------------------------------------------------------------- the folder
 
+
 def test_space_folder_is_complete(space):
     assert {p.name for p in space.iterdir()} == SPACE_FILES
     assert (space / "model.py").read_bytes() == Path(model_module.__file__).read_bytes()
     header = re.match(r"---\n(.*?)\n---\n", (space / "README.md").read_text(), re.S)
     card = yaml.safe_load(header.group(1))
-    assert {k: card[k] for k in ("sdk", "app_file", "license")} == {"sdk": "gradio", "app_file": "app.py", "license": "mit"}
+    assert {k: card[k] for k in ("sdk", "app_file", "license")} == {
+        "sdk": "gradio",
+        "app_file": "app.py",
+        "license": "mit",
+    }
     assert card["title"] and card["emoji"] and str(card["sdk_version"]) == gradio_version()
     import gradio
 
@@ -138,7 +160,9 @@ def test_space_folder_is_complete(space):
     model = GPT(GPTConfig(**ckpt["model_args"]))
     model.load_state_dict(ckpt["model_state_dict"])
     facts = json.loads((space / "space.json").read_text())
-    assert facts["parameters"] == model.num_params() and facts["file_bytes"] == (space / "model_final.pt").stat().st_size
+    assert (
+        facts["parameters"] == model.num_params() and facts["file_bytes"] == (space / "model_final.pt").stat().st_size
+    )
     if not os.environ.get("SPACE_CHECKPOINT"):
         assert (facts["step"], facts["val_loss"]) == (20, 6.75)
         assert "| steps | 20 |" in (space / "README.md").read_text()
@@ -157,7 +181,9 @@ def test_model_card_snippet_loads_the_checkpoint(space):
     snippet = re.search(r"```python\n(.*?)```", (space / "README.md").read_text(), re.S).group(1)
     check = snippet + "\nprint(sum(p.numel() for p in model.parameters()))\n"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", check], cwd=space, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", check], cwd=space, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert int(proc.stdout.split()[-1]) == json.loads((space / "space.json").read_text())["parameters"]
 
@@ -173,8 +199,14 @@ def test_safetensors_half_precision_space_loads_in_the_app(tmp_path, monkeypatch
 
     try:
         assert app.FACTS["dtype"] == "float16" and app.model.transformer.wte.weight.dtype == torch.float32
-        texts = list(app.generate("ROMEO:", 10, 0.8, 200, 7))  # the text as it grows: the prompt, then a token more each time
-        assert texts[0] == "ROMEO:" and len(texts) == 11 and all(b.startswith(a) or "\ufffd" in a for a, b in zip(texts, texts[1:]))
+        texts = list(
+            app.generate("ROMEO:", 10, 0.8, 200, 7)
+        )  # the text as it grows: the prompt, then a token more each time
+        assert (
+            texts[0] == "ROMEO:"
+            and len(texts) == 11
+            and all(b.startswith(a) or "\ufffd" in a for a, b in zip(texts, texts[1:]))
+        )
         assert texts[-1] == list(app.generate("ROMEO:", 10, 0.8, 200, 7))[-1]
     finally:
         sys.modules.pop("app", None)
@@ -182,6 +214,7 @@ def test_safetensors_half_precision_space_loads_in_the_app(tmp_path, monkeypatch
 
 
 # ----------------------------------------------------------------------------- bad input
+
 
 def test_non_empty_out_dir_is_refused_unless_forced(space, tmp_path, capsys):
     out = tmp_path / "space"
@@ -209,9 +242,12 @@ def test_bad_checkpoint_is_one_line(tmp_path, capsys, payload, problem):
 
 # ----------------------------------------------------------------------------- --push, against the stand-in Hub
 
+
 def test_push_without_token_says_what_is_missing(fake_hub, tmp_path, capsys):
     out = tmp_path / "space"
-    assert main([str(full_checkpoint(tmp_path / "full.pt")), str(out), "--kind", "gradio", "--push", "me/gpt2-space"]) == 1
+    assert (
+        main([str(full_checkpoint(tmp_path / "full.pt")), str(out), "--kind", "gradio", "--push", "me/gpt2-space"]) == 1
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "me/gpt2-space" in err[0] and "HF_TOKEN" in err[0]
     assert fake_hub == [] and (out / "app.py").is_file()  # nothing uploaded; the folder is there to push later
@@ -220,13 +256,19 @@ def test_push_without_token_says_what_is_missing(fake_hub, tmp_path, capsys):
 def test_push_with_token_creates_a_gradio_space_and_uploads(fake_hub, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     out = tmp_path / "space"
-    assert main([str(full_checkpoint(tmp_path / "full.pt")), str(out), "--kind", "gradio", "--push", "me/gpt2-space"]) == 0
-    assert fake_hub == [("init", "hf_env"), ("create_repo", "me/gpt2-space", True, "space", "gradio", "cpu-basic"),
-                        ("upload_folder", "me/gpt2-space", str(out), "space")]
+    assert (
+        main([str(full_checkpoint(tmp_path / "full.pt")), str(out), "--kind", "gradio", "--push", "me/gpt2-space"]) == 0
+    )
+    assert fake_hub == [
+        ("init", "hf_env"),
+        ("create_repo", "me/gpt2-space", True, "space", "gradio", "cpu-basic"),
+        ("upload_folder", "me/gpt2-space", str(out), "space"),
+    ]
     assert "https://huggingface.co/spaces/me/gpt2-space" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- the app, started on its own
+
 
 @pytest.mark.slow
 def test_app_serves_generated_text_to_gradio_client(app, space):
@@ -241,7 +283,7 @@ def test_app_serves_generated_text_to_gradio_client(app, space):
 
 
 def chrome(*flags: str):
-    """A headless Chromium through selenium (with these extra flags); fails in CI (CI set) and skips elsewhere when it is missing."""
+    """A headless Chromium through selenium (with these extra flags); fails in CI (CI set), else skips when missing."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file()]
     if missing:
         message = f"{', '.join(missing)} missing: apt-get install chromium chromium-driver (.ci/run does)"
@@ -251,9 +293,20 @@ def chrome(*flags: str):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--window-size=1280,1000", f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}", *flags):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+        f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}",
+        *flags,
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
@@ -298,7 +351,9 @@ def test_browser_types_a_prompt_and_watches_the_text_grow(app, space, tmp_path):
         assert lengths == sorted(lengths) and len(between) >= 3, lengths
         # everything the page loaded came from the app: no web fonts or scripts from elsewhere
         loaded = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-        assert loaded and all(url.startswith(app["url"]) for url in loaded), [u for u in loaded if not u.startswith(app["url"])]
+        assert loaded and all(url.startswith(app["url"]) for url in loaded), [
+            u for u in loaded if not u.startswith(app["url"])
+        ]
         keep_screenshot(driver, tmp_path / "space_app.png")
     finally:
         driver.quit()

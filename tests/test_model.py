@@ -4,9 +4,8 @@ import math
 import pytest
 import torch
 
-from helpers.model import GPT, GPT2_VOCAB_SIZE, GPTConfig, KVBuffer
-
 from conftest import TINY, tiny_model
+from helpers.model import GPT, GPT2_VOCAB_SIZE, GPTConfig, KVBuffer
 
 
 def test_default_config_is_gpt2_124m():
@@ -75,8 +74,11 @@ def reforward_greedy(model: GPT, idx: torch.Tensor, new_tokens: int) -> torch.Te
     return idx
 
 
-@pytest.mark.parametrize("prompt_len, new_tokens", [(3, 20), (28, 12), (40, 5)],
-                         ids=["short", "crosses-block-size", "prompt-longer-than-block"])
+@pytest.mark.parametrize(
+    "prompt_len, new_tokens",
+    [(3, 20), (28, 12), (40, 5)],
+    ids=["short", "crosses-block-size", "prompt-longer-than-block"],
+)
 def test_greedy_generate_equals_the_reforward_loop(prompt_len, new_tokens):
     model = tiny_model(1)
     idx = torch.randint(0, GPT2_VOCAB_SIZE, (2, prompt_len), generator=torch.Generator().manual_seed(prompt_len))
@@ -150,8 +152,10 @@ def test_generate_restores_training_mode_and_keeps_the_state_dict():
 # Losses of three AdamW steps, computed with main's model.py before the KV cache (commit 0f1d7b3),
 # on one thread: the cache must leave the training forward's results alike to the last bit.
 # (float.hex; other thread counts or CPUs may round differently.)
-MAIN_LOSSES = {0.0: ["0x1.5b54840000000p+3", "0x1.5aede40000000p+3", "0x1.5b06880000000p+3"],
-               0.1: ["0x1.5b3bf60000000p+3", "0x1.5af7fa0000000p+3", "0x1.5afaf00000000p+3"]}
+MAIN_LOSSES = {
+    0.0: ["0x1.5b54840000000p+3", "0x1.5aede40000000p+3", "0x1.5b06880000000p+3"],
+    0.1: ["0x1.5b3bf60000000p+3", "0x1.5af7fa0000000p+3", "0x1.5afaf00000000p+3"],
+}
 
 
 @pytest.mark.parametrize("dropout", sorted(MAIN_LOSSES))

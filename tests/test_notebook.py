@@ -80,8 +80,11 @@ def test_validation_loss_falls(ci_run):
 
 def test_readme_checkpoint_table_says_what_the_notebook_prints():
     """helpers.policy.CHECKPOINT_FILES is the one source: the README's table must agree with it."""
-    rows = {line.split("|")[1].strip(): line for line in (REPO / "README.md").read_text().splitlines()
-            if line.startswith("| `model_")}
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in (REPO / "README.md").read_text().splitlines()
+        if line.startswith("| `model_")
+    }
     for name, (contains, use) in CHECKPOINT_FILES.items():
         row = rows.get(f"`{name}`")
         assert row is not None, f"README's checkpoint table has no row for {name}"

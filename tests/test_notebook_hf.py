@@ -12,7 +12,7 @@ from helpers.hf import load_hf_gpt2
 
 pytestmark = pytest.mark.slow  # runs the notebook's .py
 
-FAKE_HUB = '''
+FAKE_HUB = """
 import json, os, shutil
 def _log(*event):
     with open(os.environ["FAKE_HUB_LOG"], "a") as f:
@@ -27,7 +27,7 @@ class HfApi:
         return "https://huggingface.co/" + repo_id
     def upload_folder(self, repo_id, folder_path, repo_type=None, commit_message=None):
         _log("upload_folder", repo_id, sorted(os.listdir(folder_path)), repo_type)
-'''
+"""
 
 
 @pytest.fixture
@@ -48,8 +48,14 @@ def test_init_from_a_pretrained_folder_and_upload(tmp_path, pretrained):
     log = tmp_path / "hub.log"
     ckpt_dir = tmp_path / "ckpt"
     start = load_hf_gpt2(pretrained, block_size=32)
-    proc = run_script(ckpt_dir, init_from=pretrained, max_steps=4, hub_repo="me/gpt2-test", space_repo="me/gpt2-space",
-                      extra_env={"PYTHONPATH": str(fake), "FAKE_HUB_LOG": str(log), "HF_TOKEN": "hf_fake"})
+    proc = run_script(
+        ckpt_dir,
+        init_from=pretrained,
+        max_steps=4,
+        hub_repo="me/gpt2-test",
+        space_repo="me/gpt2-space",
+        extra_env={"PYTHONPATH": str(fake), "FAKE_HUB_LOG": str(log), "HF_TOKEN": "hf_fake"},
+    )
     final = load_checkpoint(ckpt_dir / "model_final_full.pt")
     assert final["model_args"]["block_size"] == 32 and final["model_args"]["n_embd"] == 32
     history = final["history"]["val"]
@@ -72,8 +78,14 @@ def test_init_from_a_pretrained_folder_and_upload(tmp_path, pretrained):
     log.unlink()
     (ckpt_dir / "hf_export").rename(tmp_path / "old_export")
     (ckpt_dir / "hf_space").rename(tmp_path / "old_space")
-    again = run_script(ckpt_dir, init_from=pretrained, max_steps=4, hub_repo="me/gpt2-test", space_repo="me/gpt2-space",
-                       extra_env={"PYTHONPATH": str(fake), "FAKE_HUB_LOG": str(log), "HF_TOKEN": ""})
+    again = run_script(
+        ckpt_dir,
+        init_from=pretrained,
+        max_steps=4,
+        hub_repo="me/gpt2-test",
+        space_repo="me/gpt2-space",
+        extra_env={"PYTHONPATH": str(fake), "FAKE_HUB_LOG": str(log), "HF_TOKEN": ""},
+    )
     assert "not uploading to me/gpt2-test: no Hugging Face token" in again.stdout
     assert "not creating the Space me/gpt2-space: no Hugging Face token" in again.stdout
     assert not log.exists() and not (ckpt_dir / "hf_export").exists() and not (ckpt_dir / "hf_space").exists()

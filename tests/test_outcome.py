@@ -13,6 +13,7 @@ from helpers.policy import periodic_checkpoints
 
 pytestmark = pytest.mark.slow  # every test runs the notebook's .py
 
+
 def assert_same_tensors(a, b, path="ckpt"):
     """Equal structure, equal numbers, equal tensors bit for bit."""
     if isinstance(a, torch.Tensor):
@@ -29,8 +30,18 @@ def assert_same_tensors(a, b, path="ckpt"):
         assert a == b, path
 
 
-TRAINING_STATE = ("model_state_dict", "optimizer_state_dict", "scaler_state_dict", "rng_state", "sampler_state",
-                  "step", "loss", "val_loss", "best_val_loss", "best_step")
+TRAINING_STATE = (
+    "model_state_dict",
+    "optimizer_state_dict",
+    "scaler_state_dict",
+    "rng_state",
+    "sampler_state",
+    "step",
+    "loss",
+    "val_loss",
+    "best_val_loss",
+    "best_step",
+)
 
 
 def test_early_stop_after_patience_evaluations(overfit_run):
@@ -75,8 +86,7 @@ def test_stopped_after_the_best_step_and_resumed_gives_the_same_final_pair(overf
     resumed = load_checkpoint(tmp_path / "model_final_full.pt")
     for key in (*TRAINING_STATE, "history", "early_stopping", "stop_reason"):
         assert_same_tensors(resumed[key], reference[key], key)
-    assert_same_tensors(load_checkpoint(tmp_path / "model_final.pt")["model_state_dict"],
-                        reference["model_state_dict"])
+    assert_same_tensors(load_checkpoint(tmp_path / "model_final.pt")["model_state_dict"], reference["model_state_dict"])
     # and once finished, running again trains nothing and rewrites nothing
     before = (tmp_path / "model_final.pt").stat().st_mtime_ns
     third = run_script(tmp_path, **OVERFIT)

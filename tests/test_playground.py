@@ -6,10 +6,9 @@ import re
 import pytest
 import torch
 
+from conftest import run_script, tiny_model
 from helpers import playground
 from helpers.data import get_encoding
-
-from conftest import run_script, tiny_model
 
 
 def test_streamed_pieces_join_up_to_the_generated_text():
@@ -17,7 +16,11 @@ def test_streamed_pieces_join_up_to_the_generated_text():
     pieces = list(playground.sample_stream(model, enc, "ROMEO:", 12, 0.8, "cpu", seed=3))
     out = model.generate(torch.tensor([enc.encode("ROMEO:")]), 12, temperature=0.8, top_k=200, seed=3)
     assert pieces[0] == "ROMEO:" and len(pieces) > 2
-    assert "".join(pieces) == enc.decode(out[0].tolist()) == playground.sample(model, enc, "ROMEO:", 12, 0.8, "cpu", seed=3)
+    assert (
+        "".join(pieces)
+        == enc.decode(out[0].tolist())
+        == playground.sample(model, enc, "ROMEO:", 12, 0.8, "cpu", seed=3)
+    )
 
 
 class Scripted:

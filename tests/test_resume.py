@@ -68,7 +68,10 @@ def test_starting_over_never_overwrites_another_run(ci_run, tmp_path):
     # nor does a model of another size: none of the files fits it
     other = run_script(tmp_path, max_steps=10, n_embd=64, check=False)
     assert other.returncode != 0
-    assert f"{tmp_path}: holds 2 full checkpoint(s), none of which fits this model" in other.stderr.strip().splitlines()[-1]
+    assert (
+        f"{tmp_path}: holds 2 full checkpoint(s), none of which fits this model"
+        in other.stderr.strip().splitlines()[-1]
+    )
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
@@ -143,8 +146,13 @@ def wait_for(marker: Path, proc: subprocess.Popen, timeout: float = 120.0) -> bo
 
 def paused_env(tmp_path: Path, env: dict, only: str = ".pt") -> dict:
     """env for a run that pauses inside its first write of a file whose name ends with `only` (see PAUSE_IN_WRITE)."""
-    return dict(env, **sitecustomize_env(tmp_path / "pause", PAUSE_IN_WRITE), KILL_TEST_REPO=str(REPO),
-                KILL_TEST_MARKER=str(tmp_path / "in-a-write"), KILL_TEST_FILE=only)
+    return dict(
+        env,
+        **sitecustomize_env(tmp_path / "pause", PAUSE_IN_WRITE),
+        KILL_TEST_REPO=str(REPO),
+        KILL_TEST_MARKER=str(tmp_path / "in-a-write"),
+        KILL_TEST_FILE=only,
+    )
 
 
 def test_kill_at_random_moments_and_resume(overfit_run, tmp_path):
@@ -161,8 +169,14 @@ def test_kill_at_random_moments_and_resume(overfit_run, tmp_path):
     started = time.time()
     while kills < 10:
         aim = kills % 2 == 0
-        proc = subprocess.Popen([sys.executable, str(SCRIPT)], env=aimed if aim else env, cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(SCRIPT)],
+            env=aimed if aim else env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         lines = []
         for line in proc.stdout:  # wait until training is under way
             lines.append(line)
@@ -205,8 +219,10 @@ def test_a_damaged_best_pair_is_found_at_resume(overfit_run, tmp_path):
     best_full.write_bytes(best_full.read_bytes()[:5000])  # damaged in the crash
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     (tmp_path / "b" / f"model_step_{best_step}.pt").unlink()  # and, in b, the best step's own file is gone too
-    for folder, way_out in (("a", f"rewriting the best pair from model_step_{best_step}.pt"),
-                            ("b", f"RESUMING FROM model_step_{best_step - 1}.pt (step {best_step - 1}) INSTEAD of step {stop_at}")):
+    for folder, way_out in (
+        ("a", f"rewriting the best pair from model_step_{best_step}.pt"),
+        ("b", f"RESUMING FROM model_step_{best_step - 1}.pt (step {best_step - 1}) INSTEAD of step {stop_at}"),
+    ):
         again = run_script(tmp_path / folder, **OVERFIT)
         said = again.stdout.index(f"{tmp_path / folder / 'model_best_full.pt'}: not a torch checkpoint, or truncated")
         assert way_out in again.stdout and said < again.stdout.index("resumed from")  # at once, before training

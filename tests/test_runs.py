@@ -10,24 +10,33 @@ from helpers.model import GPT, GPTConfig
 from helpers.runs import local_checkpoint_dir, param_count, run_folder
 
 
-@pytest.mark.parametrize("preset,env,folder", [
-    ("t4", {}, "gpt2-124m-scratch"),
-    ("a100", {}, "gpt2-124m-scratch"),  # the same model on another GPU resumes the same run
-    ("cpu", {}, "cpu-7m"),
-    ("ci", {}, "ci-2m"),
-    ("t4", {"GPT2_INIT_FROM": "gpt2"}, "gpt2-124m-finetune"),
-    ("cpu", {"GPT2_INIT_FROM": "gpt2"}, "gpt2-124m-ctx128-finetune"),
-    ("ci", {"GPT2_N_EMBD": "64"}, "gpt-3m-2l2h64d-ctx32"),
-    ("ci", {"GPT2_BIAS": "false"}, "gpt-2m-2l2h32d-ctx32-nobias"),
-    ("t4", {"GPT2_MAX_STEPS": "5", "GPT2_BATCH_SIZE": "2"}, "gpt2-124m-scratch"),  # training settings: same run
-])
+@pytest.mark.parametrize(
+    "preset,env,folder",
+    [
+        ("t4", {}, "gpt2-124m-scratch"),
+        ("a100", {}, "gpt2-124m-scratch"),  # the same model on another GPU resumes the same run
+        ("cpu", {}, "cpu-7m"),
+        ("ci", {}, "ci-2m"),
+        ("t4", {"GPT2_INIT_FROM": "gpt2"}, "gpt2-124m-finetune"),
+        ("cpu", {"GPT2_INIT_FROM": "gpt2"}, "gpt2-124m-ctx128-finetune"),
+        ("ci", {"GPT2_N_EMBD": "64"}, "gpt-3m-2l2h64d-ctx32"),
+        ("ci", {"GPT2_BIAS": "false"}, "gpt-2m-2l2h32d-ctx32-nobias"),
+        ("t4", {"GPT2_MAX_STEPS": "5", "GPT2_BATCH_SIZE": "2"}, "gpt2-124m-scratch"),  # training settings: same run
+    ],
+)
 def test_run_folder_names_what_is_trained(preset, env, folder):
     assert run_folder(make_config(preset, env=env)) == folder
 
 
 def test_models_that_cannot_resume_each_other_get_different_folders():
-    shapes = [{}, {"GPT2_N_HEAD": "4"}, {"GPT2_N_LAYER": "3"}, {"GPT2_BLOCK_SIZE": "64"}, {"GPT2_BIAS": "false"},
-              {"GPT2_INIT_FROM": "gpt2"}]
+    shapes = [
+        {},
+        {"GPT2_N_HEAD": "4"},
+        {"GPT2_N_LAYER": "3"},
+        {"GPT2_BLOCK_SIZE": "64"},
+        {"GPT2_BIAS": "false"},
+        {"GPT2_INIT_FROM": "gpt2"},
+    ]
     folders = [run_folder(make_config("ci", env=env)) for env in shapes]
     assert len(set(folders)) == len(folders), folders
 
@@ -57,5 +66,7 @@ def test_a_run_on_other_text_gets_a_folder_of_its_own(data_dir, tmp_path):
     assert [run_folder(cfg) for cfg in shakespeare] == ["ci-2m", "ci-2m"]
     for url in (str(mine), mine.as_uri()):
         assert run_folder(make_config("ci", env={"GPT2_DATA_URL": url})) == f"ci-2m-{label}"
-        assert local_checkpoint_dir(make_config("t4", env={"GPT2_DATA_URL": url}), tmp_path) == \
-            tmp_path / "checkpoints" / f"gpt2-124m-scratch-{label}"
+        assert (
+            local_checkpoint_dir(make_config("t4", env={"GPT2_DATA_URL": url}), tmp_path)
+            == tmp_path / "checkpoints" / f"gpt2-124m-scratch-{label}"
+        )

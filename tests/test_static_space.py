@@ -25,7 +25,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_make_space import chrome, full_checkpoint, keep_screenshot
 
+from conftest import TINY, FakeHfApi, full_ckpt
 from helpers import js_runtime
 from helpers.checkpoint import load_model, save_checkpoint
 from helpers.commands.make_space import main
@@ -36,12 +38,23 @@ from helpers.onnx_export import cache_names, empty_cache, export_onnx
 from helpers.space import gradio_version, make_space
 from helpers.static_space import make_static_space
 
-from conftest import TINY, FakeHfApi, full_ckpt
-from test_make_space import chrome, full_checkpoint, keep_screenshot
-
-STATIC_FILES = {".gitattributes", "README.md", "index.html", "model.onnx", "space.json", "tokenizer.json",
-                "tokenizer_config.json", "vendor"}
-VENDOR_FILES = {"NOTICE.txt", "ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm", "tokenizers.min.mjs"}
+STATIC_FILES = {
+    ".gitattributes",
+    "README.md",
+    "index.html",
+    "model.onnx",
+    "space.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vendor",
+}
+VENDOR_FILES = {
+    "NOTICE.txt",
+    "ort.wasm.min.mjs",
+    "ort-wasm-simd-threaded.mjs",
+    "ort-wasm-simd-threaded.wasm",
+    "tokenizers.min.mjs",
+}
 # Chromium may reach 127.0.0.1 only: every other name resolves to nothing, and any other address
 # goes through a proxy that is not there (loopback always bypasses a proxy).
 OFFLINE = ("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--proxy-server=http://127.0.0.1:9")
@@ -96,8 +109,11 @@ def spaces(trained_ci, tmp_path_factory) -> dict[str, Path]:
     with torch.no_grad():
         for p in varied.parameters():
             p.mul_(5 if p.dim() == 2 else 1)
-    return {"int8": root / "int8", "float32": make_static_space(trained_ci, root / "float32", dtype="float32"),
-            "varied": make_static_space(saved(varied, root / "varied.pt", step=0), root / "varied", dtype="float32")}
+    return {
+        "int8": root / "int8",
+        "float32": make_static_space(trained_ci, root / "float32", dtype="float32"),
+        "varied": make_static_space(saved(varied, root / "varied.pt", step=0), root / "varied", dtype="float32"),
+    }
 
 
 class Quiet(SimpleHTTPRequestHandler):
@@ -162,13 +178,18 @@ def onnx_logits(session, model: GPT, ids: torch.Tensor, step: int) -> list[np.nd
 
 # ----------------------------------------------------------------------------- the folder
 
+
 @pytest.mark.slow  # exports ONNX (seconds each)
 def test_static_folder_is_complete(spaces, trained_ci):
     space = spaces["int8"]
     assert {p.name for p in space.iterdir()} == STATIC_FILES
     assert {p.name for p in (space / "vendor").iterdir()} == VENDOR_FILES
     card = yaml.safe_load(re.match(r"---\n(.*?)\n---\n", (space / "README.md").read_text(), re.S).group(1))
-    assert {k: card[k] for k in ("sdk", "app_file", "license")} == {"sdk": "static", "app_file": "index.html", "license": "mit"}
+    assert {k: card[k] for k in ("sdk", "app_file", "license")} == {
+        "sdk": "static",
+        "app_file": "index.html",
+        "license": "mit",
+    }
     assert card["title"] and card["emoji"] and "sdk_version" not in card
     lfs = (space / ".gitattributes").read_text().splitlines()
     # the Hub refuses files over 10 MB outside LFS/Xet: each such file matches a pattern here
@@ -177,11 +198,17 @@ def test_static_folder_is_complete(spaces, trained_ci):
     facts = json.loads((space / "space.json").read_text())
     model, _ = load_model(trained_ci)
     onnx = (space / "model.onnx").read_bytes()
-    assert (facts["onnx_dtype"], facts["file_bytes"], facts["onnx_sha256"]) == ("int8", len(onnx), hashlib.sha256(onnx).hexdigest())
+    assert (facts["onnx_dtype"], facts["file_bytes"], facts["onnx_sha256"]) == (
+        "int8",
+        len(onnx),
+        hashlib.sha256(onnx).hexdigest(),
+    )
     assert facts["parameters"] == model.num_params() and facts["block_size"] == model.config.block_size
     assert facts["runtime"] == {name: spec[0] for name, spec in js_runtime.PACKAGES.items()}
     if not os.environ.get("SPACE_CHECKPOINT"):
-        assert (facts["step"], facts["val_loss"]) == (30, 6.25) and "| steps | 30 |" in (space / "README.md").read_text()
+        assert (facts["step"], facts["val_loss"]) == (30, 6.25) and "| steps | 30 |" in (
+            space / "README.md"
+        ).read_text()
     # int8 is about a quarter of float32's bytes
     assert len(onnx) < 0.35 * (spaces["float32"] / "model.onnx").stat().st_size
     # the page loads nothing from another host: every URL in it is relative
@@ -223,19 +250,24 @@ def test_tokenizer_json_encodes_as_tiktoken(spaces):
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(spaces["int8"] / "tokenizer.json"))
-    text = "KING RICHARD III:\nNow is the winter of our discontent\n\n  Made glorious summer — 'tis, é 你好 <|endoftext|>x"
+    text = (
+        "KING RICHARD III:\nNow is the winter of our discontent\n\n  Made glorious summer — 'tis, é 你好 <|endoftext|>x"
+    )
     assert tokenizer.encode(text).ids == get_encoding().encode(text, allowed_special="all")
     assert tokenizer.decode(tokenizer.encode(text).ids, skip_special_tokens=False) == text
 
 
 # ----------------------------------------------------------------------------- the ONNX model against PyTorch
 
+
 @pytest.mark.slow  # exports ONNX (seconds each)
 def test_onnx_logits_equal_pytorch_through_the_cache(spaces, trained_ci):
     """float32: the prompt at once, then a token at a time through the cache, equals the model's full forward."""
     model, _ = load_model(trained_ci)
     session = onnx_session(spaces["float32"] / "model.onnx")
-    ids = torch.randint(0, model.config.vocab_size, (2, model.config.block_size), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(
+        0, model.config.vocab_size, (2, model.config.block_size), generator=torch.Generator().manual_seed(1)
+    )
     got = onnx_logits(session, model, ids, 1)
     with torch.no_grad():
         for t in range(ids.size(1)):
@@ -247,7 +279,7 @@ def test_onnx_logits_equal_pytorch_through_the_cache(spaces, trained_ci):
 
 @pytest.mark.slow  # exports ONNX (seconds each)
 def test_int8_validation_loss_within_one_percent(data_dir, tmp_path):
-    """A cpu-preset-shaped model, trained a little: the int8 export's validation loss (onnxruntime) against PyTorch's."""
+    """A cpu-preset-shaped model, trained a little: the int8 export's validation loss (onnxruntime) against torch's."""
     config = GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=128)
     torch.manual_seed(0)
     model = train(GPT(config), load_tokens(data_dir, "train"), steps=12, batch=2, lr=3e-3)
@@ -264,6 +296,7 @@ def test_int8_validation_loss_within_one_percent(data_dir, tmp_path):
 
 # ----------------------------------------------------------------------------- bad input
 
+
 def test_missing_export_packages_is_one_line(monkeypatch, tmp_path, capsys):
     import importlib.util
 
@@ -276,8 +309,13 @@ def test_missing_export_packages_is_one_line(monkeypatch, tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("args, problem", [(["--dtype", "float16"], "--dtype float16 is not for --kind static"),
-                                           (["--hardware", "zero-gpu"], "--hardware and --format are for --kind gradio")])
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        (["--dtype", "float16"], "--dtype float16 is not for --kind static"),
+        (["--hardware", "zero-gpu"], "--hardware and --format are for --kind gradio"),
+    ],
+)
 def test_gradio_options_on_a_static_space_are_refused(tmp_path, capsys, args, problem):
     with pytest.raises(SystemExit) as exit_:
         main([str(tmp_path / "model_final.pt"), str(tmp_path / "space"), *args])
@@ -287,6 +325,7 @@ def test_gradio_options_on_a_static_space_are_refused(tmp_path, capsys, args, pr
 
 # ----------------------------------------------------------------------------- --push, against the stand-in Hub
 
+
 @pytest.mark.slow  # exports ONNX (seconds each)
 def test_push_creates_a_static_space(spaces, fake_hub, monkeypatch, capsys, tmp_path):
     from helpers.commands.cli import push
@@ -294,21 +333,37 @@ def test_push_creates_a_static_space(spaces, fake_hub, monkeypatch, capsys, tmp_
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     FakeHfApi.refuse = {"gradio": 402}  # a free account: Gradio refused, static allowed
     assert push(spaces["int8"], "me/gpt2-static", "space") == 0
-    assert fake_hub == [("init", "hf_env"), ("create_repo", "me/gpt2-static", True, "space", "static", None),
-                        ("upload_folder", "me/gpt2-static", str(spaces["int8"]), "space")]
+    assert fake_hub == [
+        ("init", "hf_env"),
+        ("create_repo", "me/gpt2-static", True, "space", "static", None),
+        ("upload_folder", "me/gpt2-static", str(spaces["int8"]), "space"),
+    ]
     assert "https://huggingface.co/spaces/me/gpt2-static" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("hardware, status, flavour, need", [
-    ("cpu-basic", 402, "cpu-basic", "needs a PRO account"),
-    ("zero-gpu", 403, "zero-a10g", "may host two ZeroGPU Spaces"),
-])
-def test_gradio_space_refused_by_the_hub_is_one_line(fake_hub, monkeypatch, capsys, tmp_path, hardware, status, flavour, need):
+@pytest.mark.parametrize(
+    "hardware, status, flavour, need",
+    [
+        ("cpu-basic", 402, "cpu-basic", "needs a PRO account"),
+        ("zero-gpu", 403, "zero-a10g", "may host two ZeroGPU Spaces"),
+    ],
+)
+def test_gradio_space_refused_by_the_hub_is_one_line(
+    fake_hub, monkeypatch, capsys, tmp_path, hardware, status, flavour, need
+):
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     FakeHfApi.refuse = {"gradio": status}
     out = tmp_path / "space"
-    argv = [str(full_checkpoint(tmp_path / "full.pt")), str(out), "--kind", "gradio",
-            "--hardware", hardware, "--push", "me/gpt2-gradio"]
+    argv = [
+        str(full_checkpoint(tmp_path / "full.pt")),
+        str(out),
+        "--kind",
+        "gradio",
+        "--hardware",
+        hardware,
+        "--push",
+        "me/gpt2-gradio",
+    ]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"HTTP {status}" in err[0] and need in err[0] and "--kind static" in err[0], err
@@ -318,6 +373,7 @@ def test_gradio_space_refused_by_the_hub_is_one_line(fake_hub, monkeypatch, caps
 
 
 # ----------------------------------------------------------------------------- the page, in a browser
+
 
 @pytest.mark.slow
 def test_browser_generates_pytorchs_greedy_tokens(spaces, trained_ci, tmp_path):
@@ -339,7 +395,7 @@ def test_browser_generates_pytorchs_greedy_tokens(spaces, trained_ci, tmp_path):
             assert len(state["generated"]) == tokens and state["tokensPerSecond"] > 0
             assert state["loaded"] and all(u.startswith(url) for u in state["loaded"]), state["loaded"]
             if kind != "int8":
-                greedy = model.generate(ids, tokens, top_k=1)[0, ids.size(1):].tolist()
+                greedy = model.generate(ids, tokens, top_k=1)[0, ids.size(1) :].tolist()
                 assert state["generated"] == greedy, kind
                 assert state["text"] == enc.decode(ids[0].tolist() + greedy)
                 if kind == "varied":
@@ -359,7 +415,7 @@ def test_browser_page_fails_without_the_network_it_does_not_need(spaces):
         with served(spaces["int8"]) as url:
             driver.get(url)
             WebDriverWait(driver, 60).until(lambda d: d.execute_script("return window.gpt2 && window.gpt2.ready"))
-            script = ("const done = arguments[1]; fetch(arguments[0]).then(() => done('reached'), () => done('blocked'))")
+            script = "const done = arguments[1]; fetch(arguments[0]).then(() => done('reached'), () => done('blocked'))"
             for elsewhere in ("https://cdn.jsdelivr.net/npm/onnxruntime-web", "http://93.184.215.14/"):
                 assert driver.execute_async_script(script, elsewhere) == "blocked", elsewhere
     finally:
@@ -367,6 +423,7 @@ def test_browser_page_fails_without_the_network_it_does_not_need(spaces):
 
 
 # ----------------------------------------------------------------------------- the Gradio kind on ZeroGPU
+
 
 @pytest.mark.parametrize("with_spaces", [False, True])
 def test_zero_gpu_gradio_space_runs_here(tmp_path, monkeypatch, with_spaces):
@@ -384,6 +441,7 @@ def test_zero_gpu_gradio_space_runs_here(tmp_path, monkeypatch, with_spaces):
     assert json.loads((folder / "space.json").read_text())["hardware"] == "zero-gpu"
     lent = []
     if with_spaces:
+
         def gpu(function):
             lent.append(function.__name__)
             return function

@@ -1,4 +1,4 @@
-"""The two command-line tools of the user's document."""
+"""The two command-line tools of docs/checkpoints.md."""
 
 import subprocess
 import sys
@@ -6,11 +6,10 @@ import sys
 import pytest
 import torch
 
+from conftest import save_full
+from helpers.checkpoint import save_checkpoint
 from helpers.commands.create_deployment_checkpoint import main as create_main
 from helpers.commands.test_deployment_checkpoint import main as verify_main
-from helpers.checkpoint import save_checkpoint
-
-from conftest import save_full
 
 TOOLS = {"helpers.create_deployment_checkpoint": create_main, "helpers.test_deployment_checkpoint": verify_main}
 
@@ -30,14 +29,26 @@ def run_tool(capsys):
 @pytest.mark.slow
 def test_tools_run_as_modules_with_exit_status(tmp_path):
     full = save_full(tmp_path / "model_final_full.pt")
-    ok = subprocess.run([sys.executable, "-m", "helpers.create_deployment_checkpoint", str(full)],
-                        capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "helpers.create_deployment_checkpoint", str(full)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
-    again = subprocess.run([sys.executable, "-m", "helpers.create_deployment_checkpoint", str(full)],
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "helpers.create_deployment_checkpoint", str(full)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 1 and again.stderr.startswith("error: ")
-    bad = subprocess.run([sys.executable, "-m", "helpers.test_deployment_checkpoint", str(tmp_path / "nope.pt")],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "helpers.test_deployment_checkpoint", str(tmp_path / "nope.pt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 1 and "nope.pt: no such file" in bad.stderr
 
 
@@ -54,7 +65,11 @@ def test_create_default_names(tmp_path, run_tool):
     full = save_full(tmp_path / "model_step_500.pt")
     assert run_tool("helpers.create_deployment_checkpoint", full).returncode == 0
     assert run_tool("helpers.create_deployment_checkpoint", full, "--dtype", "bfloat16").returncode == 0
-    assert {p.name for p in tmp_path.iterdir()} == {"model_step_500.pt", "model_step_500_deploy.pt", "model_step_500_deploy_bf16.pt"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "model_step_500.pt",
+        "model_step_500_deploy.pt",
+        "model_step_500_deploy_bf16.pt",
+    }
 
 
 def test_create_refuses_to_overwrite_unless_forced(tmp_path, run_tool):
@@ -92,7 +107,10 @@ def test_verify_sample_is_reproducible(tmp_path, run_tool):
     full = save_full(tmp_path / "model_final_full.pt")
     out = tmp_path / "d.pt"
     run_tool("helpers.create_deployment_checkpoint", full, out)
-    runs = [run_tool("helpers.test_deployment_checkpoint", out, "--prompt", "To be", "--tokens", "12", "--seed", "5") for _ in range(2)]
+    runs = [
+        run_tool("helpers.test_deployment_checkpoint", out, "--prompt", "To be", "--tokens", "12", "--seed", "5")
+        for _ in range(2)
+    ]
     samples = [r.stdout.split("--- sample")[1].split("\n---")[0] for r in runs]
     assert samples[0] == samples[1] and "To be" in samples[0]
 

@@ -81,9 +81,20 @@ def bench_train(settings: dict[str, object], steps: int, warmup: int, work_dir: 
     if steps < 1 or warmup < 1:
         raise ValueError("steps and warmup must be at least 1")
     total = warmup + steps
-    s = run_notebook(dict(settings, max_steps=total, log_every=1, eval_every=total + 1, save_every=total + 1,
-                          save_every_minutes=0, patience=0, warmup_steps=min(warmup, total), sample_tokens=1),
-                     work_dir)
+    s = run_notebook(
+        dict(
+            settings,
+            max_steps=total,
+            log_every=1,
+            eval_every=total + 1,
+            save_every=total + 1,
+            save_every_minutes=0,
+            patience=0,
+            warmup_steps=min(warmup, total),
+            sample_tokens=1,
+        ),
+        work_dir,
+    )
     timed = s["speed_windows"][warmup:]  # the first steps pay for compilation and allocation
     seconds = sum(sec for _, sec in timed)
     tokens_per_s = sum(n for n, _ in timed) * s["tokens_per_step"] / seconds
@@ -92,20 +103,32 @@ def bench_train(settings: dict[str, object], steps: int, warmup: int, work_dir: 
 
 def train_report(r: dict) -> str:
     """A bench_train result as an aligned table."""
-    mfu_text = f"{r['mfu']:.1%} of {r['peak_flops'] / 1e12:,.0f} TFLOP/s" if r["mfu"] is not None else \
-        "n/a (no peak FLOP/s known for this device)"
-    memory = f"{r['peak_memory_gb']:.2f} GB (torch.cuda.max_memory_allocated)" if r["peak_memory_gb"] is not None else "n/a (CPU)"
-    return table([
-        ("preset", r["preset"]),
-        ("device", f"{r['device']}, {r['dtype']}, {'compiled' if r['compiled'] else 'eager'}"),
-        ("parameters", f"{r['parameters'] / 1e6:.2f}M"),
-        ("tokens per step", f"{r['tokens_per_step']:,}"),
-        ("timed steps", f"{r['steps']} after {r['warmup']} warm-up, {r['seconds']:.2f} s, "
-                        f"{1000 * r['seconds'] / r['steps']:.1f} ms per step"),
-        ("tokens/s", f"{r['tokens_per_s']:,.0f}"),
-        ("MFU", mfu_text),
-        ("peak GPU memory", memory),
-    ])
+    mfu_text = (
+        f"{r['mfu']:.1%} of {r['peak_flops'] / 1e12:,.0f} TFLOP/s"
+        if r["mfu"] is not None
+        else "n/a (no peak FLOP/s known for this device)"
+    )
+    memory = (
+        f"{r['peak_memory_gb']:.2f} GB (torch.cuda.max_memory_allocated)"
+        if r["peak_memory_gb"] is not None
+        else "n/a (CPU)"
+    )
+    return table(
+        [
+            ("preset", r["preset"]),
+            ("device", f"{r['device']}, {r['dtype']}, {'compiled' if r['compiled'] else 'eager'}"),
+            ("parameters", f"{r['parameters'] / 1e6:.2f}M"),
+            ("tokens per step", f"{r['tokens_per_step']:,}"),
+            (
+                "timed steps",
+                f"{r['steps']} after {r['warmup']} warm-up, {r['seconds']:.2f} s, "
+                f"{1000 * r['seconds'] / r['steps']:.1f} ms per step",
+            ),
+            ("tokens/s", f"{r['tokens_per_s']:,.0f}"),
+            ("MFU", mfu_text),
+            ("peak GPU memory", memory),
+        ]
+    )
 
 
 # --- the outcome: a run to its end ----------------------------------------------------------------
@@ -115,16 +138,21 @@ def outcome_report(s: dict) -> str:
     """The outcome of one run as a table."""
     tokens_per_s = s["session_steps"] * s["tokens_per_step"] / s["session_seconds"]
     speed_mfu = mfu(tokens_per_s, s)
-    return table([
-        ("preset", f"{s['preset']} on {s['device']}, {s['parameters'] / 1e6:.2f}M parameters"),
-        ("trained", f"{s['steps']} steps, {s['epochs']:.2f} epochs"),
-        ("wall time", f"{s['wall_seconds'] / 60:.1f} min in all, {s['session_seconds'] / 60:.1f} min in the loop"),
-        ("speed", f"{tokens_per_s:,.0f} tokens/s with evaluations" + (f", MFU {speed_mfu:.1%}" if speed_mfu else "")),
-        ("peak memory", f"{s['peak_memory_gb']:.1f} GB" if s["peak_memory_gb"] is not None else "n/a (CPU)"),
-        ("best val loss", f"{s['best_val_loss']:.4f} at step {s['best_step']}"),
-        ("final pair", f"step {s['final_step']}, model_final.pt val loss {s['final_val_loss']:.4f}"),
-        ("stopped", s["stop_reason"]),
-    ])
+    return table(
+        [
+            ("preset", f"{s['preset']} on {s['device']}, {s['parameters'] / 1e6:.2f}M parameters"),
+            ("trained", f"{s['steps']} steps, {s['epochs']:.2f} epochs"),
+            ("wall time", f"{s['wall_seconds'] / 60:.1f} min in all, {s['session_seconds'] / 60:.1f} min in the loop"),
+            (
+                "speed",
+                f"{tokens_per_s:,.0f} tokens/s with evaluations" + (f", MFU {speed_mfu:.1%}" if speed_mfu else ""),
+            ),
+            ("peak memory", f"{s['peak_memory_gb']:.1f} GB" if s["peak_memory_gb"] is not None else "n/a (CPU)"),
+            ("best val loss", f"{s['best_val_loss']:.4f} at step {s['best_step']}"),
+            ("final pair", f"step {s['final_step']}, model_final.pt val loss {s['final_val_loss']:.4f}"),
+            ("stopped", s["stop_reason"]),
+        ]
+    )
 
 
 # --- the GPU machine check --------------------------------------------------------------------
@@ -134,8 +162,17 @@ GPU_CASES = [
     ("t4-like: float16 + GradScaler, eager, 2 x 8 x 1024", dict(preset="t4", dtype="float16", compile=False), (0, 0)),
     ("a100: bf16 + torch.compile, 16 x 1024", dict(preset="a100"), (8, 0)),
 ]
-RESUME_CHECK = dict(preset="t4", compile=False, batch_size=2, grad_accum_steps=2, max_steps=6, eval_every=2,
-                    save_every=3, patience=0, sample_tokens=1)  # small enough for any GPU's memory
+RESUME_CHECK = dict(
+    preset="t4",
+    compile=False,
+    batch_size=2,
+    grad_accum_steps=2,
+    max_steps=6,
+    eval_every=2,
+    save_every=3,
+    patience=0,
+    sample_tokens=1,
+)  # small enough for any GPU's memory
 
 
 def resume_check(settings: dict[str, object], work_dir: Path) -> dict:
@@ -145,13 +182,21 @@ def resume_check(settings: dict[str, object], work_dir: Path) -> dict:
     run_notebook(dict(settings, stop_after_steps=half), work_dir / "resumed")
     resumed = run_notebook(settings, work_dir / "resumed", resume="auto")
     a, b = (load_checkpoint(work_dir / d / "model_final_full.pt") for d in ("straight", "resumed"))
-    drift = max((a["model_state_dict"][k].float() - b["model_state_dict"][k].float()).abs().max().item()
-                for k in a["model_state_dict"])
+    drift = max(
+        (a["model_state_dict"][k].float() - b["model_state_dict"][k].float()).abs().max().item()
+        for k in a["model_state_dict"]
+    )
     pairs = list(zip(a["history"]["train"], b["history"]["train"]))
     loss_gap = max(abs(x[1] - y[1]) for x, y in pairs)
-    return {"resumed_at": f"at step {half}" in resumed["stdout"], "steps": len(pairs), "loss_gap": loss_gap,
-            "drift": drift, "ok": f"at step {half}" in resumed["stdout"] and loss_gap <= 1e-3,
-            "device": straight["device"], "dtype": straight["dtype"]}
+    return {
+        "resumed_at": f"at step {half}" in resumed["stdout"],
+        "steps": len(pairs),
+        "loss_gap": loss_gap,
+        "drift": drift,
+        "ok": f"at step {half}" in resumed["stdout"] and loss_gap <= 1e-3,
+        "device": straight["device"],
+        "dtype": straight["dtype"],
+    }
 
 
 def gpu_check(cases: list, resume_settings: dict, steps: int, warmup: int, work_dir: Path) -> int:
@@ -174,13 +219,17 @@ def gpu_check(cases: list, resume_settings: dict, steps: int, warmup: int, work_
     except RuntimeError as e:
         print(f"FAILED: {e}")
         return 1
-    print(table([
-        ("device", f"{r['device']}, {r['dtype']}"),
-        ("resumed", "from the half-way checkpoint" if r["resumed_at"] else "NOT from the half-way checkpoint"),
-        ("per-step losses", f"{r['steps']} steps, largest difference {r['loss_gap']:.2e} (limit 1e-3)"),
-        ("final weights", f"largest difference {r['drift']:.2e}"),
-        ("result", "PASS" if r["ok"] else "FAIL"),
-    ]))
+    print(
+        table(
+            [
+                ("device", f"{r['device']}, {r['dtype']}"),
+                ("resumed", "from the half-way checkpoint" if r["resumed_at"] else "NOT from the half-way checkpoint"),
+                ("per-step losses", f"{r['steps']} steps, largest difference {r['loss_gap']:.2e} (limit 1e-3)"),
+                ("final weights", f"largest difference {r['drift']:.2e}"),
+                ("result", "PASS" if r["ok"] else "FAIL"),
+            ]
+        )
+    )
     return 1 if failed or not r["ok"] else 0
 
 
@@ -194,15 +243,22 @@ def main(argv: list[str] | None = None) -> int:
 
     def add_settings(command: argparse.ArgumentParser) -> None:
         command.add_argument("--preset", choices=list(PRESETS), help="default: by hardware")
-        command.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                             help="any notebook setting, e.g. --set compile=false (repeatable)")
+        command.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="FIELD=VALUE",
+            help="any notebook setting, e.g. --set compile=false (repeatable)",
+        )
 
     train = sub.add_parser("train", help="tokens/s, MFU and peak GPU memory of the notebook's training loop")
     add_settings(train)
     train.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     train.add_argument("--warmup", type=int, default=3, help="untimed steps first, at least 1 (default 3)")
 
-    result = sub.add_parser("outcome", help="run the notebook to its end on a preset; epochs, time, best loss, why it stopped")
+    result = sub.add_parser(
+        "outcome", help="run the notebook to its end on a preset; epochs, time, best loss, why it stopped"
+    )
     add_settings(result)
     result.add_argument("--dir", type=Path, help="keep the run's checkpoints here (default: a temporary folder)")
     result.add_argument("--chart", type=Path, help="copy the run's loss chart (PNG) here")
@@ -215,14 +271,28 @@ def main(argv: list[str] | None = None) -> int:
     io.add_argument("--dir", type=Path, help="where to write the files (default: a temporary folder); removed after")
     io.add_argument("--repeats", type=int, default=3, help="saves of each kind timed; medians compared (default 3)")
 
-    gen = sub.add_parser("generate", help="tokens/s, first token, memory: this GPT-2 and transformers' on the same weights")
-    gen.add_argument("--tokens", type=int, nargs="+", default=[100, 200, 400], metavar="N",
-                     help="new tokens per generation, one or more lengths (default 100 200 400)")
-    gen.add_argument("--prompt-tokens", type=int, default=6, metavar="P", help="prompt length, random tokens (default 6)")
+    gen = sub.add_parser(
+        "generate", help="tokens/s, first token, memory: this GPT-2 and transformers' on the same weights"
+    )
+    gen.add_argument(
+        "--tokens",
+        type=int,
+        nargs="+",
+        default=[100, 200, 400],
+        metavar="N",
+        help="new tokens per generation, one or more lengths (default 100 200 400)",
+    )
+    gen.add_argument(
+        "--prompt-tokens", type=int, default=6, metavar="P", help="prompt length, random tokens (default 6)"
+    )
     gen.add_argument("--checkpoint", type=Path, help="a checkpoint's weights (default: GPT-2 124M, random weights)")
-    gen.add_argument("--repeats", type=int, default=3, help="alternating runs per model and length; the median counts (default 3)")
+    gen.add_argument(
+        "--repeats", type=int, default=3, help="alternating runs per model and length; the median counts (default 3)"
+    )
     gen.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    gen.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="both models' weights (default float32)")
+    gen.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], default="float32", help="both models' weights (default float32)"
+    )
     gen.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
 
     args = parser.parse_args(argv)
@@ -266,10 +336,14 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--prompt-tokens plus --tokens passes the model's block_size {model.config.block_size}")
         import transformers
 
-        print(generate_report(bench_generate(model, args.tokens, args.prompt_tokens, args.repeats),
-                              f"{what}, {args.dtype} on {args.device} ({torch.get_num_threads()} threads), batch 1, "
-                              f"prompt {args.prompt_tokens} tokens, greedy; median of {args.repeats} alternating runs; "
-                              f"torch {torch.__version__}, transformers {transformers.__version__}"))
+        print(
+            generate_report(
+                bench_generate(model, args.tokens, args.prompt_tokens, args.repeats),
+                f"{what}, {args.dtype} on {args.device} ({torch.get_num_threads()} threads), batch 1, "
+                f"prompt {args.prompt_tokens} tokens, greedy; median of {args.repeats} alternating runs; "
+                f"torch {torch.__version__}, transformers {transformers.__version__}",
+            )
+        )
     elif args.command == "gpu-check":
         if not torch.cuda.is_available():
             print("gpu-check needs a CUDA GPU; on a CPU try: python -m helpers.bench train --preset cpu")

@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 
 from helpers.checkpoint import FULL, load_model, make_checkpoint, save_checkpoint
-from helpers.deployment import create_deployment_checkpoint
 from helpers.config import make_config
+from helpers.deployment import create_deployment_checkpoint
 from helpers.model import GPT, GPTConfig
 from helpers.policy import save_periodic
-from helpers.writer import BackgroundWriter
-from helpers.safetensors_io import tensor_identity
 from helpers.rng import capture_rng_state
+from helpers.safetensors_io import tensor_identity
+from helpers.writer import BackgroundWriter
 
 REPO = Path(__file__).resolve().parents[2]
 GB = 1e9
@@ -49,17 +49,29 @@ def trained_full_checkpoint(config: GPTConfig) -> dict:
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return make_checkpoint(FULL, step=1, model=model, loss=loss.item(), config=make_config("t4", env={}).to_dict(),
-                           optimizer=optimizer, val_loss=None, best_val_loss=float("inf"), best_step=None,
-                           scaler_state_dict={}, rng_state=capture_rng_state(),
-                           sampler_state=torch.Generator().get_state(), history={"train": [[1, loss.item()]], "val": []})
+    return make_checkpoint(
+        FULL,
+        step=1,
+        model=model,
+        loss=loss.item(),
+        config=make_config("t4", env={}).to_dict(),
+        optimizer=optimizer,
+        val_loss=None,
+        best_val_loss=float("inf"),
+        best_step=None,
+        scaler_state_dict={},
+        rng_state=capture_rng_state(),
+        sampler_state=torch.Generator().get_state(),
+        history={"train": [[1, loss.item()]], "val": []},
+    )
 
 
 def run_child(*args: str) -> dict:
     """Run this module with ARGS in a fresh interpreter; its last output line is JSON."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.run([sys.executable, "-m", __spec__.name, *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", __spec__.name, *args], env=env, cwd=REPO, capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{__spec__.name} {args[0]} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -134,20 +146,37 @@ def bench_checkpoint_io(work_dir: Path, repeats: int = 3, config: GPTConfig | No
     load = run_child("child-load", str(deploy_path))
 
     return [
-        ("full checkpoint", f"{full_path.stat().st_size / GB:.2f} GB "
-                            f"(model_step_1.pt: {params / 1e6:.1f}M parameters + AdamW state)"),
+        (
+            "full checkpoint",
+            f"{full_path.stat().st_size / GB:.2f} GB (model_step_1.pt: {params / 1e6:.1f}M parameters + AdamW state)",
+        ),
         ("deployment checkpoint", f"{deploy_path.stat().st_size / GB:.2f} GB (model_final.pt, float32)"),
-        ("strip: time", f"{strip['seconds']:.2f} s (limit {STRIP_SECONDS} s) {verdict(strip['seconds'], STRIP_SECONDS)}"),
-        ("strip: peak RSS", f"{strip['peak_rss'] / GB:.2f} GB (limit {STRIP_RSS_GB} GB) "
-                            f"{verdict(strip['peak_rss'] / GB, STRIP_RSS_GB)}; "
-                            f"{strip['rss_before'] / GB:.2f} GB of it is Python + torch before the strip"),
-        ("load: time", f"{load['seconds']:.3f} s (limit {LOAD_SECONDS} s) {verdict(load['seconds'], LOAD_SECONDS)}; "
-                       f"page cache warm, imports excluded"),
-        ("load: first read", f"{load['touch_seconds']:.3f} s to read every weight once after loading "
-                             f"(memory-mapped, so paid on first use)"),
+        (
+            "strip: time",
+            f"{strip['seconds']:.2f} s (limit {STRIP_SECONDS} s) {verdict(strip['seconds'], STRIP_SECONDS)}",
+        ),
+        (
+            "strip: peak RSS",
+            f"{strip['peak_rss'] / GB:.2f} GB (limit {STRIP_RSS_GB} GB) "
+            f"{verdict(strip['peak_rss'] / GB, STRIP_RSS_GB)}; "
+            f"{strip['rss_before'] / GB:.2f} GB of it is Python + torch before the strip",
+        ),
+        (
+            "load: time",
+            f"{load['seconds']:.3f} s (limit {LOAD_SECONDS} s) {verdict(load['seconds'], LOAD_SECONDS)}; "
+            f"page cache warm, imports excluded",
+        ),
+        (
+            "load: first read",
+            f"{load['touch_seconds']:.3f} s to read every weight once after loading "
+            f"(memory-mapped, so paid on first use)",
+        ),
         ("save: blocking", f"{runs(blocking)} for save_checkpoint (torch.save + fsync, atomic)"),
         ("save: loop stall", f"{runs(stalls)} for BackgroundWriter.save (snapshot + hand-off)"),
-        ("stall / blocking", f"{stall:.0%} (limit {STALL_FRACTION:.0%}) {verdict(stall, STALL_FRACTION)}; median against median"),
+        (
+            "stall / blocking",
+            f"{stall:.0%} (limit {STALL_FRACTION:.0%}) {verdict(stall, STALL_FRACTION)}; median against median",
+        ),
         ("save: background", f"{runs(backgrounds)} until the background write was done"),
         ("machine", f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; files in {work_dir}"),
     ]

@@ -108,11 +108,19 @@ def run_theirs(twin: torch.nn.Module, prompt: torch.Tensor, tokens: int) -> dict
     clock = FirstTokenClock()
     with PeakMemory(device) as memory:
         start = time.perf_counter()
-        out = twin.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=tokens,
-                            do_sample=False, pad_token_id=0, streamer=clock)
+        out = twin.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=tokens,
+            do_sample=False,
+            pad_token_id=0,
+            streamer=clock,
+        )
         sync(device)
         seconds = time.perf_counter() - start
-    return dict(tokens=out[0, prompt.size(1):].tolist(), seconds=seconds, first=clock.first - start, memory=memory.bytes)
+    return dict(
+        tokens=out[0, prompt.size(1) :].tolist(), seconds=seconds, first=clock.first - start, memory=memory.bytes
+    )
 
 
 def agreement(ours: list[int], theirs: list[int]) -> str:
@@ -138,20 +146,33 @@ def bench_generate(model: GPT, lengths: list[int], prompt_tokens: int, repeats: 
         same = agreement(runs[OURS][0]["tokens"], runs[THEIRS][0]["tokens"])
         for name, results in runs.items():
             median = sorted(results, key=lambda r: r["seconds"])[len(results) // 2]
-            rows.append(dict(model=name, tokens=n, seconds=median["seconds"], tokens_per_s=n / median["seconds"],
-                             first=statistics.median(r["first"] for r in results),
-                             memory=max(r["memory"] for r in results), agree=same))
+            rows.append(
+                dict(
+                    model=name,
+                    tokens=n,
+                    seconds=median["seconds"],
+                    tokens_per_s=n / median["seconds"],
+                    first=statistics.median(r["first"] for r in results),
+                    memory=max(r["memory"] for r in results),
+                    agree=same,
+                )
+            )
     return rows
 
 
 def generate_report(rows: list[dict], title: str) -> str:
     """bench_generate's rows as a table, each length with our speed over theirs."""
-    lines = [title, f"{'new tokens':>10}  {'model':<12}  {'tokens/s':>8}  {'time':>7}  {'first token':>11}  "
-                    f"{'peak memory added':>17}  greedy tokens"]
+    lines = [
+        title,
+        f"{'new tokens':>10}  {'model':<12}  {'tokens/s':>8}  {'time':>7}  {'first token':>11}  "
+        f"{'peak memory added':>17}  greedy tokens",
+    ]
     for ours, theirs in zip(rows[::2], rows[1::2]):
         for r in (ours, theirs):
-            lines.append(f"{r['tokens']:>10}  {r['model']:<12}  {r['tokens_per_s']:>8.1f}  {r['seconds']:>6.2f}s  "
-                         f"{1000 * r['first']:>9.0f}ms  {r['memory'] / 1e6:>14.0f} MB  {r['agree']}")
+            lines.append(
+                f"{r['tokens']:>10}  {r['model']:<12}  {r['tokens_per_s']:>8.1f}  {r['seconds']:>6.2f}s  "
+                f"{1000 * r['first']:>9.0f}ms  {r['memory'] / 1e6:>14.0f} MB  {r['agree']}"
+            )
         lines.append(f"{'':>10}  {'speed-up':<12}  {ours['tokens_per_s'] / theirs['tokens_per_s']:>7.2f}x")
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""What the command-line programs share: bad input as one line on stderr and exit status 1, the folder tools' arguments."""
+"""What the command-line programs share: bad input as one line on stderr and status 1, the folder tools' arguments."""
 
 from __future__ import annotations
 
@@ -38,14 +38,23 @@ def notes_printed() -> Iterator[None]:
                 print(note.message)
 
 
-def folder_tool_parser(prog: str, description: str, push_help: str, dtypes: list[str] | None = None,
-                       dtype_help: str = "precision of the weights written (default float32)") -> argparse.ArgumentParser:
+def folder_tool_parser(
+    prog: str,
+    description: str,
+    push_help: str,
+    dtypes: list[str] | None = None,
+    dtype_help: str = "precision of the weights written (default float32)",
+) -> argparse.ArgumentParser:
     """The arguments of the tools that write a folder from a checkpoint: CHECKPOINT OUT_DIR --force --dtype --push."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("checkpoint", type=Path, help="model_final.pt, model_best.pt, a full or .safetensors checkpoint")
+    parser.add_argument(
+        "checkpoint", type=Path, help="model_final.pt, model_best.pt, a full or .safetensors checkpoint"
+    )
     parser.add_argument("out_dir", type=Path, help="folder to write (created; must be empty unless --force)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty OUT_DIR")
-    parser.add_argument("--dtype", choices=dtypes or list(DTYPES), default=None if dtypes else "float32", help=dtype_help)
+    parser.add_argument(
+        "--dtype", choices=dtypes or list(DTYPES), default=None if dtypes else "float32", help=dtype_help
+    )
     parser.add_argument("--push", metavar="REPO_ID", help=push_help)
     return parser
 
@@ -53,8 +62,13 @@ def folder_tool_parser(prog: str, description: str, push_help: str, dtypes: list
 def push(folder: Path, repo_id: str, repo_type: str) -> int:
     """--push: upload folder to repo_id and print its URL, or say in one line why not; the exit status."""
     if hub_token() is None:
-        return fail(HubError(folder, f"not pushed to {repo_id}: no Hugging Face token; set HF_TOKEN to a write token "
-                                     "(https://huggingface.co/settings/tokens) or run `hf auth login`, then pass --push again"))
+        return fail(
+            HubError(
+                folder,
+                f"not pushed to {repo_id}: no Hugging Face token; set HF_TOKEN to a write token "
+                "(https://huggingface.co/settings/tokens) or run `hf auth login`, then pass --push again",
+            )
+        )
     try:
         url = upload_to_hub(folder, repo_id, repo_type=repo_type)
     except HubError as e:  # e.g. a Gradio Space the account may not host: the line says what to do

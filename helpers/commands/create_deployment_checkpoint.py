@@ -7,8 +7,8 @@
 
 nanoGPT's ckpt.pt becomes this project's deployment checkpoint: its weights (without
 torch.compile's prefixes) and model_args (a vocabulary padded to 50304 stays so), step = its
-iter_num, loss = its best_val_loss. The input is memory-mapped, so the optimizer state (two thirds of the file) is never read into
-memory. The output is written atomically; the input is never touched.
+iter_num, loss = its best_val_loss. The input is memory-mapped, so the optimizer state (two thirds
+of the file) is never read into memory. The output is written atomically; the input is never touched.
 """
 
 from __future__ import annotations
@@ -22,13 +22,25 @@ from helpers.commands.cli import fail
 from helpers.deployment import create_deployment_checkpoint
 from helpers.errors import PathError
 
+
 def main(argv: list[str] | None = None) -> int:
     """The command line: parse argv, run, and return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.create_deployment_checkpoint",
-                                     description="Strip the optimizer state from a full checkpoint.")
-    parser.add_argument("input", type=Path, help="full checkpoint (model_step_N.pt, model_final_full.pt, or nanoGPT's ckpt.pt)")
-    parser.add_argument("output", type=Path, nargs="?", help="default: beside the input, model_final_full.pt -> model_final.pt; a .safetensors name writes safetensors")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="precision of the weights (default float32)")
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.create_deployment_checkpoint",
+        description="Strip the optimizer state from a full checkpoint.",
+    )
+    parser.add_argument(
+        "input", type=Path, help="full checkpoint (model_step_N.pt, model_final_full.pt, or nanoGPT's ckpt.pt)"
+    )
+    parser.add_argument(
+        "output",
+        type=Path,
+        nargs="?",
+        help="default: beside the input, model_final_full.pt -> model_final.pt; a .safetensors name writes safetensors",
+    )
+    parser.add_argument(
+        "--dtype", choices=list(DTYPES), default="float32", help="precision of the weights (default float32)"
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
     args = parser.parse_args(argv)
     try:

@@ -20,8 +20,11 @@ from helpers.hf import export_hf
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: parse argv, run, and return the exit status."""
-    parser = folder_tool_parser("python -m helpers.export_hf", "Export a checkpoint as a Hugging Face transformers GPT-2 folder.",
-                                "then upload the folder to this Hub repository (needs HF_TOKEN)")
+    parser = folder_tool_parser(
+        "python -m helpers.export_hf",
+        "Export a checkpoint as a Hugging Face transformers GPT-2 folder.",
+        "then upload the folder to this Hub repository (needs HF_TOKEN)",
+    )
     args = parser.parse_args(argv)
     try:
         with notes_printed():

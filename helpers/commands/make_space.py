@@ -26,17 +26,33 @@ DEFAULT_DTYPE = {"static": "int8", "gradio": "float32"}
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: parse argv, run, and return the exit status."""
-    parser = folder_tool_parser("python -m helpers.make_space", "Write a Hugging Face Space that serves a checkpoint.",
-                                "then create this Space (USER/SPACE) and upload the folder (needs HF_TOKEN)",
-                                dtypes=sorted({*ONNX_DTYPES, *DTYPES}),
-                                dtype_help="static: int8 (default) or float32 ONNX; gradio: float32 (default), float16 or bfloat16 weights")
-    parser.add_argument("--kind", choices=KINDS, default="static",
-                        help="static (default): the model runs in the visitor's browser, free to host for every account; "
-                             "gradio: a Python app on Hugging Face's hardware")
-    parser.add_argument("--hardware", choices=list(HARDWARE), default="cpu-basic",
-                        help="gradio only: cpu-basic (default; a PRO account) or zero-gpu (@spaces.GPU)")
-    parser.add_argument("--format", dest="fmt", choices=list(FORMATS), default="pt",
-                        help="gradio only: model_final.pt (default) or model_final.safetensors")
+    parser = folder_tool_parser(
+        "python -m helpers.make_space",
+        "Write a Hugging Face Space that serves a checkpoint.",
+        "then create this Space (USER/SPACE) and upload the folder (needs HF_TOKEN)",
+        dtypes=sorted({*ONNX_DTYPES, *DTYPES}),
+        dtype_help="static: int8 (default) or float32 ONNX; gradio: float32 (default), float16 or bfloat16 weights",
+    )
+    parser.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="static",
+        help="static (default): the model runs in the visitor's browser, free to host for every account; "
+        "gradio: a Python app on Hugging Face's hardware",
+    )
+    parser.add_argument(
+        "--hardware",
+        choices=list(HARDWARE),
+        default="cpu-basic",
+        help="gradio only: cpu-basic (default; a PRO account) or zero-gpu (@spaces.GPU)",
+    )
+    parser.add_argument(
+        "--format",
+        dest="fmt",
+        choices=list(FORMATS),
+        default="pt",
+        help="gradio only: model_final.pt (default) or model_final.safetensors",
+    )
     args = parser.parse_args(argv)
     dtype = args.dtype or DEFAULT_DTYPE[args.kind]
     allowed = ONNX_DTYPES if args.kind == "static" else tuple(DTYPES)

@@ -51,11 +51,12 @@ def compare_weights(deploy: dict, full: dict) -> list[str]:
     return problems
 
 
-def run_checks(deploy_path: Path, full_path: Path | None, prompt: str, tokens: int, seed: int,
-               failures: list[str]) -> list[str]:
+def run_checks(
+    deploy_path: Path, full_path: Path | None, prompt: str, tokens: int, seed: int, failures: list[str]
+) -> list[str]:
     """Run every check, printing progress and adding each failed check to failures; return them."""
     t0 = time.perf_counter()
-    # As the document's snippet: torch.load(path, map_location="cpu"), then GPT(GPTConfig(...)).
+    # As the checkpoint summary's snippet: torch.load(path, map_location="cpu"), then GPT(GPTConfig(...)).
     # A .safetensors file: tensors and JSON metadata; the tied embedding comes back tied.
     ckpt = check_checkpoint(deploy_path, read_checkpoint(deploy_path, mmap=False))
     if checkpoint_kind(ckpt) != DEPLOYMENT:
@@ -66,8 +67,10 @@ def run_checks(deploy_path: Path, full_path: Path | None, prompt: str, tokens: i
     model.eval()
     load_s = time.perf_counter() - t0
     loss = f"{ckpt['loss']:.4f}" if isinstance(ckpt["loss"], (int, float)) else repr(ckpt["loss"])
-    print(f"{deploy_path}: {deploy_path.stat().st_size / 1e6:,.1f} MB, loaded in {load_s:.2f} s "
-          f"(step {ckpt['step']}, loss {loss}, {model.num_params() / 1e6:.2f}M parameters)")
+    print(
+        f"{deploy_path}: {deploy_path.stat().st_size / 1e6:,.1f} MB, loaded in {load_s:.2f} s "
+        f"(step {ckpt['step']}, loss {loss}, {model.num_params() / 1e6:.2f}M parameters)"
+    )
     if full_path is not None:
         full = load_checkpoint(full_path, kind=FULL)
         print(f"{full_path}: {full_path.stat().st_size / 1e6:,.1f} MB")
@@ -89,9 +92,12 @@ def run_checks(deploy_path: Path, full_path: Path | None, prompt: str, tokens: i
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: parse argv, run, and return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.test_deployment_checkpoint",
-                                     description="Verify a deployment checkpoint.")
-    parser.add_argument("deploy", type=Path, help="deployment checkpoint (model_final.pt, model_best.pt, or a .safetensors one)")
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.test_deployment_checkpoint", description="Verify a deployment checkpoint."
+    )
+    parser.add_argument(
+        "deploy", type=Path, help="deployment checkpoint (model_final.pt, model_best.pt, or a .safetensors one)"
+    )
     parser.add_argument("--full", type=Path, help="the full checkpoint it came from, to compare every tensor")
     parser.add_argument("--prompt", default="ROMEO:", help="text to continue (default ROMEO:)")
     parser.add_argument("--tokens", type=int, default=50, help="tokens to generate (default 50)")

@@ -24,13 +24,14 @@ try:
 
     gpu = spaces.GPU
 except ImportError:
+
     def gpu(function):
         return function
+
 
 import gradio as gr  # noqa: E402
 import tiktoken  # noqa: E402
 import torch  # noqa: E402
-
 from model import GPT, GPTConfig  # noqa: E402  (model.py beside this file)
 
 FACTS = json.loads((HERE / "space.json").read_text())
@@ -65,12 +66,17 @@ enc = tiktoken.get_encoding("gpt2")
 
 @gpu
 def generate(prompt: str, tokens: float, temperature: float, top_k: float, seed: float | None) -> Iterator[str]:
-    """The prompt continued by the model, yielded as it grows; the same seed gives the same text, -1 or empty a new one."""
+    """The prompt continued by the model, yielded as it grows; one seed gives one text, -1 or empty a new one."""
     ids = enc.encode(prompt or "\n", allowed_special={"<|endoftext|>"})
     seed = None if seed is None or seed < 0 else int(seed)
     yield enc.decode(ids)
-    for token in model.generate_stream(torch.tensor([ids], device=DEVICE), int(tokens), temperature=max(float(temperature), 1e-3),
-                                       top_k=int(top_k) or None, seed=seed):
+    for token in model.generate_stream(
+        torch.tensor([ids], device=DEVICE),
+        int(tokens),
+        temperature=max(float(temperature), 1e-3),
+        top_k=int(top_k) or None,
+        seed=seed,
+    ):
         ids.append(token.item())
         yield enc.decode(ids)  # the whole text each time: Gradio replaces the box's content
 
@@ -78,19 +84,21 @@ def generate(prompt: str, tokens: float, temperature: float, top_k: float, seed:
 def facts() -> str:
     """The model's facts, in one line of Markdown under the page."""
     val = f"{FACTS['val_loss']:.3f}" if FACTS.get("val_loss") is not None else "not measured"
-    return (f"**{FACTS['parameters'] / 1e6:,.1f}M parameters** ({FACTS['n_layer']} layers, width "
-            f"{FACTS['n_embd']}, context {FACTS['block_size']} tokens) · trained {FACTS['step']:,} steps · "
-            f"validation loss {val} · `{FACTS['checkpoint']}` {FACTS['file_bytes'] / 1e6:,.1f} MB "
-            f"({FACTS['dtype']}) · running on the {'GPU (ZeroGPU)' if FACTS.get('hardware') == 'zero-gpu' else 'CPU'}")
+    return (
+        f"**{FACTS['parameters'] / 1e6:,.1f}M parameters** ({FACTS['n_layer']} layers, width "
+        f"{FACTS['n_embd']}, context {FACTS['block_size']} tokens) · trained {FACTS['step']:,} steps · "
+        f"validation loss {val} · `{FACTS['checkpoint']}` {FACTS['file_bytes'] / 1e6:,.1f} MB "
+        f"({FACTS['dtype']}) · running on the {'GPU (ZeroGPU)' if FACTS.get('hardware') == 'zero-gpu' else 'CPU'}"
+    )
 
 
 # System fonts: the default theme would fetch Google Fonts, which an offline browser cannot.
-THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                          font_mono=["ui-monospace", "monospace"])
+THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 with gr.Blocks(title=FACTS["title"]) as demo:
-    gr.Markdown(f"# {FACTS['title']}\nGPT-2 trained on tiny Shakespeare. Write the start of a scene; "
-                "the model continues it.")
+    gr.Markdown(
+        f"# {FACTS['title']}\nGPT-2 trained on tiny Shakespeare. Write the start of a scene; the model continues it."
+    )
     with gr.Row():
         with gr.Column():
             prompt = gr.Textbox(label="Prompt", value=EXAMPLES[0], lines=4, elem_id="prompt")

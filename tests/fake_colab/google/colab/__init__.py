@@ -13,4 +13,6 @@ import os
 def _log(*event):
     with open(os.environ["FAKE_COLAB_LOG"], "a") as f:
         f.write(json.dumps(event) + "\n")
-from . import drive, files, userdata  # noqa: F401
+
+
+from . import drive, files, userdata  # noqa: E402, F401  (they import _log from here)

@@ -15,8 +15,10 @@ def mount(mountpoint, force_remount=False, timeout_ms=120000, readonly=False):
     if mode == "timeout":
         raise ValueError("mount failed: timed out waiting for the user")
     if os.path.islink(mountpoint) and not force_remount:
-        print(f"Drive already mounted at {mountpoint}; to attempt to forcibly remount, "
-              f'call drive.mount("{mountpoint}", force_remount=True).')
+        print(
+            f"Drive already mounted at {mountpoint}; to attempt to forcibly remount, "
+            f'call drive.mount("{mountpoint}", force_remount=True).'
+        )
         return
     if os.path.lexists(mountpoint):
         if not os.path.islink(mountpoint) and os.listdir(mountpoint):
