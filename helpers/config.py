@@ -15,8 +15,8 @@ import typing
 from dataclasses import dataclass
 
 from helpers.errors import SettingError
-from helpers.hardware import gpu_capability, is_ampere_or_newer
 from helpers.model import GPTConfig
+from helpers.training.hardware import gpu_capability, is_ampere_or_newer
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 ENV_PREFIX = "GPT2_"

@@ -17,10 +17,10 @@ import numpy as np
 import tiktoken
 import torch
 
+from helpers.checkpoints.fileio import atomic_write_bytes
 from helpers.config import SHAKESPEARE_URL  # the default data_url: a setting, so the settings own it
 from helpers.data_source import SETTING, SHAKESPEARE_SHA256, data_label, decoded, fetch_text, sha256_of
 from helpers.errors import CheckpointError, DataError, describe
-from helpers.fileio import atomic_write_bytes
 
 ENCODING = "gpt2"
 VOCAB_SIZE = 50257  # GPT-2's token ids are 0 to 50,256

@@ -174,13 +174,13 @@ short_errors()  # the project's own errors as one line each, run as a script or 
 
 import torch
 
-from helpers import colab
+from helpers.checkpoints.runs import local_checkpoint_dir, param_count, run_folder
 from helpers.config import make_config
 from helpers.data_source import data_folder
-from helpers.display import table
-from helpers.distributed import init_processes
-from helpers.hardware import detect_hardware, enable_tf32
-from helpers.runs import local_checkpoint_dir, param_count, run_folder
+from helpers.training.distributed import init_processes
+from helpers.training.hardware import detect_hardware, enable_tf32
+from helpers.ui import colab
+from helpers.ui.display import table
 
 cfg = make_config(
     form=dict(
@@ -286,9 +286,9 @@ if procs.is_main:
 # GPT-2 124M instead (downloaded from the Hugging Face Hub, or read from a local folder).
 
 # %%
-from helpers.hf import load_hf_gpt2
+from helpers.hf.folders import load_hf_gpt2
 from helpers.model import GPT
-from helpers.rng import seed_everything
+from helpers.training.rng import seed_everything
 
 seed_everything(cfg.seed)
 if cfg.init_from == "scratch":
@@ -326,14 +326,14 @@ scaler = torch.amp.GradScaler(hw.device_type, enabled=hw.dtype == "float16")
 # on the same folder (another tab, another runtime on the same Drive) stops here with who holds it.
 
 # %%
-from helpers.checkpoint import load_weights
+from helpers.checkpoints.fileio import check_writable, finish_replacements, remove_stale_temporaries
+from helpers.checkpoints.format import load_weights
+from helpers.checkpoints.lock import hold_folder
+from helpers.checkpoints.policy import check_best, final_files_missing, find_resume_checkpoint
 from helpers.data import check_same_data
 from helpers.errors import OutputError
-from helpers.fileio import check_writable, finish_replacements, remove_stale_temporaries
-from helpers.lock import hold_folder
-from helpers.policy import check_best, final_files_missing, find_resume_checkpoint
-from helpers.rng import restore_rng_state
-from helpers.stopping import EarlyStopping
+from helpers.training.rng import restore_rng_state
+from helpers.training.stopping import EarlyStopping
 
 step, best_val_loss, best_step = 0, float("inf"), None
 train_loss, val_loss = float("nan"), None
@@ -401,7 +401,7 @@ elif procs.is_main:
 from torch.nn.parallel import DistributedDataParallel
 
 from helpers.data import get_batch, sample_offsets
-from helpers.hardware import compile_model
+from helpers.training.hardware import compile_model
 
 raw_model = model  # what checkpoints save: never the compiled or distributed wrapper
 if cfg.compile:
@@ -434,16 +434,16 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from helpers.checkpoint import FULL, make_checkpoint
+from helpers.checkpoints.format import FULL, make_checkpoint
+from helpers.checkpoints.policy import BestState, SaveClock, save_periodic
+from helpers.checkpoints.writer import BackgroundWriter
 from helpers.data import eval_offsets, get_batch, step_offsets
-from helpers.display import LossChart
-from helpers.distributed import from_main_process, mean_over_processes
-from helpers.hardware import autocast
-from helpers.playground import sample_line
-from helpers.policy import BestState, SaveClock, save_periodic
-from helpers.rng import capture_rng_state
-from helpers.stopping import improves
-from helpers.writer import BackgroundWriter
+from helpers.training.distributed import from_main_process, mean_over_processes
+from helpers.training.hardware import autocast
+from helpers.training.rng import capture_rng_state
+from helpers.training.stopping import improves
+from helpers.ui.display import LossChart
+from helpers.ui.playground import sample_line
 
 
 def get_lr(step: int) -> float:
@@ -620,10 +620,10 @@ writer.close()
 # %%
 import json
 
-from helpers.checkpoint import load_checkpoint, load_weights
-from helpers.display import checkpoint_table
-from helpers.fileio import atomic_write_bytes
-from helpers.policy import BEST_FULL, FINAL, FINAL_FULL, final_files_missing, periodic_path, save_final
+from helpers.checkpoints.fileio import atomic_write_bytes
+from helpers.checkpoints.format import load_checkpoint, load_weights
+from helpers.checkpoints.policy import BEST_FULL, FINAL, FINAL_FULL, final_files_missing, periodic_path, save_final
+from helpers.ui.display import checkpoint_table
 
 
 def best_full_state() -> dict:
@@ -743,8 +743,8 @@ if procs.is_main:
 # the lowest validation loss of the run. (Run as a script, the cell prints one sample instead.)
 
 # %%
-from helpers.checkpoint import load_model
-from helpers.playground import generation_panel
+from helpers.checkpoints.format import load_model
+from helpers.ui.playground import generation_panel
 
 if procs.is_main:
     play_file = next((p for p in (checkpoint_dir / "model_best.pt", checkpoint_dir / FINAL) if p.exists()), None)
@@ -760,7 +760,7 @@ if procs.is_main:
 # this cell prints where the files are and a line to download them later.
 
 # %%
-from helpers.deployment import create_deployment_checkpoint
+from helpers.checkpoints.deployment import create_deployment_checkpoint
 
 if procs.is_main and (checkpoint_dir / FINAL).exists():
     final_path = checkpoint_dir / FINAL
@@ -782,8 +782,8 @@ if procs.is_main and (checkpoint_dir / FINAL).exists():
 # does nothing.
 
 # %%
-from helpers.hf import export_hf
-from helpers.hub import hub_token, missing_token_reason, upload_to_hub
+from helpers.hf.folders import export_hf
+from helpers.hf.hub import hub_token, missing_token_reason, upload_to_hub
 
 if procs.is_main and cfg.hub_repo and (checkpoint_dir / FINAL).exists():
     if hub_token() is None:
@@ -801,8 +801,8 @@ if procs.is_main and cfg.hub_repo and (checkpoint_dir / FINAL).exists():
 # so and does nothing.
 
 # %%
-from helpers.space import push_space
-from helpers.static_space import NEEDED, make_static_space
+from helpers.hf.space import push_space
+from helpers.hf.static_space import NEEDED, make_static_space
 
 if procs.is_main and cfg.space_repo and (checkpoint_dir / FINAL).exists():
     if hub_token() is None:

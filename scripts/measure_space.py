@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from helpers.checkpoint import DEPLOYMENT, make_checkpoint, save_checkpoint  # noqa: E402
+from helpers.checkpoints.format import DEPLOYMENT, make_checkpoint, save_checkpoint  # noqa: E402
+from helpers.hf.space import make_space  # noqa: E402
 from helpers.model import GPT, GPTConfig  # noqa: E402
-from helpers.space import make_space  # noqa: E402
 
 
 def random_124m_checkpoint(folder: Path) -> Path:

@@ -21,7 +21,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]  # tests/ first: its conftest, n
 from measure_space import random_124m_checkpoint  # noqa: E402  (scripts/, this file's folder)
 from test_static_space import OFFLINE, chrome, served  # noqa: E402  (before measure_space, which puts the root first)
 
-from helpers.static_space import make_static_space  # noqa: E402
+from helpers.hf.static_space import make_static_space  # noqa: E402
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.checkpoint import FULL, make_checkpoint, save_checkpoint
+from helpers.checkpoints.format import FULL, make_checkpoint, save_checkpoint
 from helpers.model import GPT, GPTConfig
 
 REPO = Path(__file__).resolve().parents[1]

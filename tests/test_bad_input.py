@@ -7,13 +7,13 @@ import pickle
 import pytest
 import torch
 
-import helpers.fileio as fileio
+import helpers.checkpoints.fileio as fileio
 from conftest import TINY, save_full, tiny_full_ckpt
-from helpers.checkpoint import CheckpointError, save_checkpoint, to_deployment
+from helpers.checkpoints.format import CheckpointError, save_checkpoint, to_deployment
+from helpers.checkpoints.policy import find_resume_checkpoint, periodic_checkpoints, save_best, save_periodic
 from helpers.commands.create_deployment_checkpoint import main as create_main
 from helpers.commands.test_deployment_checkpoint import main as verify_main
 from helpers.model import GPTConfig
-from helpers.policy import find_resume_checkpoint, periodic_checkpoints, save_best, save_periodic
 
 
 class RunsCode:

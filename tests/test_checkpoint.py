@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import TINY, full_ckpt, trained_tiny
-from helpers.checkpoint import (
+from helpers.checkpoints.deployment import create_deployment_checkpoint
+from helpers.checkpoints.format import (
     DEPLOYMENT,
     clean_state_dict,
     load_checkpoint,
@@ -16,10 +17,7 @@ from helpers.checkpoint import (
     save_checkpoint,
     to_deployment,
 )
-from helpers.deployment import create_deployment_checkpoint
-from helpers.errors import CheckpointError
-from helpers.model import GPT, GPTConfig
-from helpers.policy import (
+from helpers.checkpoints.policy import (
     BEST,
     find_resume_checkpoint,
     periodic_checkpoints,
@@ -29,6 +27,8 @@ from helpers.policy import (
     save_final,
     save_periodic,
 )
+from helpers.errors import CheckpointError
+from helpers.model import GPT, GPTConfig
 
 DOC_FULL_KEYS = {"step", "model_state_dict", "optimizer_state_dict", "loss", "config"}
 DOC_DEPLOY_KEYS = {"step", "model_state_dict", "loss", "config"}
@@ -117,7 +117,7 @@ def test_rotation_keeps_exactly_the_newest(tmp_path):
 def test_new_periodic_is_written_before_old_is_deleted(tmp_path, monkeypatch):
     model, opt, _ = trained_tiny()
     save_periodic(tmp_path, full_ckpt(model, opt, step=1), keep_last=1)
-    import helpers.policy as policy
+    import helpers.checkpoints.policy as policy
 
     seen = []
     real_rotate = policy.rotate
@@ -188,8 +188,8 @@ def test_gpt2_124m_sizes(tmp_path):
     code = f"""
 import torch
 from pathlib import Path
-from helpers.checkpoint import FULL, make_checkpoint, save_checkpoint
-from helpers.deployment import create_deployment_checkpoint
+from helpers.checkpoints.format import FULL, make_checkpoint, save_checkpoint
+from helpers.checkpoints.deployment import create_deployment_checkpoint
 from helpers.model import GPT, GPTConfig
 model = GPT(GPTConfig())
 opt = model.configure_optimizer(0.1, 6e-4, (0.9, 0.95), fused=False)
@@ -211,7 +211,7 @@ print(full.stat().st_size, create_deployment_checkpoint(full).stat().st_size,
 
 
 def test_snapshot_reuses_the_last_copy_and_keeps_ties():
-    from helpers.writer import snapshot
+    from helpers.checkpoints.writer import snapshot
 
     model, opt, _ = trained_tiny()
     first = snapshot(full_ckpt(model, opt))
@@ -233,7 +233,7 @@ def test_snapshot_reuses_the_last_copy_and_keeps_ties():
 
 
 def test_background_writes_are_the_state_at_save_time(tmp_path):
-    from helpers.writer import BackgroundWriter
+    from helpers.checkpoints.writer import BackgroundWriter
 
     model, opt, _ = trained_tiny()
     writer = BackgroundWriter(background=True)
@@ -254,7 +254,7 @@ def test_background_writes_are_the_state_at_save_time(tmp_path):
 
 
 def test_background_write_errors_reach_the_loop(tmp_path):
-    from helpers.writer import BackgroundWriter
+    from helpers.checkpoints.writer import BackgroundWriter
 
     model, opt, _ = trained_tiny()
     writer = BackgroundWriter()

@@ -20,11 +20,11 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from conftest import FAKE_COLAB, NOTEBOOK, REPO
-from helpers import colab as colab_helpers
 from helpers.config import detect_preset
-from helpers.hardware import detect_hardware
+from helpers.training.hardware import detect_hardware
+from helpers.ui import colab as colab_helpers
 
-RUN = "ci-2m"  # the ci preset's run folder (helpers.runs.run_folder)
+RUN = "ci-2m"  # the ci preset's run folder (helpers.checkpoints.runs.run_folder)
 IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "checkpoints", "__pycache__", ".pytest_cache", "*.zip")
 
 

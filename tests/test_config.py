@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import SCRIPT
+from helpers.checkpoints.runs import model_folder
 from helpers.config import PRESETS, SHAKESPEARE_URL, TrainConfig, make_config
 from helpers.errors import SettingError
-from helpers.hardware import detect_hardware
-from helpers.runs import model_folder
+from helpers.training.hardware import detect_hardware
 
 
 def test_presets_exist_with_policy_defaults():

@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 
 from conftest import run_script, sitecustomize_env
-from helpers.checkpoint import read_checkpoint
-from helpers.fileio import TMP_MARK
+from helpers.checkpoints.fileio import TMP_MARK
+from helpers.checkpoints.format import read_checkpoint
 
 pytestmark = [
     pytest.mark.slow,  # torchrun: the notebook's .py in three processes

@@ -12,12 +12,10 @@ import pytest
 import readonly_fs
 import torch
 
-import helpers.fileio as fileio
-import helpers.lock as lock
+import helpers.checkpoints.fileio as fileio
+import helpers.checkpoints.lock as lock
 from conftest import TINY, tiny_full_ckpt
-from helpers.checkpoint import load_checkpoint, save_checkpoint, to_deployment
-from helpers.errors import OutputError
-from helpers.fileio import (
+from helpers.checkpoints.fileio import (
     HOST,
     atomic_torch_save,
     atomic_write_bytes,
@@ -26,9 +24,19 @@ from helpers.fileio import (
     remove_stale_temporaries,
     write_folder,
 )
-from helpers.lock import LOCK_NAME, FolderLock, LockError, hold_folder
+from helpers.checkpoints.format import load_checkpoint, save_checkpoint, to_deployment
+from helpers.checkpoints.lock import LOCK_NAME, FolderLock, LockError, hold_folder
+from helpers.checkpoints.policy import (
+    BEST,
+    BEST_FULL,
+    check_best,
+    periodic_checkpoints,
+    periodic_path,
+    save_best,
+    save_periodic,
+)
+from helpers.errors import OutputError
 from helpers.model import GPTConfig
-from helpers.policy import BEST, BEST_FULL, check_best, periodic_checkpoints, periodic_path, save_best, save_periodic
 
 
 def steps_in(folder):

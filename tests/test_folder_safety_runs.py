@@ -11,10 +11,10 @@ import readonly_fs
 from test_resume import assert_same_weights, paused_env, wait_for
 
 from conftest import REPO, SCRIPT, run_script, script_env, sitecustomize_env
-from helpers.checkpoint import load_checkpoint
+from helpers.checkpoints.fileio import HOST, TMP_MARK
+from helpers.checkpoints.format import load_checkpoint
+from helpers.checkpoints.lock import LOCK_NAME
 from helpers.errors import INTERRUPTED
-from helpers.fileio import HOST, TMP_MARK
-from helpers.lock import LOCK_NAME
 
 pytestmark = pytest.mark.slow  # every test runs the notebook's .py
 

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from conftest import TINY, full_ckpt, tiny_model
-from helpers import hf, hf_convert, hub, tokenizer_files
-from helpers.checkpoint import (
+from helpers.checkpoints.format import (
     DEPLOYMENT,
     CheckpointError,
     load_checkpoint,
@@ -19,6 +18,9 @@ from helpers.commands.create_deployment_checkpoint import main as create_main
 from helpers.commands.export_hf import main as export_main
 from helpers.commands.test_deployment_checkpoint import main as check_main
 from helpers.errors import HubError, OutputError
+from helpers.hf import convert as hf_convert
+from helpers.hf import folders as hf
+from helpers.hf import hub, tokenizer_files
 from helpers.model import GPT, GPTConfig
 
 VOCAB = TINY.vocab_size

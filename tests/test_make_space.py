@@ -25,11 +25,11 @@ import yaml
 
 from conftest import save_full
 from helpers import model as model_module
-from helpers.checkpoint import load_model
+from helpers.checkpoints.format import load_model
 from helpers.commands.make_space import main
 from helpers.data import get_encoding
+from helpers.hf.space import gradio_version, make_space
 from helpers.model import GPT, GPTConfig
-from helpers.space import gradio_version, make_space
 
 SPACE_FILES = {
     ".gitattributes",

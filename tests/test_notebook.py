@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from conftest import NOTEBOOK, REPO, SCRIPT
-from helpers.checkpoint import read_checkpoint
+from helpers.checkpoints.format import read_checkpoint
+from helpers.checkpoints.policy import CHECKPOINT_FILES
 from helpers.model import GPT, GPTConfig
-from helpers.policy import CHECKPOINT_FILES
 
 
 def cells(nb):
@@ -79,7 +79,7 @@ def test_validation_loss_falls(ci_run):
 
 
 def test_readme_checkpoint_table_says_what_the_notebook_prints():
-    """helpers.policy.CHECKPOINT_FILES is the one source: the README's table must agree with it."""
+    """helpers.checkpoints.policy.CHECKPOINT_FILES is the one source: the README's table must agree with it."""
     rows = {
         line.split("|")[1].strip(): line
         for line in (REPO / "README.md").read_text().splitlines()

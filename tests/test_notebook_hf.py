@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import run_script
-from helpers.checkpoint import load_checkpoint
-from helpers.hf import load_hf_gpt2
+from helpers.checkpoints.format import load_checkpoint
+from helpers.hf.folders import load_hf_gpt2
 
 pytestmark = pytest.mark.slow  # runs the notebook's .py
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import OVERFIT, run_script
-from helpers.checkpoint import load_checkpoint
-from helpers.policy import periodic_checkpoints
+from helpers.checkpoints.format import load_checkpoint
+from helpers.checkpoints.policy import periodic_checkpoints
 
 pytestmark = pytest.mark.slow  # every test runs the notebook's .py
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import run_script, tiny_model
-from helpers import playground
 from helpers.data import get_encoding
+from helpers.ui import playground
 
 
 def test_streamed_pieces_join_up_to_the_generated_text():
@@ -66,7 +66,7 @@ def test_generate_button_prints_the_text_as_it_comes(monkeypatch):
 
 
 def test_sample_line_is_one_line_and_leaves_the_run_s_random_numbers_alone():
-    from helpers.hardware import detect_hardware
+    from helpers.training.hardware import detect_hardware
 
     model = tiny_model(0).train()
     state = torch.get_rng_state()

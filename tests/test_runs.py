@@ -1,13 +1,13 @@
-"""The checkpoint folder of each kind of run (helpers/runs.py)."""
+"""The checkpoint folder of each kind of run (helpers/checkpoints/runs.py)."""
 
 from pathlib import Path
 
 import pytest
 
+from helpers.checkpoints.runs import local_checkpoint_dir, param_count, run_folder
 from helpers.config import make_config
 from helpers.data_source import data_label
 from helpers.model import GPT, GPTConfig
-from helpers.runs import local_checkpoint_dir, param_count, run_folder
 
 
 @pytest.mark.parametrize(

@@ -28,15 +28,15 @@ import yaml
 from test_make_space import chrome, full_checkpoint, keep_screenshot
 
 from conftest import TINY, FakeHfApi, full_ckpt
-from helpers import js_runtime
-from helpers.checkpoint import load_model, save_checkpoint
+from helpers.checkpoints.format import load_model, save_checkpoint
 from helpers.commands.make_space import main
 from helpers.data import get_batch, get_encoding, load_tokens
 from helpers.errors import PathError
+from helpers.hf import js_runtime
+from helpers.hf.onnx_export import cache_names, empty_cache, export_onnx
+from helpers.hf.space import gradio_version, make_space
+from helpers.hf.static_space import make_static_space
 from helpers.model import GPT, GPTConfig
-from helpers.onnx_export import cache_names, empty_cache, export_onnx
-from helpers.space import gradio_version, make_space
-from helpers.static_space import make_static_space
 
 STATIC_FILES = {
     ".gitattributes",

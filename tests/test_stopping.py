@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from helpers.policy import BestState, SaveClock
-from helpers.stopping import EarlyStopping, improves
+from helpers.checkpoints.policy import BestState, SaveClock
+from helpers.training.stopping import EarlyStopping, improves
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import torch
 
-from helpers.checkpoint import load_checkpoint
+from helpers.checkpoints.format import load_checkpoint
 from helpers.commands.bench_checkpoint_io import bench_checkpoint_io
 from helpers.commands.bench_generate import bench_generate, generate_model, generate_report
 from helpers.commands.cli import fail
 from helpers.config import PRESETS, detect_preset, make_config
-from helpers.display import table
 from helpers.errors import PathError
+from helpers.ui.display import table
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_SCRIPT = REPO / "notebooks" / "train_gpt2_124m_colab.py"

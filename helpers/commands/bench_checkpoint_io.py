@@ -19,14 +19,14 @@ from pathlib import Path
 
 import torch
 
-from helpers.checkpoint import FULL, load_model, make_checkpoint, save_checkpoint
+from helpers.checkpoints.deployment import create_deployment_checkpoint
+from helpers.checkpoints.format import FULL, load_model, make_checkpoint, save_checkpoint
+from helpers.checkpoints.policy import save_periodic
+from helpers.checkpoints.safetensors_io import tensor_identity
+from helpers.checkpoints.writer import BackgroundWriter
 from helpers.config import make_config
-from helpers.deployment import create_deployment_checkpoint
 from helpers.model import GPT, GPTConfig
-from helpers.policy import save_periodic
-from helpers.rng import capture_rng_state
-from helpers.safetensors_io import tensor_identity
-from helpers.writer import BackgroundWriter
+from helpers.training.rng import capture_rng_state
 
 REPO = Path(__file__).resolve().parents[2]
 GB = 1e9

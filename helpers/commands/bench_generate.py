@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from helpers.checkpoint import load_model
-from helpers.hf_convert import hf_config, to_hf_state_dict
+from helpers.checkpoints.format import load_model
+from helpers.hf.convert import hf_config, to_hf_state_dict
 from helpers.model import GPT, GPTConfig
 
 OURS, THEIRS = "this project", "transformers"

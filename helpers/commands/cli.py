@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from helpers.checkpoint import DTYPES
+from helpers.checkpoints.format import DTYPES
 from helpers.errors import HubError, PathError, describe
-from helpers.hub import hub_token, upload_to_hub
+from helpers.hf.hub import hub_token, upload_to_hub
 
 
 def fail(error: Exception, path: str | Path | None = None) -> int:

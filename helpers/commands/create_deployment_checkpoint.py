@@ -17,9 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from helpers.checkpoint import DTYPES
+from helpers.checkpoints.deployment import create_deployment_checkpoint
+from helpers.checkpoints.format import DTYPES
 from helpers.commands.cli import fail
-from helpers.deployment import create_deployment_checkpoint
 from helpers.errors import PathError
 
 

@@ -15,7 +15,7 @@ import sys
 
 from helpers.commands.cli import fail, folder_tool_parser, notes_printed, push
 from helpers.errors import PathError
-from helpers.hf import export_hf
+from helpers.hf.folders import export_hf
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@
     python -m helpers.make_space checkpoints/model_final.pt space --kind gradio [--hardware zero-gpu]
 
 --kind static (the default): a web page that runs the model in the visitor's browser
-(helpers.static_space); --kind gradio: the Python app (helpers.space), which Hugging Face hosts on
+(helpers.hf.static_space); --kind gradio: the Python app (helpers.hf.space), which Hugging Face hosts on
 cpu-basic for PRO accounts only, and on ZeroGPU for established free accounts.
 """
 
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import sys
 
-from helpers.checkpoint import DTYPES
+from helpers.checkpoints.format import DTYPES
 from helpers.commands.cli import fail, folder_tool_parser, notes_printed, push
 from helpers.errors import PathError
-from helpers.onnx_export import ONNX_DTYPES
-from helpers.space import FORMATS, HARDWARE, make_space
-from helpers.static_space import make_static_space
+from helpers.hf.onnx_export import ONNX_DTYPES
+from helpers.hf.space import FORMATS, HARDWARE, make_space
+from helpers.hf.static_space import make_static_space
 
 KINDS = ("static", "gradio")
 DEFAULT_DTYPE = {"static": "int8", "gradio": "float32"}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from helpers.checkpoint import (
+from helpers.checkpoints.format import (
     DEPLOYMENT,
     FULL,
     WRONG_KIND,

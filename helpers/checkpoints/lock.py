@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from helpers.errors import PathError
-from helpers.fileio import HOST, atomic_write_bytes, discard, pid_alive
+from helpers.checkpoints.fileio import HOST, atomic_write_bytes, discard, pid_alive
 
 try:
     import fcntl

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers.checkpoint import FULL, NANOGPT, load_checkpoint, save_checkpoint, to_deployment
+from helpers.checkpoints.format import FULL, NANOGPT, load_checkpoint, save_checkpoint, to_deployment
 from helpers.errors import OutputError
 
 DTYPE_SUFFIX = {"float32": "", "float16": "_fp16", "bfloat16": "_bf16"}

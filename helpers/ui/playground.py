@@ -8,9 +8,9 @@ import tiktoken
 import torch
 
 from helpers.data import get_encoding
-from helpers.display import in_notebook
-from helpers.hardware import Hardware, autocast
 from helpers.model import GPT
+from helpers.training.hardware import Hardware, autocast
+from helpers.ui.display import in_notebook
 
 
 def sample_stream(

@@ -214,7 +214,7 @@ def finish_replacements(directory: str | Path) -> list[Path]:
 def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     """Delete the temporary files of interrupted writes, none of a living process; return what was removed.
 
-    Call it holding the folder's lock (helpers.lock), after finish_replacements.
+    Call it holding the folder's lock (helpers.checkpoints.lock), after finish_replacements.
     """
     stale = [
         p

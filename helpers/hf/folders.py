@@ -3,7 +3,7 @@
 The folder written here loads with `GPT2LMHeadModel.from_pretrained(folder)` and
 `pipeline("text-generation", model=folder)` with no code of ours. Nothing here needs
 transformers itself; safetensors and huggingface_hub are imported only where they are used.
-The weight and config mapping is helpers.hf_convert; the Hub, helpers.hub.
+The weight and config mapping is helpers.hf.convert; the Hub, helpers.hf.hub.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from helpers.checkpoint import DTYPES, load_model, model_with_weights, unwrap_model
+from helpers.checkpoints.fileio import atomic_write_bytes, check_out_dir, write_folder
+from helpers.checkpoints.format import DTYPES, load_model, model_with_weights, unwrap_model
 from helpers.errors import CheckpointError, describe
-from helpers.fileio import atomic_write_bytes, check_out_dir, write_folder
-from helpers.hf_convert import from_hf_state_dict, gpt_config_from_hf, hf_config, to_hf_state_dict
-from helpers.hub import download_model
+from helpers.hf.convert import from_hf_state_dict, gpt_config_from_hf, hf_config, to_hf_state_dict
+from helpers.hf.hub import download_model
+from helpers.hf.tokenizer_files import EOT_ID, gpt2_tokenizer_files, tokenizer_config
 from helpers.model import GPT, GPT2_VOCAB_SIZE, GPTConfig
-from helpers.tokenizer_files import EOT_ID, gpt2_tokenizer_files, tokenizer_config
 
 # ----------------------------------------------------------------------------- export
 

@@ -115,8 +115,8 @@ def upload_to_hub(
 ) -> str | None:
     """Upload a folder to the Hub repository repo_id (created if need be); its URL, or None without a token.
 
-    repo_type "model": an exported transformers folder; "space": a Space from helpers.space (Gradio)
-    or helpers.static_space (static), created with that SDK (and a Gradio one on its hardware).
+    repo_type "model": an exported transformers folder; "space": a Space from helpers.hf.space (Gradio)
+    or helpers.hf.static_space (static), created with that SDK (and a Gradio one on its hardware).
     """
     folder = Path(folder)
     if repo_type == "space":

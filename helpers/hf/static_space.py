@@ -1,9 +1,9 @@
 """A checkpoint as a static Hugging Face Space: a web page that runs the model in the visitor's browser.
 
 Static Spaces are free for every account (Gradio Spaces on cpu-basic need PRO since July 2026).
-The folder: index.html (helpers/space_template/static/), the model as ONNX with a KV cache
-(helpers.onnx_export; int8 by default), GPT-2's tokenizer.json, vendor/ (the pinned onnxruntime-web
-and tokenizers.js, helpers.js_runtime), space.json (the facts the page shows), the Space card and
+The folder: index.html (helpers/hf/space_template/static/), the model as ONNX with a KV cache
+(helpers.hf.onnx_export; int8 by default), GPT-2's tokenizer.json, vendor/ (the pinned onnxruntime-web
+and tokenizers.js, helpers.hf.js_runtime), space.json (the facts the page shows), the Space card and
 the .gitattributes that keeps the large files in LFS/Xet. Any static web server serves it.
 """
 
@@ -16,14 +16,14 @@ import shutil
 from pathlib import Path
 from string import Template
 
-from helpers.checkpoint import load_model
+from helpers.checkpoints.fileio import atomic_write_bytes, check_out_dir, write_folder
+from helpers.checkpoints.format import load_model
 from helpers.errors import CheckpointError
-from helpers.fileio import atomic_write_bytes, check_out_dir, write_folder
-from helpers.js_runtime import vendor_runtime
+from helpers.hf.js_runtime import vendor_runtime
+from helpers.hf.onnx_export import ONNX_DTYPES, export_onnx
+from helpers.hf.space import card_fields, space_facts
+from helpers.hf.tokenizer_files import gpt2_tokenizer_files, gpt2_tokenizer_json, tokenizer_config
 from helpers.model import GPT2_VOCAB_SIZE
-from helpers.onnx_export import ONNX_DTYPES, export_onnx
-from helpers.space import card_fields, space_facts
-from helpers.tokenizer_files import gpt2_tokenizer_files, gpt2_tokenizer_json, tokenizer_config
 
 STATIC = Path(__file__).resolve().parent / "space_template" / "static"
 ONNX_NAME = "model.onnx"

@@ -3,7 +3,7 @@
 The file holds the model's tensors, with tensors that share memory (the tied embedding) stored
 once: safetensors refuses shared tensors, so `lm_head.weight` is re-tied to
 `transformer.wte.weight` on load. The header's metadata holds every other key of the checkpoint
-(`step`, `loss`, `config`, `model_args`, ...) as a JSON string. helpers.checkpoint reads and
+(`step`, `loss`, `config`, `model_args`, ...) as a JSON string. helpers.checkpoints.format reads and
 writes files through this module; nothing here knows what a checkpoint must hold.
 """
 

@@ -1,8 +1,8 @@
 """A checkpoint as a Gradio Hugging Face Space that tries the model; the command is helpers.commands.make_space.
 
-The static kind (the default, free for every account) is helpers.static_space.
+The static kind (the default, free for every account) is helpers.hf.static_space.
 
-The folder holds the page (app.py, from helpers/space_template/), the project's model.py (a byte
+The folder holds the page (app.py, from helpers/hf/space_template/), the project's model.py (a byte
 copy of helpers/model.py), the deployment checkpoint (a full one is stripped of its optimizer
 state first), its facts (space.json), requirements.txt, the Space card (README.md), GPT-2's
 tokenizer files (so the app starts offline) and the .gitattributes that keeps the checkpoint in
@@ -18,11 +18,11 @@ from pathlib import Path
 from string import Template
 
 from helpers import model as model_module
-from helpers.checkpoint import DTYPES, load_model, save_checkpoint, to_deployment
-from helpers.fileio import atomic_write_bytes, check_out_dir, write_folder
-from helpers.hub import upload_to_hub
+from helpers.checkpoints.fileio import atomic_write_bytes, check_out_dir, write_folder
+from helpers.checkpoints.format import DTYPES, load_model, save_checkpoint, to_deployment
+from helpers.hf.hub import upload_to_hub
+from helpers.hf.tokenizer_files import gpt2_tokenizer_files
 from helpers.model import GPT
-from helpers.tokenizer_files import gpt2_tokenizer_files
 
 TEMPLATE = Path(__file__).resolve().parent / "space_template"
 COPIED = {"app.py": "app.py", "gitattributes": ".gitattributes"}

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from helpers.checkpoint import (
+from helpers.checkpoints.format import (
     FULL,
     CheckpointError,
     check_architecture,
@@ -28,10 +28,10 @@ from helpers.checkpoint import (
     save_checkpoint,
     to_deployment,
 )
-from helpers.fileio import discard
-from helpers.lock import check_held
+from helpers.checkpoints.fileio import discard
+from helpers.checkpoints.lock import check_held
 from helpers.model import GPTConfig
-from helpers.writer import snapshot
+from helpers.checkpoints.writer import snapshot
 
 BEST = "model_best.pt"
 BEST_FULL = "model_best_full.pt"

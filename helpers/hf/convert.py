@@ -12,10 +12,10 @@ from typing import Callable
 
 import torch
 
-from helpers.checkpoint import MASK_BUFFER_SUFFIXES
+from helpers.checkpoints.format import MASK_BUFFER_SUFFIXES
 from helpers.errors import CheckpointError
+from helpers.hf.tokenizer_files import EOT_ID
 from helpers.model import GPT, GPTConfig
-from helpers.tokenizer_files import EOT_ID
 
 # Linear weights that transformers' GPT-2 keeps transposed (its Conv1D stores (in, out)).
 TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")

@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from helpers.safetensors_io import tensor_identity
+from helpers.checkpoints.safetensors_io import tensor_identity
 
 
 def snapshot(obj: object, into: object = None, _state: dict | None = None) -> object:

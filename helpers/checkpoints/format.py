@@ -7,9 +7,9 @@ Two kinds (docs/checkpoints.md), with the summary's keys (`step`, `model_state_d
 - deployment (`model_final.pt`, `model_best.pt`): the weights alone, about a third of the size.
 
 Two encodings, chosen by the file's suffix, so callers never choose: `.pt` (torch.save) and, for
-deployment checkpoints, `.safetensors` (see helpers.safetensors_io). Every `.pt` file holds only
+deployment checkpoints, `.safetensors` (see helpers.checkpoints.safetensors_io). Every `.pt` file holds only
 tensors, numbers, strings, lists and dicts, so it loads with `torch.load(path, weights_only=True)`,
-and every write is atomic (see helpers.fileio). nanoGPT's `ckpt.pt` is read too, as its weights.
+and every write is atomic (see helpers.checkpoints.fileio). nanoGPT's `ckpt.pt` is read too, as its weights.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
-from helpers import safetensors_io
+from helpers.checkpoints import safetensors_io
 from helpers.errors import CheckpointError, describe
-from helpers.fileio import atomic_torch_save, atomic_write_bytes
+from helpers.checkpoints.fileio import atomic_torch_save, atomic_write_bytes
 from helpers.model import ARCHITECTURE, GPT, GPTConfig
-from helpers.safetensors_io import tensor_identity
+from helpers.checkpoints.safetensors_io import tensor_identity
 
 FORMAT = "gpt2-124m-colab"  # "format" in every file this project writes
 FORMAT_VERSION = 1

@@ -5,7 +5,7 @@ One graph serves the prompt and every new token: inputs `input_ids` (B, T) and, 
 outputs `logits` (B, 1, vocab_size) for the last position and `present.{i}.key` / `.value`
 (T_past + T), Hugging Face's names. Positions must stay below block_size. int8 is onnxruntime's
 dynamic quantization of the weights (activations quantized on the fly), about a quarter the size.
-onnx, onnxscript (torch.onnx's exporter) and onnxruntime are needed here only (helpers.static_space checks).
+onnx, onnxscript (torch.onnx's exporter) and onnxruntime are needed here only (helpers.hf.static_space checks).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Training utilities the notebook's loop calls: the run's state, early stopping, hardware, processes, randomness."""
