@@ -40,6 +40,7 @@
 # Colab lacks (never torch or ipywidgets: Colab's own builds match its GPU drivers).
 
 # %%
+# @title Setup: find the project's code { display-mode: "form" }
 REPO_URL = "https://github.com/gpt2-notebook/gpt2-124m-shakespeare.git"  # @param {type:"string"}
 
 import importlib.util
@@ -51,28 +52,13 @@ from pathlib import Path
 
 REPO_URL = os.environ.get("GPT2_REPO_URL", REPO_URL)  # a variable wins over the form, as in Settings
 DRIVE_DIR = Path(os.environ.get("GPT2_DRIVE_DIR", "/content/drive/MyDrive/gpt2-124m-shakespeare"))
-try:
-    import google.colab  # noqa: F401  (present only in Colab)
-
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-
-
-def is_project(folder: Path) -> bool:
-    return (folder / "helpers" / "__init__.py").is_file()
+IN_COLAB = importlib.util.find_spec("google") is not None and importlib.util.find_spec("google.colab") is not None
 
 
 def project_below(folder: Path) -> Path | None:
     """folder itself, or the first folder one or two levels below it, that holds helpers/."""
-    return next(
-        (
-            m.parent.parent
-            for pattern in ("", "*/", "*/*/")
-            for m in sorted(folder.glob(pattern + "helpers/__init__.py"))
-        ),
-        None,
-    )
+    found = [m for pattern in ("", "*/", "*/*/") for m in sorted(folder.glob(pattern + "helpers/__init__.py"))]
+    return found[0].parent.parent if found else None
 
 
 def unzip_project(archive: Path) -> Path | None:
@@ -88,31 +74,30 @@ def unzip_project(archive: Path) -> Path | None:
 
 
 def clone_project(url: str, dest: Path) -> Path | None:
-    """git clone url into dest; None (git's reason printed in one line) if that fails."""
+    """git clone url into dest, never waiting for a password; None (git's reason in one line) if that fails."""
+    command = ["git", "clone", "--quiet", "--depth", "1", url, str(dest)]
     try:
-        git = subprocess.run(
-            ["git", "clone", "--quiet", "--depth", "1", url, str(dest)],
-            capture_output=True,
-            text=True,
-            env=dict(os.environ, GIT_TERMINAL_PROMPT="0"),
-        )  # never wait for a password
+        git = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))
     except OSError as e:
-        git = subprocess.CompletedProcess([], 1, "", str(e))
+        git = subprocess.CompletedProcess(command, 1, "", str(e))
     if git.returncode != 0:
         print(f"git clone {url} failed: {(git.stderr.strip().splitlines() or ['?'])[-1]}")
         return None
-    return dest if is_project(dest) else None
+    return dest if (dest / "helpers" / "__init__.py").is_file() else None
 
 
 def find_project(url: str) -> Path | None:
-    here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-    cwd = Path.cwd()
+    """Where helpers/ is: next to or above this file, below the working directory, in a ZIP, on Drive, or cloned."""
+    try:
+        here = Path(__file__).resolve().parent  # run as a script
+    except NameError:  # a notebook kernel has no __file__: where it runs
+        here = Path.cwd()
     return (
-        next((p for p in (here, *here.parents) if is_project(p)), None)
-        or project_below(cwd)
-        or next(filter(None, map(unzip_project, sorted(cwd.glob("*.zip")))), None)
+        next((p for p in (here, *here.parents) if (p / "helpers" / "__init__.py").is_file()), None)
+        or project_below(Path.cwd())
+        or next(filter(None, map(unzip_project, sorted(Path.cwd().glob("*.zip")))), None)
         or (project_below(DRIVE_DIR) if DRIVE_DIR.parent.is_dir() else None)  # Drive mounted
-        or clone_project(url, cwd / Path(url.rstrip("/")).stem)
+        or clone_project(url, Path.cwd() / Path(url.rstrip("/")).stem)
     )
 
 
@@ -120,25 +105,22 @@ class ProjectNotFound(RuntimeError):
     pass
 
 
-def ways_out(url: str) -> str:
-    return (
-        f"this notebook's code (the helpers/ folder) is not here, and cloning {url} failed. Do one of these, "
+REPO_ROOT = find_project(REPO_URL)
+if REPO_ROOT is None:
+    raise ProjectNotFound(
+        f"this notebook's code (the helpers/ folder) is not here, and cloning {REPO_URL} failed. Do one of these, "
         f"then Run all again:\n 1. set REPO_URL at the top of this cell to your fork's URL;\n 2. upload the "
         f"repository's ZIP (GitHub: Code > Download ZIP) to {Path.cwd()} with the file pane on the left;\n "
         f"3. copy the project's folder to Google Drive as {DRIVE_DIR} and mount Drive (file pane > Mount Drive)."
     )
-
-
-REPO_ROOT = find_project(REPO_URL)
-if REPO_ROOT is None:
-    raise ProjectNotFound(ways_out(REPO_URL))
 if IN_COLAB:
     missing = [p for p in ("tiktoken", "tqdm") if importlib.util.find_spec(p) is None]
     if missing:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
 sys.path.insert(0, str(REPO_ROOT))
-if os.environ.get("RANK", "0") == "0":  # under torchrun, the first process speaks for all
-    print(f"project: {REPO_ROOT}  (Colab: {IN_COLAB})")
+from helpers.training.distributed import print0  # under torchrun, the first process speaks for all
+
+print0(f"project: {REPO_ROOT}  (Colab: {IN_COLAB})")
 
 # %% [markdown]
 # ## Settings
@@ -168,7 +150,7 @@ DOWNLOAD = False  # @param {type:"boolean"}
 HUB_REPO = ""  # @param {type:"string"}
 DATA_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"  # @param {type:"string"}
 
-from helpers.errors import SettingError, short_errors
+from helpers.errors import short_errors
 
 short_errors()  # the project's own errors as one line each, run as a script or in a notebook
 
@@ -192,40 +174,33 @@ cfg = make_config(
         data_url=DATA_URL.strip(),
     )
 )
-procs = init_processes(cfg.device)
-hw = detect_hardware(cfg.device, cfg.dtype, procs.local_rank if procs.world_size > 1 else None)
+procs = init_processes(cfg.device, cfg.grad_accum_steps)  # one process, or one per GPU under torchrun
+hw = detect_hardware(cfg.device, cfg.dtype, procs.gpu)
 if hw.dtype != "float16":
     enable_tf32()
-if cfg.grad_accum_steps % procs.world_size:
-    raise SettingError(
-        f"GPT2_GRAD_ACCUM_STEPS={cfg.grad_accum_steps}: must be a multiple of the {procs.world_size} processes"
-    )
-if not torch.cuda.is_available() and procs.is_main:
-    print(colab.no_gpu_banner(cfg.preset, param_count(cfg)))
+if not torch.cuda.is_available():
+    print0(colab.no_gpu_banner(cfg.preset, param_count(cfg)))
 checkpoint_dir, on_drive = local_checkpoint_dir(cfg, REPO_ROOT), False
 if IN_COLAB and cfg.use_drive:
     checkpoint_dir, on_drive = colab.checkpoints_on_drive(cfg.drive_dir, run_folder(cfg), fallback=checkpoint_dir)
 data_dir = data_folder(REPO_ROOT / cfg.data_dir, cfg.data_url)  # tiny Shakespeare's, or a folder of this text's own
-if procs.is_main:
-    print(
-        table(
-            [
-                ("preset", cfg.preset),
-                ("device", f"{hw.name} x {procs.world_size}" if procs.world_size > 1 else hw.name),
-                ("precision", hw.dtype),
-                ("model", f"{cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, context {cfg.block_size}"),
-                ("batch", f"{cfg.batch_size} x {cfg.block_size} tokens x {cfg.grad_accum_steps} micro-batches"),
-                ("tokens per step", f"{cfg.tokens_per_step:,}"),
-                ("steps", cfg.max_steps),
-                ("compile", cfg.compile),
-                ("data", cfg.data_url),
-                (
-                    "checkpoints",
-                    f"{checkpoint_dir}{' (Google Drive)' if on_drive else ' (this runtime only)' if IN_COLAB else ''}",
-                ),
-            ]
-        )
+where = " (Google Drive)" if on_drive else " (this runtime only)" if IN_COLAB else ""
+print0(
+    table(
+        [
+            ("preset", cfg.preset),
+            ("device", f"{hw.name} x {procs.world_size}" if procs.world_size > 1 else hw.name),
+            ("precision", hw.dtype),
+            ("model", f"{cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, context {cfg.block_size}"),
+            ("batch", f"{cfg.batch_size} x {cfg.block_size} tokens x {cfg.grad_accum_steps} micro-batches"),
+            ("tokens per step", f"{cfg.tokens_per_step:,}"),
+            ("steps", cfg.max_steps),
+            ("compile", cfg.compile),
+            ("data", cfg.data_url),
+            ("checkpoints", f"{checkpoint_dir}{where}"),
+        ]
     )
+)
 
 # %% [markdown]
 # ## Data
@@ -239,45 +214,33 @@ if procs.is_main:
 # validation loss stops improving.
 
 # %%
-import torch.distributed as dist
+from helpers.data import data_identity, load_splits, prepare_data
+from helpers.training.distributed import main_process_first
 
-from helpers.data import data_identity, load_splits, prepare_data, read_meta
-
-if procs.is_main:
-    meta = prepare_data(data_dir, cfg.data_url)
-    print(
-        f"{data_dir / 'input.txt'}: train {meta['train_tokens']:,} tokens, val {meta['val_tokens']:,} tokens"
-        f"{' (reused)' if meta['reused'] else ''}"
-    )
-if procs.world_size > 1:
-    dist.barrier()  # the others wait until the main process has made the files
-    meta = read_meta(data_dir)
+with main_process_first(procs):  # under torchrun the others wait, then reuse the files process 0 made
+    meta = prepare_data(data_dir, cfg.data_url, report=print0)
+print0(
+    f"{data_dir / 'input.txt'}: train {meta['train_tokens']:,} tokens, val {meta['val_tokens']:,} tokens"
+    f"{' (reused)' if meta['reused'] else ''}"
+)
 data_id = data_identity(meta)  # what this run trains on, in every full checkpoint
 train_tokens, val_tokens = load_splits(data_dir, cfg.block_size, cfg.train_fraction)  # each at least one window
 sampler = torch.Generator().manual_seed(cfg.seed)
 steps_per_epoch = len(train_tokens) / cfg.tokens_per_step  # an epoch: as many tokens as the training split holds
-if procs.is_main:
-    print(
-        table(
-            [
-                ("an epoch", f"{len(train_tokens):,} training tokens = {steps_per_epoch:.1f} steps"),
-                (
-                    "training",
-                    f"at most {cfg.max_steps} steps = {cfg.max_steps / steps_per_epoch:.1f} epochs"
-                    + (f", stopping after {cfg.patience} evaluations without improvement" if cfg.patience else ""),
-                ),
-                (
-                    "evaluation",
-                    f"every {cfg.eval_every} steps = {cfg.eval_every / steps_per_epoch:.2f} epoch, over "
-                    + (
-                        f"all {len(val_tokens):,} validation tokens"
-                        if not cfg.eval_iters
-                        else f"{cfg.eval_iters} batches"
-                    ),
-                ),
-            ]
-        )
+patience = f", stopping after {cfg.patience} evaluations without improvement" if cfg.patience else ""
+eval_text = f"all {len(val_tokens):,} validation tokens" if not cfg.eval_iters else f"{cfg.eval_iters} batches"
+print0(
+    table(
+        [
+            ("an epoch", f"{len(train_tokens):,} training tokens = {steps_per_epoch:.1f} steps"),
+            ("training", f"at most {cfg.max_steps} steps = {cfg.max_steps / steps_per_epoch:.1f} epochs{patience}"),
+            (
+                "evaluation",
+                f"every {cfg.eval_every} steps = {cfg.eval_every / steps_per_epoch:.2f} epoch, over {eval_text}",
+            ),
+        ]
     )
+)
 
 # %% [markdown]
 # ## Model
@@ -297,8 +260,7 @@ if cfg.init_from == "scratch":
 else:  # "gpt2" or a transformers folder, its context cropped to block_size
     model = load_hf_gpt2(cfg.init_from, block_size=cfg.block_size, dropout=cfg.dropout).to(hw.device)
     model_config = model.config  # the pretrained model's size: resuming checks files against it
-if procs.is_main:
-    print(f"{model.num_params() / 1e6:.2f}M parameters")
+print0(f"{model.num_params() / 1e6:.2f}M parameters")
 
 # %% [markdown]
 # ## Optimizer
@@ -317,8 +279,9 @@ scaler = torch.amp.GradScaler(hw.device_type, enabled=hw.dtype == "float16")
 # ## Resume
 # If `checkpoint_dir` holds full checkpoints, training continues from the newest one that loads
 # and passes its checks (a damaged file is reported and the next newest is tried). Everything
-# comes back: weights, optimizer, GradScaler, step, best loss, the early-stopping count, the data
-# sampler and every random generator, so the resumed run is the run that was interrupted. A folder
+# comes back: weights, optimizer, GradScaler, the data sampler, every random generator and the
+# run's state (step, losses, best, history, the early-stopping count), so the resumed run is the
+# run that was interrupted. A folder
 # that holds `model_final_full.pt` holds a finished run: it is not trained again. A checkpoint
 # made on other text is refused: its best loss was measured on another validation text.
 # `GPT2_RESUME=never` starts over; `GPT2_RESUME=<path>` continues from that file, finished or not.
@@ -326,76 +289,28 @@ scaler = torch.amp.GradScaler(hw.device_type, enabled=hw.dtype == "float16")
 # on the same folder (another tab, another runtime on the same Drive) stops here with who holds it.
 
 # %%
-from helpers.checkpoints.fileio import check_writable, finish_replacements, remove_stale_temporaries
-from helpers.checkpoints.format import load_weights
-from helpers.checkpoints.lock import hold_folder
-from helpers.checkpoints.policy import check_best, final_files_missing, find_resume_checkpoint
-from helpers.data import check_same_data
-from helpers.errors import OutputError
-from helpers.training.rng import restore_rng_state
-from helpers.training.stopping import EarlyStopping
+from helpers.checkpoints.format import restore_checkpoint
+from helpers.checkpoints.resume import choose_resume, take_folder
+from helpers.training.run_state import RunState
 
-step, best_val_loss, best_step = 0, float("inf"), None
-train_loss, val_loss = float("nan"), None
-history = {"train": [], "val": []}
-early_stopping = EarlyStopping(cfg.patience, cfg.min_delta)
-stop_reason = None  # why training ended, once it has
-if globals().get("writer") is not None:  # a re-run in the same kernel: an interrupted run's
-    globals()["writer"].close()  # last write must finish before its temporary file is swept up
-read_only = check_writable(checkpoint_dir) if procs.is_main else None  # why it cannot be written, if so
-folder_lock = hold_folder(checkpoint_dir) if procs.is_main and not read_only else None  # until the Finish cell
-if folder_lock:
-    for target in finish_replacements(checkpoint_dir):
-        print(f"finished replacing {target.name}, which an interrupted write had left half-way")
-    for stale in remove_stale_temporaries(checkpoint_dir):
-        print(f"removed {stale.name}, left by an interrupted write")
-report = print if procs.is_main else lambda _: None
-resumed = find_resume_checkpoint(checkpoint_dir, cfg.resume, model_config, report=report)
-if resumed:  # never onto other text, and before anything in the folder is repaired
-    check_same_data(*resumed, data_id, cfg.data_url, cfg.resume, report=report)
-if resumed and not read_only:
-    resumed = check_best(checkpoint_dir, *resumed, model_config, report=report, repair=procs.is_main)
-finished = (
-    resumed and resumed[1].get("stop_reason") and cfg.resume == "auto" and not final_files_missing(checkpoint_dir)
-)
-if read_only and not finished:  # a finished run only reads its folder; training must write there
-    raise OutputError(
-        checkpoint_dir, f"cannot be written ({read_only}); make it writable or choose another checkpoint_dir"
-    )
+checkpoint_folder = take_folder(checkpoint_dir, procs.is_main, report=print0)  # tried, locked, interrupted writes swept
+resumed = choose_resume(checkpoint_folder, cfg, model_config, data_id, report=print0)
+run = RunState.start(cfg)  # the step, losses, best, history, early stopping: what a full checkpoint resumes
 if resumed:
     resume_path, ckpt = resumed
-    load_weights(model, resume_path, ckpt)
-    optimizer.load_state_dict(ckpt["optimizer_state_dict"])
-    for group in optimizer.param_groups:  # this run's settings win over the file's (lr is set per step)
-        group.update(weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))
-    if ckpt.get("scaler_state_dict"):
-        scaler.load_state_dict(ckpt["scaler_state_dict"])
-    step, train_loss, val_loss = ckpt["step"], ckpt["loss"], ckpt.get("val_loss")
-    # A full checkpoint made elsewhere may have only the summary's keys: resume it, less exactly.
-    best_val_loss, best_step = ckpt.get("best_val_loss", float("inf")), ckpt.get("best_step")
-    if "early_stopping" in ckpt:
-        early_stopping.load_state_dict(ckpt["early_stopping"])
-    # A finished run stays finished, its whole history kept for the chart; an explicit path trains
-    # on from its step, so the history after that step is dropped (it will be made again).
-    stop_reason = ckpt.get("stop_reason") if cfg.resume == "auto" else None
-    history = ckpt.get("history", history)
-    if stop_reason is None:
-        history = {split: [p for p in points if p[0] <= step] for split, points in history.items()}
-    if "sampler_state" in ckpt:
-        sampler.set_state(ckpt["sampler_state"])
-    if "rng_state" in ckpt:
-        restore_rng_state(ckpt["rng_state"])
-    del ckpt
-    if procs.is_main:
-        print(f"resumed from {resume_path} at step {step} (best validation loss {best_val_loss:.4f})")
-elif procs.is_main:
-    print("starting from scratch")
+    optimizer_settings = dict(weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))  # this run's win
+    restore_checkpoint(*resumed, model, optimizer, scaler, sampler, run, optimizer_settings, cfg.resume == "auto")
+    del resumed, ckpt
+    print0(f"resumed from {resume_path} at step {run.step} (best validation loss {run.best_val_loss:.4f})")
+else:
+    print0("starting from scratch")
 
 # %% [markdown]
 # ## Speed-ups and several GPUs
 # `torch.compile` fuses the model's operations (on by default on Ampere and newer; if it fails,
 # training carries on uncompiled). Under `torchrun --nproc_per_node=N` the model is wrapped in
-# DistributedDataParallel; only process 0 writes checkpoints and shows progress.
+# DistributedDataParallel; only process 0 writes checkpoints and shows progress (`print0`), and
+# once the final checkpoint is written the others leave, so the cells after it run once.
 
 # %%
 from torch.nn.parallel import DistributedDataParallel
@@ -418,7 +333,9 @@ if procs.world_size > 1:
 # clip the gradient norm, take an AdamW step at the scheduled learning rate (warm-up, then
 # cosine). Every `eval_every` steps the validation loss is measured over the whole validation
 # split; a new lowest loss is kept in memory as the best state (and, on a GPU, shown by a line of
-# `best_sample_tokens` generated tokens). A full checkpoint
+# `best_sample_tokens` generated tokens). What the loop counts and decides (the step, the losses,
+# the best step, the history, early stopping, why it stopped) lives in `run`, a `RunState`
+# (`helpers/training/run_state.py`), from which every full checkpoint is made. A full checkpoint
 # `model_step_{step}.pt` is written in the background every `save_every` steps or every
 # `save_every_minutes`, whichever comes first, with the best pair (`model_best.pt`,
 # `model_best_full.pt`) brought up to date just before it; periodic files beyond `keep_last` are
@@ -429,21 +346,17 @@ if procs.world_size > 1:
 # %%
 import contextlib
 import math
-import time
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from helpers.checkpoints.format import FULL, make_checkpoint
-from helpers.checkpoints.policy import BestState, SaveClock, save_periodic
+from helpers.checkpoints.format import full_checkpoint
+from helpers.checkpoints.policy import BestState, save_periodic
 from helpers.checkpoints.writer import BackgroundWriter
 from helpers.data import eval_offsets, get_batch, step_offsets
 from helpers.training.distributed import from_main_process, mean_over_processes
 from helpers.training.hardware import autocast
-from helpers.training.rng import capture_rng_state
-from helpers.training.stopping import improves
 from helpers.ui.display import LossChart
-from helpers.ui.playground import sample_line
+from helpers.ui.progress import TrainingProgress
 
 
 def get_lr(step: int) -> float:
@@ -475,67 +388,30 @@ def estimate_loss(tokens: np.ndarray, max_batches: int) -> float:
     return (total / count).item()
 
 
-def full_checkpoint(loss: float, val_loss: float | None) -> dict:
-    """Everything needed to resume from this moment (tensors are references, not copies)."""
-    return make_checkpoint(
-        FULL,
-        step=step,
-        model=raw_model,
-        loss=loss,
-        config=cfg.to_dict(),
-        optimizer=optimizer,
-        val_loss=val_loss,
-        best_val_loss=best_val_loss,
-        best_step=best_step,
-        scaler_state_dict=scaler.state_dict(),
-        rng_state=capture_rng_state(),
-        sampler_state=sampler.get_state(),
-        early_stopping=early_stopping.state_dict(),
-        history=history,
-        data=data_id,
-    )
-
-
-def why_stop() -> str | None:
-    """Why training should end now, or None to go on."""
-    if step >= cfg.max_steps:
-        return f"reached max_steps ({cfg.max_steps})"
-    if cfg.target_loss > 0 and best_val_loss <= cfg.target_loss:
-        return f"validation loss reached target_loss ({cfg.target_loss})"
-    if early_stopping.should_stop:
-        return (
-            f"early stop: {early_stopping.bad_evals} evaluations without an improvement "
-            f"of more than {cfg.min_delta} (patience {cfg.patience})"
-        )
-    return None
-
-
 def val_loss_now() -> float:
     """The validation loss, the same on every process (each must take the same decisions)."""
     return from_main_process(estimate_loss(val_tokens, cfg.eval_iters), procs)
 
 
+def checkpoint_now() -> dict:
+    """Everything needed to resume from this moment (tensors are references, not copies)."""
+    return full_checkpoint(raw_model, optimizer, scaler, sampler, run, cfg.to_dict(), data_id)
+
+
 writer = BackgroundWriter(background=cfg.async_save)
 best = BestState()  # the best step's full state, in memory until a save writes it
-save_clock = SaveClock(cfg.save_every, cfg.save_every_minutes)
-chart = LossChart(checkpoint_dir / "loss.png", steps_per_epoch) if procs.is_main else None
-flops_per_step = raw_model.flops_per_token(cfg.block_size) * cfg.tokens_per_step
-session_start, session_clock = step, time.time()
-if step == 0:  # the untrained model's loss, where the chart starts (about ln 50257 = 10.8)
-    val_loss = val_loss_now()
-    history["val"].append([0, val_loss])
-    if procs.is_main:
-        print(f"step 0: val loss {val_loss:.4f}")
-progress = tqdm(total=cfg.max_steps, initial=step, disable=not procs.is_main or stop_reason is not None, unit="step")
-t_log, steps_since_log, speed_windows = time.time(), 0, []  # (steps, seconds) of each log window
-while stop_reason is None and not (cfg.stop_after_steps and step - session_start >= cfg.stop_after_steps):
-    lr = get_lr(step)
+chart = LossChart(checkpoint_dir / "loss.png", steps_per_epoch)  # shown live in a notebook
+progress = TrainingProgress(cfg, run, steps_per_epoch, raw_model, hw, procs)
+if run.step == 0:  # the untrained model's loss, where the chart starts (about ln 50257 = 10.8)
+    run.val_loss = val_loss_now()
+    run.history["val"].append([0, run.val_loss])
+    progress.write(f"step 0: val loss {run.val_loss:.4f}")
+while run.stop_reason is None and not (cfg.stop_after_steps and progress.session_steps(run) >= cfg.stop_after_steps):
+    lr = get_lr(run.step)
     for group in optimizer.param_groups:
         group["lr"] = lr
     # This process's share of the step's global batch (see helpers.data.step_offsets).
-    rows = step_offsets(sampler, len(train_tokens), cfg.block_size, cfg.batch_size, cfg.grad_accum_steps)[
-        procs.rank :: procs.world_size
-    ]
+    rows = procs.share(step_offsets(sampler, len(train_tokens), cfg.block_size, cfg.batch_size, cfg.grad_accum_steps))
     step_loss = torch.zeros((), device=hw.device)
     for micro, offsets in enumerate(rows):
         x, y = get_batch(train_tokens, offsets, cfg.block_size, hw.device)
@@ -552,61 +428,25 @@ while stop_reason is None and not (cfg.stop_after_steps and step - session_start
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    step += 1
-    steps_since_log += 1
+    run.step += 1
 
-    if step % cfg.log_every == 0 or step % cfg.eval_every == 0 or step == cfg.max_steps:
-        train_loss = mean_over_processes(step_loss, procs).item()  # the loop's only host sync
-        history["train"].append([step, train_loss])
-        elapsed, t_log = time.time() - t_log, time.time()
-        speed_windows.append([steps_since_log, elapsed])
-        tokens_per_s = steps_since_log * cfg.tokens_per_step / elapsed
-        mfu = flops_per_step * steps_since_log / elapsed / (hw.peak_flops * procs.world_size) if hw.peak_flops else None
-        progress.set_postfix(
-            epoch=f"{step / steps_per_epoch:.2f}",
-            loss=f"{train_loss:.4f}",
-            lr=f"{lr:.2e}",
-            tok_s=f"{tokens_per_s:,.0f}",
-            mfu=f"{mfu:.1%}" if mfu is not None else "n/a",
-            refresh=False,
-        )
-        progress.update(steps_since_log)
-        if len(speed_windows) == 2 and step < cfg.max_steps and procs.is_main:  # the first window paid for warm-up
-            remaining = (cfg.max_steps - step) * elapsed / steps_since_log
-            progress.write(
-                f"measured {elapsed / steps_since_log:.2f} s per step: at most "
-                f"{remaining / 60:.0f} min for the remaining {cfg.max_steps - step} steps"
-            )
-        steps_since_log = 0
-    if step % cfg.eval_every == 0 or step == cfg.max_steps:
-        val_loss = val_loss_now()
-        history["val"].append([step, val_loss])
-        early_stopping.update(val_loss)
-        if improves(val_loss, best_val_loss):
-            best_val_loss, best_step = val_loss, step
-            if procs.is_main:
-                best.update(full_checkpoint(train_loss, val_loss))
-        if chart:
-            chart.update(history)
-        if procs.is_main:
-            progress.write(
-                f"step {step} (epoch {step / steps_per_epoch:.2f}): val loss {val_loss:.4f} "
-                f"(best {best_val_loss:.4f} at step {best_step})"
-            )
-            if best_step == step and cfg.best_sample_tokens:  # a new best: how the model writes now
-                progress.write(sample_line(raw_model, cfg.best_sample_tokens, hw, cfg.seed))
-    stop_reason = why_stop()
-    if procs.is_main and stop_reason is None and save_clock.due(step):  # at the end, the final pair instead
-        # copied now, written in the background while training goes on
-        best_unsaved = best.take_unsaved()
+    evaluate = run.step % cfg.eval_every == 0 or run.step == cfg.max_steps
+    if run.step % cfg.log_every == 0 or evaluate:
+        run.log_train(mean_over_processes(step_loss, procs).item())  # the loop's only host sync
+        progress.logged(run, lr)
+    if evaluate:
+        if run.log_val(val_loss_now()) and procs.is_main:  # a new best: kept in memory, written at the next save
+            best.update(checkpoint_now())
+        chart.update(run.history)
+        progress.evaluated(run)
+    run.stop_reason = run.why_stop(cfg)
+    if procs.is_main and run.stop_reason is None and run.save_clock.due(run.step):  # at the end, the final pair
+        best_unsaved = best.take_unsaved()  # copied now, written in the background while training goes on
         writer.save(
-            full_checkpoint(train_loss, val_loss),
-            lambda ckpt: save_periodic(checkpoint_dir, ckpt, cfg.keep_last, best_unsaved),
-            slot="periodic",
+            checkpoint_now(), lambda c: save_periodic(checkpoint_dir, c, cfg.keep_last, best_unsaved), "periodic"
         )
-        save_clock.saved()
-progress.update(steps_since_log)
-progress.close()
+        run.save_clock.saved()
+progress.close(run)
 writer.close()
 
 # %% [markdown]
@@ -622,76 +462,34 @@ import json
 
 from helpers.checkpoints.fileio import atomic_write_bytes
 from helpers.checkpoints.format import load_checkpoint, load_weights
-from helpers.checkpoints.policy import BEST_FULL, FINAL, FINAL_FULL, final_files_missing, periodic_path, save_final
+from helpers.checkpoints.policy import FINAL, save_at_end
+from helpers.training.distributed import leave_unless_main
 from helpers.ui.display import checkpoint_table
 
-
-def best_full_state() -> dict:
-    """The full state of the best step: from memory, else from model_best_full.pt (found before a resume)."""
-    if best_step is None:  # no evaluation gave a finite loss: the last state is all there is
-        return full_checkpoint(train_loss, val_loss)
-    if best.ckpt is not None and best.ckpt["step"] == best_step:
-        return best.ckpt
-    ckpt = load_checkpoint(checkpoint_dir / BEST_FULL, kind=FULL, mmap=False)
-    if ckpt["step"] != best_step:
-        raise RuntimeError(f"{checkpoint_dir / BEST_FULL}: holds step {ckpt['step']}, not the best step {best_step}")
-    return ckpt
-
-
-if procs.is_main:
-    if stop_reason is not None:
-        if step > session_start:
-            final = dict(best_full_state(), stop_reason=stop_reason, history=history)  # the whole run's history
-        elif final_files_missing(checkpoint_dir):
-            final = load_checkpoint(checkpoint_dir / FINAL_FULL, kind=FULL, mmap=False)  # finished; a file was lost
-        else:
-            final = None  # a finished run, all in place
-        if final is not None:
-            for path in save_final(checkpoint_dir, final):
-                print(f"saved {path} ({path.stat().st_size / 1e6:,.1f} MB)")
-            del final
-        final_path = checkpoint_dir / FINAL
+if procs.is_main:  # process 0 writes; the others wait for it in leave_unless_main, then exit
+    final_path = save_at_end(
+        checkpoint_dir, run, best, checkpoint_now, cfg.keep_last, trained=progress.session_steps(run) > 0
+    )
+    if final_path is None:
+        print(f"stopped at step {run.step} of {cfg.max_steps}; run the notebook again to continue")
+    else:
         final_ckpt = load_checkpoint(final_path)
         load_weights(raw_model, final_path, final_ckpt)  # from here on, the model is the final one
-        print(f"training ended: {stop_reason}")
+        print(f"training ended: {run.stop_reason}")
         print(
-            f"the final pair is step {final_ckpt['step']} (epoch {final_ckpt['step'] / steps_per_epoch:.2f}), "
+            f"the final pair is step {final_ckpt['step']} (epoch {progress.epoch(final_ckpt['step'])}), "
             f"validation loss {final_ckpt.get('val_loss', float('nan')):.4f}"
         )
-        last_step = max([step] + [s for s, _ in history["train"]])  # a finished run resumes at its best step
-        summary = {
-            "preset": cfg.preset,
-            "steps": last_step,
-            "epochs": last_step / steps_per_epoch,
-            "tokens_per_step": cfg.tokens_per_step,
-            "stop_reason": stop_reason,
-            "best_step": best_step,
-            "best_val_loss": best_val_loss,
-            "final_step": final_ckpt["step"],
-            "final_val_loss": final_ckpt.get("val_loss"),
-            "session_steps": step - session_start,
-            "session_seconds": time.time() - session_clock,
-            "speed_windows": speed_windows,
-            "device": hw.name,
-            "dtype": hw.dtype,
-            "compiled": compiled,
-            "parameters": raw_model.num_params(),
-            "flops_per_token": raw_model.flops_per_token(cfg.block_size),
-            "peak_flops": hw.peak_flops,
-            "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if hw.device_type == "cuda" else None,
-        }
-        if not read_only:  # a finished run in a read-only folder is only read
+        summary = progress.summary(run, final_ckpt, compiled)
+        if not checkpoint_folder.read_only:  # a finished run in a read-only folder is only read
             atomic_write_bytes(checkpoint_dir / "run_summary.json", json.dumps(summary, indent=2).encode())
         del final_ckpt
-    else:
-        if not periodic_path(checkpoint_dir, step).exists():
-            save_periodic(checkpoint_dir, full_checkpoint(train_loss, val_loss), cfg.keep_last, best.take_unsaved())
-        print(f"stopped at step {step} of {cfg.max_steps}; run the notebook again to continue")
-    chart.update(history)
-    if not read_only:
+    chart.update(run.history)
+    if not checkpoint_folder.read_only:
         chart.save()
     print()
     print(checkpoint_table(checkpoint_dir))
+leave_unless_main(procs)
 
 # %% [markdown]
 # ## Evaluate
@@ -699,12 +497,10 @@ if procs.is_main:
 # a training loss far below it means the model is memorising. For the final model:
 
 # %%
-if procs.is_main:  # the training text measured on as many windows as the validation text has
-    val_batches = len(eval_offsets(len(val_tokens), cfg.block_size, cfg.batch_size, cfg.eval_iters))
-    losses = {
-        name: estimate_loss(tokens, val_batches) for name, tokens in (("train", train_tokens), ("val", val_tokens))
-    }
-    print(f"the final model: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+# the training text measured on as many windows as the validation text has
+val_batches = len(eval_offsets(len(val_tokens), cfg.block_size, cfg.batch_size, cfg.eval_iters))
+losses = {name: estimate_loss(tokens, val_batches) for name, tokens in (("train", train_tokens), ("val", val_tokens))}
+print(f"the final model: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
 
 # %% [markdown]
 # ## Which checkpoint is which
@@ -731,11 +527,10 @@ if procs.is_main:  # the training text measured on as many windows as the valida
 from helpers.data import get_encoding
 
 enc = get_encoding()
-if procs.is_main:
-    prompt = torch.tensor([enc.encode("ROMEO:")], device=hw.device)
-    with autocast(hw):
-        out = raw_model.generate(prompt, cfg.sample_tokens, temperature=0.8, top_k=200, seed=cfg.seed)
-    print(enc.decode(out[0].tolist()))
+prompt = torch.tensor([enc.encode("ROMEO:")], device=hw.device)
+with autocast(hw):
+    out = raw_model.generate(prompt, cfg.sample_tokens, temperature=0.8, top_k=200, seed=cfg.seed)
+print(enc.decode(out[0].tolist()))
 
 # %% [markdown]
 # ## Play with the model
@@ -746,10 +541,9 @@ if procs.is_main:
 from helpers.checkpoints.format import load_model
 from helpers.ui.playground import generation_panel
 
-if procs.is_main:
-    play_file = next((p for p in (checkpoint_dir / "model_best.pt", checkpoint_dir / FINAL) if p.exists()), None)
-    play_model = load_model(play_file, hw.device)[0] if play_file else raw_model.eval()
-    generation_panel(play_model, enc, hw.device, seed=cfg.seed)
+play_file = next((p for p in (checkpoint_dir / "model_best.pt", checkpoint_dir / FINAL) if p.exists()), None)
+play_model = load_model(play_file, hw.device)[0] if play_file else raw_model.eval()
+generation_panel(play_model, enc, hw.device, seed=cfg.seed)
 
 # %% [markdown]
 # ## Take the model home
@@ -761,11 +555,12 @@ if procs.is_main:
 
 # %%
 from helpers.checkpoints.deployment import create_deployment_checkpoint
+from helpers.checkpoints.policy import FINAL_FULL
 
-if procs.is_main and (checkpoint_dir / FINAL).exists():
+if (checkpoint_dir / FINAL).exists():
     final_path = checkpoint_dir / FINAL
     half_path = checkpoint_dir / "model_final_fp16.pt"
-    if not (read_only and half_path.exists()):  # the strip tool's own code
+    if not (checkpoint_folder.read_only and half_path.exists()):  # the strip tool's own code
         create_deployment_checkpoint(checkpoint_dir / FINAL_FULL, half_path, dtype="float16", force=True)
     if IN_COLAB:
         colab.report_files([final_path, half_path], on_drive, send=cfg.download)
@@ -785,12 +580,12 @@ if procs.is_main and (checkpoint_dir / FINAL).exists():
 from helpers.hf.folders import export_hf
 from helpers.hf.hub import hub_token, missing_token_reason, upload_to_hub
 
-if procs.is_main and cfg.hub_repo and (checkpoint_dir / FINAL).exists():
+if cfg.hub_repo and (checkpoint_dir / FINAL).exists():
     if hub_token() is None:
         print(f"not uploading to {cfg.hub_repo}: {missing_token_reason()}")
     else:
-        folder = export_hf(checkpoint_dir / FINAL, checkpoint_dir / "hf_export", force=True)
-        print(f"uploaded {folder} to {upload_to_hub(folder, cfg.hub_repo)}")
+        hf_folder = export_hf(checkpoint_dir / FINAL, checkpoint_dir / "hf_export", force=True)
+        print(f"uploaded {hf_folder} to {upload_to_hub(hf_folder, cfg.hub_repo)}")
 
 # %% [markdown]
 # ## Put it on a Hugging Face Space (optional)
@@ -804,15 +599,15 @@ if procs.is_main and cfg.hub_repo and (checkpoint_dir / FINAL).exists():
 from helpers.hf.space import push_space
 from helpers.hf.static_space import NEEDED, make_static_space
 
-if procs.is_main and cfg.space_repo and (checkpoint_dir / FINAL).exists():
+if cfg.space_repo and (checkpoint_dir / FINAL).exists():
     if hub_token() is None:
         print(f"not creating the Space {cfg.space_repo}: {missing_token_reason()}")
     else:
         missing = [pip for module, pip in NEEDED.items() if importlib.util.find_spec(module) is None]
         if missing and IN_COLAB:
             subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
-        folder = make_static_space(checkpoint_dir / FINAL, checkpoint_dir / "hf_space", force=True)
-        print(f"uploaded {folder} to {push_space(folder, cfg.space_repo)}")
+        space_folder = make_static_space(checkpoint_dir / FINAL, checkpoint_dir / "hf_space", force=True)
+        print(f"uploaded {space_folder} to {push_space(space_folder, cfg.space_repo)}")
 
 # %% [markdown]
 # ## Finish
@@ -821,9 +616,7 @@ if procs.is_main and cfg.space_repo and (checkpoint_dir / FINAL).exists():
 # above is sent from a local copy, and `colab.download(...)` mounts Drive again).
 
 # %%
-if folder_lock:
-    folder_lock.release()  # another run may use the folder now
-if IN_COLAB and on_drive and procs.is_main:
+if checkpoint_folder.lock:
+    checkpoint_folder.lock.release()  # another run may use the folder now
+if IN_COLAB and on_drive:
     colab.flush_drive()
-if procs.world_size > 1:
-    dist.destroy_process_group()

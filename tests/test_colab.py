@@ -25,7 +25,13 @@ from helpers.training.hardware import detect_hardware
 from helpers.ui import colab as colab_helpers
 
 RUN = "ci-2m"  # the ci preset's run folder (helpers.checkpoints.runs.run_folder)
-IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "checkpoints", "__pycache__", ".pytest_cache", "*.zip")
+_IGNORED_ANYWHERE = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".pytest_cache", "*.zip")
+
+
+def leave_out(folder: str, names: list[str]) -> set[str]:
+    """What a copy of the repository leaves out: the run's data/ and checkpoints/ (not helpers/checkpoints/)."""
+    top = {"data", "checkpoints"} if Path(folder).resolve() == REPO else set()
+    return set(_IGNORED_ANYWHERE(folder, names)) | (top & set(names))
 
 
 class Colab:
@@ -93,7 +99,7 @@ class Colab:
 def make_origin(tmp_path: Path) -> Path:
     """A git repository holding this working tree, standing in for the project on GitHub."""
     origin = tmp_path / "origin"
-    shutil.copytree(REPO, origin, ignore=IGNORE)
+    shutil.copytree(REPO, origin, ignore=leave_out)
     git_env = dict(
         os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t"
     )
@@ -111,7 +117,7 @@ def test_uploaded_zip_and_a_drive_that_says_no(tmp_path):
     """(a) the clone fails, GitHub's ZIP was uploaded: found, unpacked; (c) Drive refuses: local checkpoints, loudly."""
     colab = Colab(tmp_path, drive_mode="refuse")
     tree = tmp_path / "zip" / "gpt2-124m-shakespeare-main"
-    shutil.copytree(REPO, tree, ignore=IGNORE)
+    shutil.copytree(REPO, tree, ignore=leave_out)
     shutil.make_archive(str(colab.content / "gpt2-124m-shakespeare-main"), "zip", tree.parent)
     text, error, _ = colab.run_all(form={"REPO_URL": str(tmp_path / "no-such-repo")}, preset="ci", use_drive="true")
     assert error is None, str(error)[-3000:]
@@ -150,7 +156,7 @@ def test_nothing_to_find_stops_at_the_first_cell_with_the_ways_out(tmp_path):
 def test_drive_runs_resume_after_a_reset_and_share_drive(tmp_path):
     """(f) the download and float16 hint after the end; (e) a CPU and a ci run on one Drive; (d) reset resumes."""
     colab = Colab(tmp_path)
-    shutil.copytree(REPO, colab.content / "my copy", ignore=IGNORE)  # any folder name will do
+    shutil.copytree(REPO, colab.content / "my copy", ignore=leave_out)  # any folder name will do
     hint = "colab.download(half_path)"  # as the download cell prints it, run after the Finish cell
     text, error, _ = colab.run_all(form={"DOWNLOAD": True}, extra_cells=(hint,), preset="ci", use_drive="true")
     assert error is None, str(error)[-3000:]

@@ -14,6 +14,8 @@ import torch.distributed as dist
 from conftest import run_script, sitecustomize_env
 from helpers.checkpoints.fileio import TMP_MARK
 from helpers.checkpoints.format import read_checkpoint
+from helpers.errors import SettingError
+from helpers.training.distributed import Processes, init_processes, print0
 
 pytestmark = [
     pytest.mark.slow,  # torchrun: the notebook's .py in three processes
@@ -101,7 +103,8 @@ def two_process_run(tmp_path_factory, data_dir) -> tuple[Path, dict[str, list[st
     """The ci preset with 2 processes x 1 micro-batch, its files and who wrote them."""
     tmp = tmp_path_factory.mktemp("ddp")
     checkpoint_dir = tmp / "checkpoints"
-    run_script(checkpoint_dir, python_args=TORCHRUN, extra_env=audited(tmp), **FAST)
+    proc = run_script(checkpoint_dir, python_args=TORCHRUN, extra_env=audited(tmp), **FAST)
+    (tmp / "stdout.txt").write_text(proc.stdout)  # for test_process_0_speaks_once
     return checkpoint_dir, writes_by_process(tmp / "audit")
 
 
@@ -139,3 +142,25 @@ def test_checkpoint_of_two_processes_resumes_in_one(two_process_run, ci_run, tmp
     assert "at step 15" in proc.stdout
     assert_same_weights(tmp_path / "model_final.pt", reference / "model_final.pt")
     assert_same_history(tmp_path / "model_final_full.pt", reference / "model_final_full.pt")
+
+
+def test_process_0_speaks_once_and_the_others_leave_after_the_final_pair(two_process_run):
+    """print0 before the end, leave_unless_main after it: every line of the run is printed once."""
+    checkpoint_dir, _ = two_process_run
+    stdout = (checkpoint_dir.parent / "stdout.txt").read_text()
+    for line in ("starting from scratch", "training ended: ", "the final model: ", "ROMEO:", "model_final_fp16.pt: "):
+        assert stdout.count(line) == 1, (line, stdout[-3000:])
+
+
+def test_processes_share_a_step_and_refuse_micro_batches_that_do_not_divide(monkeypatch, capsys):
+    assert Processes(rank=1, local_rank=1, world_size=2).share([10, 11, 12, 13]) == [11, 13]
+    assert Processes().share([10, 11]) == [10, 11] and Processes().gpu is None
+    monkeypatch.setenv("RANK", "1")
+    print0("from process 1")
+    monkeypatch.setenv("RANK", "0")
+    print0("from process 0")
+    assert capsys.readouterr().out == "from process 0\n"
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SettingError, match="GPT2_GRAD_ACCUM_STEPS=3: must be a multiple of the 2 processes"):
+        init_processes("cpu", grad_accum_steps=3)  # before joining any group: nothing to wait for

@@ -2,6 +2,7 @@
 
 import json
 import re
+import symtable
 
 import jupytext
 import pytest
@@ -89,3 +90,75 @@ def test_readme_checkpoint_table_says_what_the_notebook_prints():
         row = rows.get(f"`{name}`")
         assert row is not None, f"README's checkpoint table has no row for {name}"
         assert f"| {contains} |" in row and use in row, row
+
+
+# ----------------------------------------------------------------------------- the notebook as a story
+
+CELL_LINES, LONGER = 60, {"Setup": 70, "Train": 90}  # Setup must find helpers/ before it can import it
+
+
+def code_cells() -> list[tuple[str, str]]:
+    """(heading of the markdown cell before it, source) of each code cell of the .py."""
+    cells, heading = [], ""
+    for kind, source in cells_of_script():
+        if kind == "markdown":
+            heading = next((line[3:].strip() for line in source.splitlines() if line.startswith("## ")), heading)
+        else:
+            cells.append((heading, source))
+    return cells
+
+
+def cells_of_script():
+    return cells(jupytext.read(SCRIPT))
+
+
+def test_code_cells_are_short():
+    for heading, source in code_cells():
+        lines = sum(1 for line in source.splitlines() if line.strip())
+        assert lines <= LONGER.get(heading, CELL_LINES), f"the {heading} cell has {lines} non-blank lines"
+
+
+def names_of(source: str) -> tuple[set[str], set[str]]:
+    """(names a cell binds at top level, names it reads from the notebook's globals, in functions too)."""
+    table = symtable.symtable(source, "cell", "exec")
+    bound = {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
+    read = set()
+
+    def visit(t: symtable.SymbolTable) -> None:
+        for s in t.get_symbols():
+            if s.is_referenced() and (t.get_type() == "module" or s.is_global()):
+                read.add(s.get_name())
+        for child in t.get_children():
+            visit(child)
+
+    visit(table)
+    return bound, read
+
+
+def test_no_cell_uses_a_name_that_a_later_cell_defines():
+    bound = [names_of(source)[0] for _, source in code_cells()]
+    for i, (heading, source) in enumerate(code_cells()):
+        earlier = set().union(*bound[: i + 1])
+        later = set().union(*bound[i + 1 :]) - earlier
+        assert not names_of(source)[1] & later, f"the {heading} cell uses {names_of(source)[1] & later} from later"
+
+
+def test_no_cell_reaches_into_another_through_globals():
+    for heading, source in code_cells():
+        assert "globals()" not in source, heading
+
+
+def test_process_0_is_spoken_for_in_at_most_8_places():
+    """print0 and leave_unless_main say the rule once; what is left are the loop's and the writes' own guards."""
+    guards = [
+        line
+        for _, source in code_cells()
+        for line in source.splitlines()
+        if re.search(r"procs\.(is_main|world_size)", line)
+    ]
+    assert len(guards) <= 8, guards
+
+
+def test_setup_plumbing_hides_under_a_colab_form_title():
+    heading, source = code_cells()[0]
+    assert heading == "Setup" and source.startswith("# @title") and 'display-mode: "form"' in source.splitlines()[0]

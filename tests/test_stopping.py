@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from helpers.checkpoints.policy import BestState, SaveClock
+from helpers.checkpoints.policy import BestState
+from helpers.training.run_state import SaveClock
 from helpers.training.stopping import EarlyStopping, improves
 
 

@@ -1,5 +1,6 @@
 """The tree passes ruff (pyproject.toml): lint and format, so that CI enforces both."""
 
+import re
 import subprocess
 
 import pytest
@@ -15,3 +16,21 @@ def test_ruff_passes_on_the_tree(args):
         f"ruff {' '.join(args)} failed (fix with: ruff check --fix . && ruff format .)\n"
         + (proc.stdout + proc.stderr)[-6000:]
     )
+
+
+def test_readme_layout_names_every_module_and_folder_of_helpers():
+    """A newcomer finds each concern from the README's Layout: every helpers/ file and folder is in it."""
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    layout = layout[: layout.index("```", layout.index("```") + 3)]
+    helpers = REPO / "helpers"
+    shims = {p.name for p in helpers.glob("*.py") if p.read_text().count("\n") < 10}  # python -m helpers.NAME
+    missing = [
+        str(p.relative_to(helpers))
+        for p in sorted(helpers.rglob("*"))
+        if "__pycache__" not in p.parts
+        and "space_template" not in p.parent.parts
+        and (p.is_dir() or (p.suffix == ".py" and p.name != "__init__.py" and p.name not in shims))
+        and not re.search(rf"(^|[\s,/(]){re.escape(p.name)}([/,)]|\s|$)", layout, re.M)
+    ]
+    assert not missing, f"README's Layout does not name {missing}"

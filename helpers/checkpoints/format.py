@@ -26,6 +26,8 @@ from helpers.checkpoints import safetensors_io
 from helpers.errors import CheckpointError, describe
 from helpers.checkpoints.fileio import atomic_torch_save, atomic_write_bytes
 from helpers.model import ARCHITECTURE, GPT, GPTConfig
+from helpers.training.rng import capture_rng_state, restore_rng_state
+from helpers.training.run_state import RESUME_ONLY, RunState
 from helpers.checkpoints.safetensors_io import tensor_identity
 
 FORMAT = "gpt2-124m-colab"  # "format" in every file this project writes
@@ -55,6 +57,10 @@ WRONG_KIND = {
         "strip it to its weights with python -m helpers.create_deployment_checkpoint"
     ),
 }
+# A full checkpoint's training-only keys, dropped from deployment files: the training pieces' own
+# states (full_checkpoint writes them, restore_checkpoint reads them) and the run state's RESUME fields.
+TRAINING_PIECES = ("optimizer_state_dict", "scaler_state_dict", "sampler_state", "rng_state")
+TRAINING_ONLY = (*TRAINING_PIECES, *RESUME_ONLY)
 # Causal-mask buffers that some GPT-2 implementations keep in their state dict; ours has none.
 MASK_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
@@ -113,6 +119,68 @@ def make_checkpoint(
         ckpt["optimizer_state_dict"] = optimizer.state_dict()
     ckpt.update(extra)
     return ckpt
+
+
+def full_checkpoint(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    sampler: torch.Generator,
+    run: RunState,
+    config: dict,
+    data: dict,
+) -> dict:
+    """Everything needed to resume from this moment: the pieces' states, the random generators', the run's.
+
+    Tensors are references, not copies (helpers.checkpoints.writer copies what it writes later).
+    """
+    run_state = run.state_dict()
+    return make_checkpoint(
+        FULL,
+        step=run_state.pop("step"),
+        model=model,
+        loss=run_state.pop("loss"),
+        config=config,
+        optimizer=optimizer,
+        scaler_state_dict=scaler.state_dict(),
+        sampler_state=sampler.get_state(),
+        rng_state=capture_rng_state(),
+        data=data,
+        **run_state,
+    )
+
+
+def restore_checkpoint(
+    path: str | Path,
+    ckpt: dict,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    sampler: torch.Generator,
+    run: RunState,
+    optimizer_settings: dict,
+    finished_stays: bool = True,
+) -> None:
+    """Put everything a full checkpoint holds back: weights, optimizer, scaler, sampler, random states, run state.
+
+    optimizer_settings (weight_decay, betas) are this run's and win over the file's; the learning
+    rate is set at every step. A file in the summary's own format has only its five keys: the
+    rest keeps its start values (resumed, less exactly). A finished run stays finished, its whole
+    history kept for the chart, unless finished_stays is False (a file named to train on from).
+    """
+    load_weights(model, path, ckpt)
+    optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+    for group in optimizer.param_groups:
+        group.update(optimizer_settings)
+    if ckpt.get("scaler_state_dict"):
+        scaler.load_state_dict(ckpt["scaler_state_dict"])
+    if "sampler_state" in ckpt:
+        sampler.set_state(ckpt["sampler_state"])
+    if "rng_state" in ckpt:
+        restore_rng_state(ckpt["rng_state"])
+    run.load_state_dict(ckpt)
+    if run.stop_reason is None or not finished_stays:
+        run.train_on()
 
 
 def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
@@ -328,11 +396,10 @@ def convert_state_dict(state_dict: dict, dtype: torch.dtype) -> dict:
 
 
 def to_deployment(ckpt: dict, dtype: str = "float32") -> dict:
-    """The deployment checkpoint of a full one: same keys, less the training state."""
+    """The deployment checkpoint of a full one: its keys less TRAINING_ONLY (the weights and how they were made)."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}")
-    training_only = ("optimizer_state_dict", "scaler_state_dict", "rng_state", "sampler_state")
-    deploy = {k: v for k, v in ckpt.items() if k not in training_only}
+    deploy = {k: v for k, v in ckpt.items() if k not in TRAINING_ONLY}
     deploy.update(format=FORMAT, format_version=FORMAT_VERSION, kind=DEPLOYMENT)  # nanoGPT's, stripped, is ours
     deploy["dtype"] = dtype
     deploy["model_state_dict"] = convert_state_dict(ckpt["model_state_dict"], DTYPES[dtype])

@@ -7,7 +7,8 @@
 - final `model_final.pt` (deployment) and `model_final_full.pt` (full): the best step's state,
   written when training ends, whatever ended it.
 
-A periodic save is due every `save_every` steps, or `save_every_minutes` after the last one.
+A periodic save is due every `save_every` steps, or `save_every_minutes` after the last one
+(helpers.training.run_state.SaveClock).
 A new file is always in place before an old one is deleted, and rotation counts only the files
 this run can resume from: a damaged file, or another model's, is reported and left alone.
 """
@@ -31,6 +32,7 @@ from helpers.checkpoints.format import (
 from helpers.checkpoints.fileio import discard
 from helpers.checkpoints.lock import check_held
 from helpers.model import GPTConfig
+from helpers.training.run_state import RunState
 from helpers.checkpoints.writer import snapshot
 
 BEST = "model_best.pt"
@@ -157,24 +159,6 @@ def save_periodic(
     return path, rotate(checkpoint_dir, keep_last, model_config_of(path, full_ckpt), newest=path)
 
 
-class SaveClock:
-    """Says when a periodic save is due: every save_every steps, or save_every_minutes after the last."""
-
-    def __init__(
-        self, save_every: int, save_every_minutes: float = 0.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.save_every, self.seconds, self.clock = save_every, save_every_minutes * 60, clock
-        self.last = clock()
-
-    def due(self, step: int) -> bool:
-        """True if a periodic save is due after this step."""
-        return step % self.save_every == 0 or (self.seconds > 0 and self.clock() - self.last >= self.seconds)
-
-    def saved(self) -> None:
-        """Start the clock again: a save was just made."""
-        self.last = self.clock()
-
-
 class BestState:
     """The full training state at the lowest validation loss so far: a CPU copy, written out later.
 
@@ -198,6 +182,53 @@ class BestState:
             return None
         self.unsaved, self._lent = False, True
         return self.ckpt
+
+    def full_state(self, checkpoint_dir: str | Path, best_step: int | None, now: Callable[[], dict]) -> dict:
+        """The best step's full state: from memory, else from model_best_full.pt (found before a resume).
+
+        With no best step (no evaluation gave a finite loss) the state of now() is all there is.
+        """
+        if best_step is None:
+            return now()
+        if self.ckpt is not None and self.ckpt["step"] == best_step:
+            return self.ckpt
+        path = Path(checkpoint_dir) / BEST_FULL
+        ckpt = load_checkpoint(path, kind=FULL, mmap=False)
+        if ckpt["step"] != best_step:
+            raise CheckpointError(path, f"holds step {ckpt['step']}, not the best step {best_step}")
+        return ckpt
+
+
+def save_at_end(
+    checkpoint_dir: str | Path,
+    run: RunState,
+    best: BestState,
+    now: Callable[[], dict],
+    keep_last: int,
+    trained: bool,
+    report: Callable[[str], None] = print,
+) -> Path | None:
+    """What a session leaves when its loop ends: the final pair if training is over, else a file to go on from.
+
+    The final pair is the best step's state with the whole run's history and why it stopped. A
+    finished run resumed without training (trained False) rewrites only a file of its final pair
+    that is missing. Returns model_final.pt's path, or None while the run is not over.
+    """
+    directory = Path(checkpoint_dir)
+    if run.stop_reason is None:
+        if not periodic_path(directory, run.step).exists():
+            save_periodic(directory, now(), keep_last, best.take_unsaved())
+        return None
+    if trained:
+        final = dict(best.full_state(directory, run.best_step, now), stop_reason=run.stop_reason, history=run.history)
+    elif final_files_missing(directory):
+        final = load_checkpoint(directory / FINAL_FULL, kind=FULL, mmap=False)  # finished; a file was lost
+    else:
+        final = None  # a finished run, all in place
+    if final is not None:
+        for path in save_final(directory, final):
+            report(f"saved {path} ({file_size_mb(path):,.1f} MB)")
+    return directory / FINAL
 
 
 def full_checkpoints(checkpoint_dir: str | Path) -> list[Path]:

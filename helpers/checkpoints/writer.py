@@ -7,6 +7,7 @@ where it can; a thread writes the copy while training goes on.
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Callable
 
 import torch
@@ -49,6 +50,11 @@ def snapshot(obj: object, into: object = None, _state: dict | None = None) -> ob
     return obj
 
 
+# Every writer of this process, so that a new run in the same kernel can wait for an old one's
+# last write (finish_writes) before it sweeps up temporary files.
+_writers: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
+
+
 class BackgroundWriter:
     """Writes checkpoints on a thread, one at a time, so the training loop does not wait for disk.
 
@@ -62,6 +68,7 @@ class BackgroundWriter:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._buffers: dict[str, object] = {}
+        _writers.add(self)
 
     def save(self, ckpt: dict, write: Callable[[dict], object], slot: str) -> None:
         """write(a copy of ckpt) in the background, once the previous write has finished."""
@@ -94,3 +101,9 @@ class BackgroundWriter:
         """Wait for the last write, then free the copies' memory (2 GB for GPT-2 124M)."""
         self._buffers.clear()  # the running write holds its own reference until it is done
         self.wait()
+
+
+def finish_writes() -> None:
+    """Wait for every writer of this process (an interrupted run's last write, in a notebook) and free its copies."""
+    for writer in list(_writers):
+        writer.close()  # a write that failed raises here, as it would have in its own run

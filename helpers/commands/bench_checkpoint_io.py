@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 
 from helpers.checkpoints.deployment import create_deployment_checkpoint
-from helpers.checkpoints.format import FULL, load_model, make_checkpoint, save_checkpoint
+from helpers.checkpoints.format import full_checkpoint, load_model, save_checkpoint
 from helpers.checkpoints.policy import save_periodic
 from helpers.checkpoints.safetensors_io import tensor_identity
 from helpers.checkpoints.writer import BackgroundWriter
 from helpers.config import make_config
 from helpers.model import GPT, GPTConfig
-from helpers.training.rng import capture_rng_state
+from helpers.training.run_state import RunState
 
 REPO = Path(__file__).resolve().parents[2]
 GB = 1e9
@@ -49,21 +49,9 @@ def trained_full_checkpoint(config: GPTConfig) -> dict:
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return make_checkpoint(
-        FULL,
-        step=1,
-        model=model,
-        loss=loss.item(),
-        config=make_config("t4", env={}).to_dict(),
-        optimizer=optimizer,
-        val_loss=None,
-        best_val_loss=float("inf"),
-        best_step=None,
-        scaler_state_dict={},
-        rng_state=capture_rng_state(),
-        sampler_state=torch.Generator().get_state(),
-        history={"train": [[1, loss.item()]], "val": []},
-    )
+    run = RunState(step=1, loss=loss.item(), history={"train": [[1, loss.item()]], "val": []})
+    scaler, sampler = torch.amp.GradScaler("cpu", enabled=False), torch.Generator()
+    return full_checkpoint(model, optimizer, scaler, sampler, run, make_config("t4", env={}).to_dict(), data={})
 
 
 def run_child(*args: str) -> dict:
