@@ -281,9 +281,9 @@ scaler = torch.amp.GradScaler(hw.device_type, enabled=hw.dtype == "float16")
 # and passes its checks (a damaged file is reported and the next newest is tried). Everything
 # comes back: weights, optimizer, GradScaler, the data sampler, every random generator and the
 # run's state (step, losses, best, history, the early-stopping count), so the resumed run is the
-# run that was interrupted. A folder
-# that holds `model_final_full.pt` holds a finished run: it is not trained again. A checkpoint
-# made on other text is refused: its best loss was measured on another validation text.
+# run that was interrupted. A folder that holds `model_final_full.pt` holds a finished run: it is
+# not trained again. A checkpoint made on other text is refused: its best loss was measured on
+# another validation text.
 # `GPT2_RESUME=never` starts over; `GPT2_RESUME=<path>` continues from that file, finished or not.
 # First the folder is made and tried with a test file, and the run takes its lock: a second run
 # on the same folder (another tab, another runtime on the same Drive) stops here with who holds it.
@@ -298,9 +298,11 @@ resumed = choose_resume(checkpoint_folder, cfg, model_config, data_id, report=pr
 run = RunState.start(cfg)  # the step, losses, best, history, early stopping: what a full checkpoint resumes
 if resumed:
     resume_path, ckpt = resumed
-    optimizer_settings = dict(weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))  # this run's win
-    restore_checkpoint(*resumed, model, optimizer, scaler, sampler, run, optimizer_settings, cfg.resume == "auto")
-    del resumed, ckpt
+    optimizer_settings = dict(weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))  # this run's, not the file's
+    restore_checkpoint(
+        resume_path, ckpt, model, optimizer, scaler, sampler, run, optimizer_settings, cfg.resume == "auto"
+    )
+    del resumed, ckpt  # the model and the optimizer hold what they need of it
     print0(f"resumed from {resume_path} at step {run.step} (best validation loss {run.best_val_loss:.4f})")
 else:
     print0("starting from scratch")
@@ -475,20 +477,13 @@ if procs.is_main:  # process 0 writes; the others wait for it in leave_unless_ma
     else:
         final_ckpt = load_checkpoint(final_path)
         load_weights(raw_model, final_path, final_ckpt)  # from here on, the model is the final one
-        print(f"training ended: {run.stop_reason}")
-        print(
-            f"the final pair is step {final_ckpt['step']} (epoch {progress.epoch(final_ckpt['step'])}), "
-            f"validation loss {final_ckpt.get('val_loss', float('nan')):.4f}"
-        )
-        summary = progress.summary(run, final_ckpt, compiled)
+        summary = progress.ended(run, final_ckpt, compiled)  # says how training ended; run_summary.json
         if not checkpoint_folder.read_only:  # a finished run in a read-only folder is only read
             atomic_write_bytes(checkpoint_dir / "run_summary.json", json.dumps(summary, indent=2).encode())
-        del final_ckpt
     chart.update(run.history)
     if not checkpoint_folder.read_only:
         chart.save()
-    print()
-    print(checkpoint_table(checkpoint_dir))
+    print(f"\n{checkpoint_table(checkpoint_dir)}")
 leave_unless_main(procs)
 
 # %% [markdown]

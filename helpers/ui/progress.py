@@ -86,6 +86,15 @@ class TrainingProgress:
         self.bar.update(run.step - self.logged_step)
         self.bar.close()
 
+    def ended(self, run: RunState, final_ckpt: dict, compiled: bool) -> dict:
+        """Say how training ended and which step the final pair is; what the run did: run_summary.json's contents."""
+        print(f"training ended: {run.stop_reason}")
+        print(
+            f"the final pair is step {final_ckpt['step']} (epoch {self.epoch(final_ckpt['step'])}), "
+            f"validation loss {final_ckpt.get('val_loss', float('nan')):.4f}"
+        )
+        return self.summary(run, final_ckpt, compiled)
+
     def summary(self, run: RunState, final_ckpt: dict, compiled: bool) -> dict:
         """What the run did and this session measured: run_summary.json (read by python -m helpers.bench)."""
         last_step = max([run.step] + [s for s, _ in run.history["train"]])  # a finished run resumes at its best step
