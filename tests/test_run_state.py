@@ -49,7 +49,8 @@ def test_every_saved_field_has_a_fate_and_the_log_methods_keep_them():
     saved = [f for f in dataclasses.fields(RunState) if f.metadata.get("saved")]
     assert all(f.metadata in (FACT, RESUME) for f in saved)
     assert set(run.state_dict()) == {f.name for f in saved}
-    assert RESUME_ONLY == ("early_stopping",)
+    assert "early_stopping" in RESUME_ONLY  # only resuming needs the patience count
+    assert not {"step", "loss", "val_loss", "best_val_loss", "best_step", "history", "stop_reason"} & set(RESUME_ONLY)
 
 
 def test_full_checkpoint_holds_the_summary_keys_the_pieces_and_the_run_state_and_nothing_else():
