@@ -227,13 +227,16 @@ data_id = data_identity(meta)  # what this run trains on, in every full checkpoi
 train_tokens, val_tokens = load_splits(data_dir, cfg.block_size, cfg.train_fraction)  # each at least one window
 sampler = torch.Generator().manual_seed(cfg.seed)
 steps_per_epoch = len(train_tokens) / cfg.tokens_per_step  # an epoch: as many tokens as the training split holds
-patience = f", stopping after {cfg.patience} evaluations without improvement" if cfg.patience else ""
+stopping_text = f", stopping after {cfg.patience} evaluations without improvement" if cfg.patience else ""
 eval_text = f"all {len(val_tokens):,} validation tokens" if not cfg.eval_iters else f"{cfg.eval_iters} batches"
 print0(
     table(
         [
             ("an epoch", f"{len(train_tokens):,} training tokens = {steps_per_epoch:.1f} steps"),
-            ("training", f"at most {cfg.max_steps} steps = {cfg.max_steps / steps_per_epoch:.1f} epochs{patience}"),
+            (
+                "training",
+                f"at most {cfg.max_steps} steps = {cfg.max_steps / steps_per_epoch:.1f} epochs{stopping_text}",
+            ),
             (
                 "evaluation",
                 f"every {cfg.eval_every} steps = {cfg.eval_every / steps_per_epoch:.2f} epoch, over {eval_text}",
