@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from ruff.__main__ import find_ruff_bin
@@ -16,6 +17,16 @@ def test_ruff_passes_on_the_tree(args):
         f"ruff {' '.join(args)} failed (fix with: ruff check --fix . && ruff format .)\n"
         + (proc.stdout + proc.stderr)[-6000:]
     )
+
+
+def test_ruff_sees_every_python_file_of_the_project():
+    """An exclude that matches too much checks nothing (once "checkpoints" took helpers/checkpoints/ too)."""
+    proc = subprocess.run([find_ruff_bin(), "check", "--show-files"], cwd=REPO, capture_output=True, text=True)
+    seen = {Path(line.strip()).resolve() for line in proc.stdout.splitlines() if line.strip().endswith(".py")}
+    ours = {
+        p.resolve() for folder in ("helpers", "tests", "scripts", "notebooks") for p in (REPO / folder).rglob("*.py")
+    }
+    assert not ours - seen, sorted(str(p.relative_to(REPO)) for p in ours - seen)
 
 
 def test_readme_layout_names_every_module_and_folder_of_helpers():

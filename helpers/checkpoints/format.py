@@ -23,12 +23,12 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from helpers.checkpoints import safetensors_io
-from helpers.errors import CheckpointError, describe
 from helpers.checkpoints.fileio import atomic_torch_save, atomic_write_bytes
+from helpers.checkpoints.safetensors_io import tensor_identity
+from helpers.errors import CheckpointError, describe
 from helpers.model import ARCHITECTURE, GPT, GPTConfig
 from helpers.training.rng import capture_rng_state, restore_rng_state
 from helpers.training.run_state import RESUME_ONLY, RunState
-from helpers.checkpoints.safetensors_io import tensor_identity
 
 FORMAT = "gpt2-124m-colab"  # "format" in every file this project writes
 FORMAT_VERSION = 1

@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from helpers.errors import PathError
 from helpers.checkpoints.fileio import HOST, atomic_write_bytes, discard, pid_alive
+from helpers.errors import PathError
 
 try:
     import fcntl

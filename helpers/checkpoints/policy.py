@@ -16,10 +16,10 @@ this run can resume from: a damaged file, or another model's, is reported and le
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Callable
 
+from helpers.checkpoints.fileio import discard
 from helpers.checkpoints.format import (
     FULL,
     CheckpointError,
@@ -29,11 +29,10 @@ from helpers.checkpoints.format import (
     save_checkpoint,
     to_deployment,
 )
-from helpers.checkpoints.fileio import discard
 from helpers.checkpoints.lock import check_held
+from helpers.checkpoints.writer import snapshot
 from helpers.model import GPTConfig
 from helpers.training.run_state import RunState
-from helpers.checkpoints.writer import snapshot
 
 BEST = "model_best.pt"
 BEST_FULL = "model_best_full.pt"
