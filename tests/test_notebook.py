@@ -99,17 +99,13 @@ CELL_LINES, LONGER = 60, {"Setup": 70, "Train": 90}  # Setup must find helpers/ 
 
 def code_cells() -> list[tuple[str, str]]:
     """(heading of the markdown cell before it, source) of each code cell of the .py."""
-    cells, heading = [], ""
-    for kind, source in cells_of_script():
+    found, heading = [], ""
+    for kind, source in cells(jupytext.read(SCRIPT)):
         if kind == "markdown":
             heading = next((line[3:].strip() for line in source.splitlines() if line.startswith("## ")), heading)
         else:
-            cells.append((heading, source))
-    return cells
-
-
-def cells_of_script():
-    return cells(jupytext.read(SCRIPT))
+            found.append((heading, source))
+    return found
 
 
 def test_code_cells_are_short():
@@ -136,11 +132,11 @@ def names_of(source: str) -> tuple[set[str], set[str]]:
 
 
 def test_no_cell_uses_a_name_that_a_later_cell_defines():
-    bound = [names_of(source)[0] for _, source in code_cells()]
-    for i, (heading, source) in enumerate(code_cells()):
-        earlier = set().union(*bound[: i + 1])
-        later = set().union(*bound[i + 1 :]) - earlier
-        assert not names_of(source)[1] & later, f"the {heading} cell uses {names_of(source)[1] & later} from later"
+    headings, sources = zip(*code_cells())
+    bound, read = zip(*map(names_of, sources))
+    for i, heading in enumerate(headings):
+        later = set().union(*bound[i + 1 :]) - set().union(*bound[: i + 1])
+        assert not read[i] & later, f"the {heading} cell uses {read[i] & later} from later"
 
 
 def test_no_cell_reaches_into_another_through_globals():
