@@ -267,6 +267,37 @@ def test_background_write_errors_reach_the_loop(tmp_path):
         writer.wait()
 
 
+def test_a_new_run_in_the_same_kernel_waits_for_the_last_runs_write(tmp_path):
+    """Run all again after an interrupt: the old run's writer (the notebook's `writer`, until the Train cell runs
+    again) finishes its write before take_folder sweeps temporary files, without being handed to it."""
+    import threading
+
+    from helpers.checkpoints.resume import take_folder
+    from helpers.checkpoints.writer import BackgroundWriter
+
+    model, opt, _ = trained_tiny()
+    release, written = threading.Event(), []
+
+    def slow_write(ckpt):
+        release.wait(5)
+        written.append(ckpt["step"])
+
+    old_writer = BackgroundWriter()
+    old_writer.save(full_ckpt(model, opt, step=3), slow_write, slot="periodic")
+    threading.Timer(0.3, release.set).start()
+    folder = take_folder(tmp_path / "ck", main=True, report=lambda _: None)
+    assert written == [3] and folder.lock is not None and folder.read_only is None
+    folder.lock.release()
+
+    def fail(_):
+        raise OSError(28, "No space left on device")
+
+    old_writer = BackgroundWriter()
+    old_writer.save(full_ckpt(model, opt), fail, slot="periodic")
+    with pytest.raises(OSError, match="No space left"):  # the old run's failed write is not lost
+        take_folder(tmp_path / "ck", main=True, report=lambda _: None)
+
+
 def test_files_in_the_documents_own_format_work(tmp_path):
     """The user's existing files: the summary's keys only, `config` holding GPTConfig's fields,
     and a causal-mask buffer as some GPT-2 code keeps one."""
