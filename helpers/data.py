@@ -11,16 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import tiktoken
 import torch
 
-from helpers.checkpoints.fileio import atomic_write_bytes
 from helpers.config import SHAKESPEARE_URL  # the default data_url: a setting, so the settings own it
 from helpers.data_source import SETTING, SHAKESPEARE_SHA256, data_label, decoded, fetch_text, sha256_of
 from helpers.errors import CheckpointError, DataError, describe
+from helpers.fileio import atomic_write_bytes
+from helpers.training.distributed import print0
 
 ENCODING = "gpt2"
 VOCAB_SIZE = 50257  # GPT-2's token ids are 0 to 50,256
@@ -58,7 +58,7 @@ def _why_stale(data_dir: Path, text_sha256: str) -> str | None:
     return None
 
 
-def prepare_data(data_dir: str | Path, url: str = SHAKESPEARE_URL, report: Callable[[str], None] = print) -> dict:
+def prepare_data(data_dir: str | Path, url: str = SHAKESPEARE_URL) -> dict:
     """Make train.bin and val.bin in data_dir from data_url's text, reusing them only when their hashes match meta.json.
 
     The folder of tiny Shakespeare (see data_folder) must hold tiny Shakespeare: another text
@@ -79,7 +79,7 @@ def prepare_data(data_dir: str | Path, url: str = SHAKESPEARE_URL, report: Calla
     if reason is None:
         return dict(read_meta(data_dir), reused=True)
     if reason != "no meta.json":
-        report(f"{data_dir}: {reason}: making the token files again")
+        print0(f"{data_dir}: {reason}: making the token files again")
     text = decoded(text_path.read_bytes(), text_path)
     cut = int(len(text) * TRAIN_FRACTION)
     enc = get_encoding()
@@ -118,7 +118,6 @@ def check_same_data(
     identity: dict,
     data_url: str,
     resume: str = "auto",
-    report: Callable[[str], None] = print,
 ) -> None:
     """Refuse to resume a checkpoint made on other data (its best loss was measured on another text), in one line.
 
@@ -127,7 +126,7 @@ def check_same_data(
     """
     theirs = ckpt.get("data")
     if not isinstance(theirs, dict):
-        report(
+        print0(
             f"{path}: made before checkpoints recorded their data; resuming it as if made on this text "
             f"(sha256 {identity['text_sha256'][:16]}, data_url {data_url})"
         )

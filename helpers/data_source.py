@@ -12,9 +12,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from helpers.checkpoints.fileio import atomic_write_bytes
 from helpers.config import SHAKESPEARE_URL  # the default data_url: a setting, so the settings own it
 from helpers.errors import DataError, describe
+from helpers.fileio import atomic_write_bytes
 
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 SETTING = "data_url (the form's DATA_URL, or GPT2_DATA_URL)"

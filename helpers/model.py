@@ -220,8 +220,8 @@ class GPT(nn.Module):
         """AdamW over all parameters in one group.
 
         One group, not nanoGPT's two (decay for matrices, none for biases and LayerNorms), so that
-        the optimizer state loads into `torch.optim.AdamW(model.parameters())`, as the user's
-        "Loading Full Checkpoint" snippet does. The cost is a slight pull of biases and LayerNorm
+        the optimizer state loads into a plain `torch.optim.AdamW(model.parameters())`, as the
+        snippet for a full checkpoint in docs/checkpoints.md does. The cost is a slight pull of biases and LayerNorm
         gains towards zero, which over a run this short is negligible.
         """
         return torch.optim.AdamW(
@@ -322,3 +322,9 @@ class GPT(nn.Module):
                 yield new
         finally:
             self.train(was_training)
+
+
+def param_count(config: GPTConfig) -> int:
+    """Parameters of a GPT of this config, the tied embedding once (built on the meta device: no memory)."""
+    with torch.device("meta"):
+        return GPT(config).num_params()

@@ -130,17 +130,20 @@ print0(f"project: {REPO_ROOT}  (Colab: {IN_COLAB})")
 # GPT-2 124M instead of training from scratch. `DATA_URL` is the text to train on: tiny
 # Shakespeare unless you change it to your own (an `https://` URL, a path, or the name of a file
 # uploaded to `/content` with the file pane on the left). `HUB_REPO` (`you/name`) uploads the
-# final model to the Hugging Face Hub. Every other setting is a field of `TrainConfig`
-# (`helpers/config.py`): set `GPT2_<SETTING>` in the environment, e.g.
-# `os.environ["GPT2_MAX_STEPS"] = "500"` in a cell above; such a variable wins over the form too.
+# final model to the Hugging Face Hub. `DOWNLOAD` also sends `model_final.pt` through the browser
+# at the end. Every other setting is a field of `TrainConfig` (`helpers/config.py`): set
+# `GPT2_<SETTING>` in the environment, e.g. `os.environ["GPT2_MAX_STEPS"] = "500"` in a cell
+# above; such a variable wins over the form too. A setting that cannot work stops here with one
+# line naming it.
 #
-# `USE_DRIVE` keeps checkpoints on Google Drive: a runtime reset wipes `/content`, and with the
-# files on Drive, running all cells again resumes training instead of starting over. Mounting
-# asks for permission; if Drive says no (declined, a permission left unticked, nobody there to
-# click within two minutes), training goes on with local checkpoints and a warning. Each kind of
-# run (model size, from scratch or fine-tuned, the text) has its own folder, shown in the table.
-# A setting that cannot work stops here with one line naming it.
-# `DOWNLOAD` also sends `model_final.pt` through the browser at the end.
+# The cell then readies the hardware: it joins the other processes when started by `torchrun`
+# (one process per GPU), turns on TF32 matrix multiplies on GPUs that have them, and says loudly
+# when there is no GPU. Last it chooses the checkpoint folder. `USE_DRIVE` keeps checkpoints on
+# Google Drive: a runtime reset wipes `/content`, and with the files on Drive, running all cells
+# again resumes training instead of starting over. Mounting asks for permission; if Drive says no
+# (declined, a permission left unticked, nobody there to click within two minutes), training goes
+# on with local checkpoints and a warning. Each kind of run (model size, from scratch or
+# fine-tuned, the text) has its own folder, shown in the table.
 
 # %%
 PRESET = "auto"  # @param ["auto", "t4", "a100", "cpu"]
@@ -156,9 +159,10 @@ short_errors()  # the project's own errors as one line each, run as a script or 
 
 import torch
 
-from helpers.checkpoints.runs import local_checkpoint_dir, param_count, run_folder
+from helpers.checkpoints.runs import local_checkpoint_dir, run_folder
 from helpers.config import make_config
 from helpers.data_source import data_folder
+from helpers.model import param_count
 from helpers.training.distributed import init_processes
 from helpers.training.hardware import detect_hardware, enable_tf32
 from helpers.ui import colab
@@ -179,7 +183,7 @@ hw = detect_hardware(cfg.device, cfg.dtype, procs.gpu)
 if hw.dtype != "float16":
     enable_tf32()
 if not torch.cuda.is_available():
-    print0(colab.no_gpu_banner(cfg.preset, param_count(cfg)))
+    print0(colab.no_gpu_banner(cfg.preset, param_count(cfg.model_config())))
 checkpoint_dir, on_drive = local_checkpoint_dir(cfg, REPO_ROOT), False
 if IN_COLAB and cfg.use_drive:
     checkpoint_dir, on_drive = colab.checkpoints_on_drive(cfg.drive_dir, run_folder(cfg), fallback=checkpoint_dir)
@@ -218,7 +222,7 @@ from helpers.data import data_identity, load_splits, prepare_data
 from helpers.training.distributed import main_process_first
 
 with main_process_first(procs):  # under torchrun the others wait, then reuse the files process 0 made
-    meta = prepare_data(data_dir, cfg.data_url, report=print0)
+    meta = prepare_data(data_dir, cfg.data_url)
 print0(
     f"{data_dir / 'input.txt'}: train {meta['train_tokens']:,} tokens, val {meta['val_tokens']:,} tokens"
     f"{' (reused)' if meta['reused'] else ''}"
@@ -258,17 +262,15 @@ from helpers.training.rng import seed_everything
 
 seed_everything(cfg.seed)
 if cfg.init_from == "scratch":
-    model_config = cfg.model_config()
-    model = GPT(model_config).to(hw.device)
+    model = GPT(cfg.model_config()).to(hw.device)
 else:  # "gpt2" or a transformers folder, its context cropped to block_size
     model = load_hf_gpt2(cfg.init_from, block_size=cfg.block_size, dropout=cfg.dropout).to(hw.device)
-    model_config = model.config  # the pretrained model's size: resuming checks files against it
 print0(f"{model.num_params() / 1e6:.2f}M parameters")
 
 # %% [markdown]
 # ## Optimizer
-# AdamW (fused on CUDA), all parameters in one group, so that a full checkpoint restores into
-# the checkpoint summary's `torch.optim.AdamW(model.parameters())`; the price is weight decay on
+# AdamW (fused on CUDA), all parameters in one group, so that a full checkpoint restores into a
+# plain `torch.optim.AdamW(model.parameters())` (docs/checkpoints.md); the price is weight decay on
 # biases and LayerNorm gains too, which at 0.1 costs little. On a T4 training runs in float16,
 # whose small range needs a GradScaler to keep gradients from underflowing; bf16 and fp32 need none.
 
@@ -280,35 +282,27 @@ scaler = torch.amp.GradScaler(hw.device_type, enabled=hw.dtype == "float16")
 
 # %% [markdown]
 # ## Resume
-# If `checkpoint_dir` holds full checkpoints, training continues from the newest one that loads
-# and passes its checks (a damaged file is reported and the next newest is tried). Everything
-# comes back: weights, optimizer, GradScaler, the data sampler, every random generator and the
-# run's state (step, losses, best, history, the early-stopping count), so the resumed run is the
-# run that was interrupted. A folder that holds `model_final_full.pt` holds a finished run: it is
-# not trained again. A checkpoint made on other text is refused: its best loss was measured on
-# another validation text.
-# `GPT2_RESUME=never` starts over; `GPT2_RESUME=<path>` continues from that file, finished or not.
-# First the folder is made and tried with a test file, and the run takes its lock: a second run
-# on the same folder (another tab, another runtime on the same Drive) stops here with who holds it.
+# One object owns the run's checkpoint folder from here on: `files`, a `Checkpointer`
+# (`helpers/checkpoints/checkpointer.py`). It is given, once, every piece a full checkpoint
+# holds, under the key it has in the file: the weights, the optimizer, the GradScaler, the data
+# sampler, and `run`, the run's state (the step, the losses, the best step, the history, the
+# early-stopping count: `helpers/training/run_state.py`). Building it takes the folder: it makes
+# it, tries it with a test file and takes its lock, so a second run on the same folder (another
+# tab, another runtime on the same Drive) stops here with who holds it. Then, if the folder holds
+# full checkpoints, it restores everything from the newest one that loads and passes its checks
+# (a damaged file is reported and the next newest tried), random generators included, so the
+# resumed run is the run that was interrupted. A folder that holds `model_final_full.pt` holds a
+# finished run: it is not trained again. A checkpoint made on other text is refused: its best
+# loss was measured on another validation text. `GPT2_RESUME=never` starts over;
+# `GPT2_RESUME=<path>` continues from that file, finished or not.
 
 # %%
-from helpers.checkpoints.format import restore_checkpoint
-from helpers.checkpoints.resume import choose_resume, take_folder
+from helpers.checkpoints.checkpointer import Checkpointer
 from helpers.training.run_state import RunState
 
-checkpoint_folder = take_folder(checkpoint_dir, procs.is_main, report=print0)  # tried, locked, interrupted writes swept
-resumed = choose_resume(checkpoint_folder, cfg, model_config, data_id, report=print0)
-run = RunState.start(cfg)  # the step, losses, best, history, early stopping: what a full checkpoint resumes
-if resumed:
-    resume_path, ckpt = resumed
-    optimizer_settings = dict(weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))  # this run's, not the file's
-    restore_checkpoint(
-        resume_path, ckpt, model, optimizer, scaler, sampler, run, optimizer_settings, cfg.resume == "auto"
-    )
-    del resumed, ckpt  # the model and the optimizer hold what they need of it
-    print0(f"resumed from {resume_path} at step {run.step} (best validation loss {run.best_val_loss:.4f})")
-else:
-    print0("starting from scratch")
+run = RunState.start(cfg)  # what the loop counts and decides, saved in every full checkpoint
+pieces = dict(model_state_dict=model, optimizer_state_dict=optimizer, scaler_state_dict=scaler, sampler_state=sampler)
+files = Checkpointer(checkpoint_dir, cfg, data_id, pieces, run, main=procs.is_main)  # the folder taken; resumed
 
 # %% [markdown]
 # ## Speed-ups and several GPUs
@@ -337,16 +331,15 @@ if procs.world_size > 1:
 # Each step: draw the step's batch, run `grad_accum_steps` micro-batches in mixed precision,
 # clip the gradient norm, take an AdamW step at the scheduled learning rate (warm-up, then
 # cosine). Every `eval_every` steps the validation loss is measured over the whole validation
-# split; a new lowest loss is kept in memory as the best state (and, on a GPU, shown by a line of
-# `best_sample_tokens` generated tokens). What the loop counts and decides (the step, the losses,
-# the best step, the history, early stopping, why it stopped) lives in `run`, a `RunState`
-# (`helpers/training/run_state.py`), from which every full checkpoint is made. A full checkpoint
+# split (under torchrun each process measures its share of it); a new lowest loss is kept in
+# memory as the best state (`files.keep_best()`; on a GPU a line of `best_sample_tokens`
+# generated tokens shows it). What the loop counts and decides lives in `run`. A full checkpoint
 # `model_step_{step}.pt` is written in the background every `save_every` steps or every
-# `save_every_minutes`, whichever comes first, with the best pair (`model_best.pt`,
-# `model_best_full.pt`) brought up to date just before it; periodic files beyond `keep_last` are
-# deleted. Training stops at `max_steps`, once the validation loss reaches `target_loss`, or
-# after `patience` evaluations without an improvement of more than `min_delta` (early stopping):
-# the model has started to memorise the plays rather than learn from them.
+# `save_every_minutes`, whichever comes first (`files.save()`), with the best pair
+# (`model_best.pt`, `model_best_full.pt`) brought up to date just before it; periodic files
+# beyond `keep_last` are deleted. Training stops at `max_steps`, once the validation loss reaches
+# `target_loss`, or after `patience` evaluations without an improvement of more than `min_delta`
+# (early stopping): the model has started to memorise the plays rather than learn from them.
 
 # %%
 import contextlib
@@ -354,11 +347,8 @@ import math
 
 import numpy as np
 
-from helpers.checkpoints.format import full_checkpoint
-from helpers.checkpoints.policy import BestState, save_periodic
-from helpers.checkpoints.writer import BackgroundWriter
 from helpers.data import eval_offsets, get_batch, step_offsets
-from helpers.training.distributed import from_main_process, mean_over_processes
+from helpers.training.distributed import mean_over_processes, sum_over_processes
 from helpers.training.hardware import autocast
 from helpers.ui.display import LossChart
 from helpers.ui.progress import TrainingProgress
@@ -378,40 +368,32 @@ def get_lr(step: int) -> float:
 def estimate_loss(tokens: np.ndarray, max_batches: int) -> float:
     """Mean loss per token over a split's consecutive windows: all of them, or the first max_batches batches.
 
-    No random numbers are drawn: training's random state is untouched, and every evaluation reads
-    the same text, so two evaluations differ only by the model and patience never fires on noise.
+    Each process measures its share of the batches and the sums are added up, so every process
+    gets the same value and takes the same decisions. No random numbers are drawn: training's
+    random state is untouched, and every evaluation reads the same text, so two evaluations
+    differ only by the model and patience never fires on noise.
     """
     raw_model.eval()
-    total, count = torch.zeros((), device=hw.device), 0
-    for offsets in eval_offsets(len(tokens), cfg.block_size, cfg.batch_size, max_batches):
+    loss_sum, windows = torch.zeros((), device=hw.device), torch.zeros((), device=hw.device)
+    for offsets in procs.share(eval_offsets(len(tokens), cfg.block_size, cfg.batch_size, max_batches)):
         x, y = get_batch(tokens, offsets, cfg.block_size, hw.device)
         with autocast(hw):
             _, loss = raw_model(x, y)
-        total += loss.float() * len(offsets)
-        count += len(offsets)
+        loss_sum += loss.float() * len(offsets)
+        windows += len(offsets)
     raw_model.train()
-    return (total / count).item()
+    loss_sum, windows = sum_over_processes(torch.stack([loss_sum, windows]), procs)
+    return (loss_sum / windows).item()
 
 
-def val_loss_now() -> float:
-    """The validation loss, the same on every process (each must take the same decisions)."""
-    return from_main_process(estimate_loss(val_tokens, cfg.eval_iters), procs)
-
-
-def checkpoint_now() -> dict:
-    """Everything needed to resume from this moment (tensors are references, not copies)."""
-    return full_checkpoint(raw_model, optimizer, scaler, sampler, run, cfg.to_dict(), data_id)
-
-
-writer = BackgroundWriter(background=cfg.async_save)
-best = BestState()  # the best step's full state, in memory until a save writes it
 chart = LossChart(checkpoint_dir / "loss.png", steps_per_epoch)  # shown live in a notebook
 progress = TrainingProgress(cfg, run, steps_per_epoch, raw_model, hw, procs)
 if run.step == 0:  # the untrained model's loss, where the chart starts (about ln 50257 = 10.8)
-    run.val_loss = val_loss_now()
+    run.val_loss = estimate_loss(val_tokens, cfg.eval_iters)
     run.history["val"].append([0, run.val_loss])
     progress.write(f"step 0: val loss {run.val_loss:.4f}")
-while run.stop_reason is None and not (cfg.stop_after_steps and progress.session_steps(run) >= cfg.stop_after_steps):
+session_steps = 0  # trained in this session: stop_after_steps counts them
+while run.stop_reason is None and not (cfg.stop_after_steps and session_steps >= cfg.stop_after_steps):
     lr = get_lr(run.step)
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -434,60 +416,52 @@ while run.stop_reason is None and not (cfg.stop_after_steps and progress.session
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     run.step += 1
+    session_steps += 1
 
     evaluate = run.step % cfg.eval_every == 0 or run.step == cfg.max_steps
     if run.step % cfg.log_every == 0 or evaluate:
         run.log_train(mean_over_processes(step_loss, procs).item())  # the loop's only host sync
         progress.logged(run, lr)
     if evaluate:
-        if run.log_val(val_loss_now()) and procs.is_main:  # a new best: kept in memory, written at the next save
-            best.update(checkpoint_now())
+        new_best = run.log_val(estimate_loss(val_tokens, cfg.eval_iters))
+        if new_best:
+            files.keep_best()  # in memory; written with the next periodic checkpoint
         chart.update(run.history)
         progress.evaluated(run)
     run.stop_reason = run.why_stop(cfg)
-    if procs.is_main and run.stop_reason is None and run.save_clock.due(run.step):  # at the end, the final pair
-        best_unsaved = best.take_unsaved()  # copied now, written in the background while training goes on
-        writer.save(
-            checkpoint_now(), lambda c: save_periodic(checkpoint_dir, c, cfg.keep_last, best_unsaved), "periodic"
-        )
-        run.save_clock.saved()
+    if run.stop_reason is None and run.save_clock.due(run.step):  # when training ends, the final pair instead
+        files.save()
 progress.close(run)
-writer.close()
 
 # %% [markdown]
 # ## Save the final model
 # However training ended, the final pair holds the best step's state: `model_final.pt` (weights
 # only, the one to deploy) and `model_final_full.pt` (with the optimizer and training state of
 # that same step, to fine-tune or train on from exactly there). The best state comes from memory,
-# or from `model_best_full.pt` when it was found before a resume. If the session stopped early
-# (`stop_after_steps`), a full checkpoint keeps the work for the next run instead.
+# or from `model_best_full.pt` when it was found before a resume; from here on the model holds
+# its weights. If the session stopped early (`stop_after_steps`), a full checkpoint keeps the
+# work for the next run instead. Then the table of the files in the folder, what each is for.
 
 # %%
 import json
 
-from helpers.checkpoints.fileio import atomic_write_bytes
-from helpers.checkpoints.format import load_checkpoint, load_weights
-from helpers.checkpoints.policy import FINAL, save_at_end
+from helpers.fileio import atomic_write_bytes
 from helpers.training.distributed import leave_unless_main
 from helpers.ui.display import checkpoint_table
 
 if procs.is_main:  # process 0 writes; the others wait for it in leave_unless_main, then exit
-    final_path = save_at_end(
-        checkpoint_dir, run, best, checkpoint_now, cfg.keep_last, trained=progress.session_steps(run) > 0
-    )
-    if final_path is None:
+    final_ckpt = files.finish()  # the final pair written (or kept); None while training is not over
+    if final_ckpt is None:
         print(f"stopped at step {run.step} of {cfg.max_steps}; run the notebook again to continue")
     else:
-        final_ckpt = load_checkpoint(final_path)
-        load_weights(raw_model, final_path, final_ckpt)  # from here on, the model is the final one
-        summary = progress.ended(run, final_ckpt, compiled)  # says how training ended; run_summary.json
-        if not checkpoint_folder.read_only:  # a finished run in a read-only folder is only read
+        summary = progress.ended(run, final_ckpt, compiled, session_steps)  # says how training ended
+        if files.writable:  # a finished run in a read-only folder is only read
             atomic_write_bytes(checkpoint_dir / "run_summary.json", json.dumps(summary, indent=2).encode())
     chart.update(run.history)
-    if not checkpoint_folder.read_only:
+    if files.writable:
         chart.save()
     print(f"\n{checkpoint_table(checkpoint_dir)}")
-leave_unless_main(procs)
+procs = leave_unless_main(procs)  # from here on, one process
 
 # %% [markdown]
 # ## Evaluate
@@ -536,7 +510,8 @@ print(enc.decode(out[0].tolist()))
 # the lowest validation loss of the run. (Run as a script, the cell prints one sample instead.)
 
 # %%
-from helpers.checkpoints.format import load_model
+from helpers.checkpoints.policy import FINAL
+from helpers.checkpoints.storage import load_model
 from helpers.ui.playground import generation_panel
 
 play_file = next((p for p in (checkpoint_dir / "model_best.pt", checkpoint_dir / FINAL) if p.exists()), None)
@@ -558,7 +533,7 @@ from helpers.checkpoints.policy import FINAL_FULL
 if (checkpoint_dir / FINAL).exists():
     final_path = checkpoint_dir / FINAL
     half_path = checkpoint_dir / "model_final_fp16.pt"
-    if not (checkpoint_folder.read_only and half_path.exists()):  # the strip tool's own code
+    if files.writable or not half_path.exists():  # the strip tool's own code
         create_deployment_checkpoint(checkpoint_dir / FINAL_FULL, half_path, dtype="float16", force=True)
     if IN_COLAB:
         colab.report_files([final_path, half_path], on_drive, send=cfg.download)
@@ -614,7 +589,6 @@ if cfg.space_repo and (checkpoint_dir / FINAL).exists():
 # above is sent from a local copy, and `colab.download(...)` mounts Drive again).
 
 # %%
-if checkpoint_folder.lock:
-    checkpoint_folder.lock.release()  # another run may use the folder now
+files.close()  # another run may use the folder now
 if IN_COLAB and on_drive:
     colab.flush_drive()

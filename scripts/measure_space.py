@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from helpers.checkpoints.format import DEPLOYMENT, make_checkpoint, save_checkpoint  # noqa: E402
+from helpers.checkpoints.format import DEPLOYMENT, make_checkpoint
+from helpers.checkpoints.storage import save_checkpoint  # noqa: E402
 from helpers.hf.space import make_space  # noqa: E402
 from helpers.model import GPT, GPTConfig  # noqa: E402
 

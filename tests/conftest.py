@@ -14,8 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.checkpoints.format import FULL, make_checkpoint, save_checkpoint
+from helpers.checkpoints.checkpointer import Checkpointer
+from helpers.checkpoints.format import FULL, make_checkpoint
+from helpers.checkpoints.storage import save_checkpoint
+from helpers.config import make_config
 from helpers.model import GPT, GPTConfig
+from helpers.training.run_state import RunState
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_COLAB = Path(__file__).resolve().parent / "fake_colab"  # the stand-in google.colab
@@ -82,6 +86,18 @@ def tiny_full_ckpt(step: int = 1, seed: int = 0, model_config: GPTConfig = TINY,
 def save_full(path: Path, step: int = 1, seed: int = 0, **fields: object) -> Path:
     """The tiny model after one AdamW step, saved as a full checkpoint at path."""
     return save_checkpoint(tiny_full_ckpt(step, seed, **fields), path)
+
+
+def tiny_checkpointer(folder: Path, seed: int = 0, **settings: object) -> Checkpointer:
+    """A Checkpointer on folder for the tiny model after one AdamW step, as the notebook registers its pieces.
+
+    The ci preset with these settings (GPT2_* names, lower case, as script_env takes them).
+    """
+    model, opt, _ = trained_tiny(seed=seed)
+    cfg = make_config("ci", env={f"GPT2_{name.upper()}": str(value) for name, value in settings.items()})
+    scaler, sampler = torch.amp.GradScaler("cpu", enabled=False), torch.Generator().manual_seed(seed)
+    pieces = dict(model_state_dict=model, optimizer_state_dict=opt, scaler_state_dict=scaler, sampler_state=sampler)
+    return Checkpointer(folder, cfg, {}, pieces, RunState.start(cfg), main=True)
 
 
 def script_env(checkpoint_dir: Path, **settings: object) -> dict:
@@ -182,13 +198,14 @@ class FakeHfApi:
     def create_repo(self, repo_id, exist_ok=False, private=False, repo_type=None, space_sdk=None, space_hardware=None):
         FakeHfApi.calls.append(("create_repo", repo_id, exist_ok, repo_type, space_sdk, space_hardware))
         if space_sdk in FakeHfApi.refuse:
-            import httpx2
-            from huggingface_hub.errors import HfHubHTTPError
+            from huggingface_hub import errors
 
+            # the HTTP library huggingface_hub answers with: httpx in 1.x (Colab's), httpx2 in 2.x
+            http = sys.modules[errors.Response.__module__.split(".")[0]]
             status = FakeHfApi.refuse[space_sdk]
-            request = httpx2.Request("POST", "https://huggingface.co/api/repos/create")
-            raise HfHubHTTPError(
-                f"{status} Client Error for url: {request.url}", response=httpx2.Response(status, request=request)
+            request = http.Request("POST", "https://huggingface.co/api/repos/create")
+            raise errors.HfHubHTTPError(
+                f"{status} Client Error for url: {request.url}", response=http.Response(status, request=request)
             )
         return f"https://huggingface.co/{'spaces/' if repo_type == 'space' else ''}{repo_id}"
 

@@ -7,10 +7,12 @@ import pickle
 import pytest
 import torch
 
-import helpers.checkpoints.fileio as fileio
+import helpers.fileio as fileio
 from conftest import TINY, save_full, tiny_full_ckpt
-from helpers.checkpoints.format import CheckpointError, save_checkpoint, to_deployment
-from helpers.checkpoints.policy import find_resume_checkpoint, periodic_checkpoints, save_best, save_periodic
+from helpers.checkpoints.format import CheckpointError, to_deployment
+from helpers.checkpoints.policy import PeriodicFiles, periodic_checkpoints, save_best
+from helpers.checkpoints.resume import find_resume_checkpoint
+from helpers.checkpoints.storage import save_checkpoint
 from helpers.commands.create_deployment_checkpoint import main as create_main
 from helpers.commands.test_deployment_checkpoint import main as verify_main
 from helpers.model import GPTConfig
@@ -89,11 +91,11 @@ def test_resume_from_a_bad_path_is_refused(kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", BAD)
-def test_auto_resume_skips_bad_files_and_reports_them(kind, tmp_path):
+def test_auto_resume_skips_bad_files_and_reports_them(kind, tmp_path, capsys):
     save_checkpoint(tiny_full_ckpt(step=5), tmp_path / "model_step_5.pt")
     bad = make_bad(kind, tmp_path / "model_step_10.pt", tmp_path)
-    reports = []
-    path, ckpt = find_resume_checkpoint(tmp_path, "auto", TINY, report=reports.append)
+    path, ckpt = find_resume_checkpoint(tmp_path, "auto", TINY)
+    reports = capsys.readouterr().out.splitlines()
     assert path.name == "model_step_5.pt" and ckpt["step"] == 5
     assert len(reports) == 1 and str(bad) in reports[0] and BAD[kind] in reports[0]
     assert bad.exists()
@@ -120,7 +122,7 @@ def test_checkpoint_of_another_model_size(tmp_path, capsys):
     ):
         find_resume_checkpoint(tmp_path, str(path), TINY)
     with pytest.raises(CheckpointError, match="holds 1 full checkpoint.s., none of which fits this model"):
-        find_resume_checkpoint(tmp_path, "auto", TINY, report=lambda _: None)
+        find_resume_checkpoint(tmp_path, "auto", TINY)
     # a deployment file checked against a full checkpoint of another size
     deploy = save_checkpoint(to_deployment(tiny_full_ckpt()), tmp_path / "d.pt")
     assert verify_main([str(deploy), "--full", str(path), "--tokens", "2"]) == 1
@@ -156,13 +158,14 @@ def failing_disk(monkeypatch, after_bytes=1000):
 
 
 def test_full_disk_keeps_previous_checkpoints(tmp_path, monkeypatch):
+    periodic = PeriodicFiles(tmp_path, keep_last=2, expected=TINY)
     for step in (5, 10):
-        save_periodic(tmp_path, tiny_full_ckpt(step=step), keep_last=2)
+        periodic.save(tiny_full_ckpt(step=step))
     save_best(tmp_path, tiny_full_ckpt(step=10))
     before = snapshot_dir(tmp_path)
     failing_disk(monkeypatch)
     with pytest.raises(OSError, match="No space left"):
-        save_periodic(tmp_path, tiny_full_ckpt(step=15), keep_last=2)
+        periodic.save(tiny_full_ckpt(step=15))
     with pytest.raises(OSError, match="No space left"):
         save_best(tmp_path, tiny_full_ckpt(step=15))
     assert snapshot_dir(tmp_path) == before  # no partial file, no rotation, best untouched

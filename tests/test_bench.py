@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from conftest import REPO, TINY, tiny_model
-from helpers.checkpoints.format import DEPLOYMENT, load_checkpoint, make_checkpoint, save_checkpoint
+from helpers.checkpoints.format import DEPLOYMENT, make_checkpoint
+from helpers.checkpoints.storage import load_checkpoint, save_checkpoint
 from helpers.commands.bench import gpu_check, main
 from helpers.commands.bench_checkpoint_io import bench_checkpoint_io
 from helpers.model import GPT
@@ -67,7 +68,7 @@ def test_load_model_does_not_initialise_the_model(tmp_path):
     """Initialising on the meta device imports torch._dynamo: seconds in a fresh process, for nothing."""
     path = save_checkpoint(make_checkpoint(DEPLOYMENT, step=0, model=GPT(TINY), loss=0.0, config={}), tmp_path / "m.pt")
     code = (
-        "import sys; from helpers.checkpoints.format import load_model; load_model(sys.argv[1]); "
+        "import sys; from helpers.checkpoints.storage import load_model; load_model(sys.argv[1]); "
         "print('torch._dynamo' in sys.modules)"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=REPO, check=True)

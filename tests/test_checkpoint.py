@@ -6,27 +6,12 @@ import sys
 import pytest
 import torch
 
-from conftest import TINY, full_ckpt, trained_tiny
+from conftest import TINY, full_ckpt, tiny_checkpointer, trained_tiny
 from helpers.checkpoints.deployment import create_deployment_checkpoint
-from helpers.checkpoints.format import (
-    DEPLOYMENT,
-    clean_state_dict,
-    load_checkpoint,
-    load_model,
-    make_checkpoint,
-    save_checkpoint,
-    to_deployment,
-)
-from helpers.checkpoints.policy import (
-    BEST,
-    find_resume_checkpoint,
-    periodic_checkpoints,
-    periodic_path,
-    rotate,
-    save_best,
-    save_final,
-    save_periodic,
-)
+from helpers.checkpoints.format import DEPLOYMENT, clean_state_dict, make_checkpoint, to_deployment
+from helpers.checkpoints.policy import BEST, PeriodicFiles, periodic_checkpoints, periodic_path, save_best, save_final
+from helpers.checkpoints.resume import find_resume_checkpoint
+from helpers.checkpoints.storage import load_checkpoint, load_model, save_checkpoint
 from helpers.errors import CheckpointError
 from helpers.model import GPT, GPTConfig
 
@@ -103,28 +88,30 @@ def test_load_model_gives_a_ready_tied_model(tmp_path):
 def test_rotation_keeps_exactly_the_newest(tmp_path):
     model, opt, _ = trained_tiny()
     (tmp_path / BEST).write_bytes(b"best")
+    periodic = PeriodicFiles(tmp_path, keep_last=3, expected=TINY)
     for step in (5, 10, 15, 20, 25):
-        _, deleted = save_periodic(tmp_path, full_ckpt(model, opt, step=step), keep_last=3)
+        _, deleted = periodic.save(full_ckpt(model, opt, step=step))
     assert [s for s, _ in periodic_checkpoints(tmp_path)] == [15, 20, 25]
     assert (tmp_path / BEST).read_bytes() == b"best"  # rotation never touches the best file
     # numeric, not lexicographic, order: step 100 is newer than step 25
-    save_periodic(tmp_path, full_ckpt(model, opt, step=100), keep_last=2)
+    PeriodicFiles(tmp_path, keep_last=2, expected=TINY).save(full_ckpt(model, opt, step=100))
     assert [s for s, _ in periodic_checkpoints(tmp_path)] == [25, 100]
     with pytest.raises(ValueError):
-        rotate(tmp_path, 0, TINY)
+        PeriodicFiles(tmp_path, 0, TINY)
 
 
 def test_new_periodic_is_written_before_old_is_deleted(tmp_path, monkeypatch):
     model, opt, _ = trained_tiny()
-    save_periodic(tmp_path, full_ckpt(model, opt, step=1), keep_last=1)
-    import helpers.checkpoints.policy as policy
-
+    periodic = PeriodicFiles(tmp_path, keep_last=1, expected=TINY)
+    periodic.save(full_ckpt(model, opt, step=1))
     seen = []
-    real_rotate = policy.rotate
+    real_rotate = PeriodicFiles.rotate
     monkeypatch.setattr(
-        policy, "rotate", lambda d, *a, **k: (seen.append(periodic_path(d, 2).exists()), real_rotate(d, *a, **k))[1]
+        PeriodicFiles,
+        "rotate",
+        lambda self, newest: (seen.append(periodic_path(tmp_path, 2).exists()), real_rotate(self, newest))[1],
     )
-    save_periodic(tmp_path, full_ckpt(model, opt, step=2), keep_last=1)
+    periodic.save(full_ckpt(model, opt, step=2))
     assert seen == [True]
     assert [s for s, _ in periodic_checkpoints(tmp_path)] == [2]
 
@@ -188,7 +175,8 @@ def test_gpt2_124m_sizes(tmp_path):
     code = f"""
 import torch
 from pathlib import Path
-from helpers.checkpoints.format import FULL, make_checkpoint, save_checkpoint
+from helpers.checkpoints.format import FULL, make_checkpoint
+from helpers.checkpoints.storage import save_checkpoint
 from helpers.checkpoints.deployment import create_deployment_checkpoint
 from helpers.model import GPT, GPTConfig
 model = GPT(GPTConfig())
@@ -233,69 +221,91 @@ def test_snapshot_reuses_the_last_copy_and_keeps_ties():
 
 
 def test_background_writes_are_the_state_at_save_time(tmp_path):
-    from helpers.checkpoints.writer import BackgroundWriter
-
-    model, opt, _ = trained_tiny()
-    writer = BackgroundWriter(background=True)
-    expected = {}
+    files = tiny_checkpointer(tmp_path, async_save=True, keep_last=3)
+    weight = files.state.model.transformer.h[0].mlp.c_fc.weight
     for step in (1, 2, 3):
         with torch.no_grad():
-            model.transformer.h[0].mlp.c_fc.weight.fill_(float(step))
-        writer.save(
-            full_ckpt(model, opt, step=step), lambda c: save_periodic(tmp_path, c, keep_last=3), slot="periodic"
-        )
+            weight.fill_(float(step))
+        files.run.step = step
+        files.save()
         with torch.no_grad():
-            model.transformer.h[0].mlp.c_fc.weight.fill_(-1.0)  # training goes on while it is written
-        expected[step] = float(step)
-    writer.wait()
-    for step, value in expected.items():
+            weight.fill_(-1.0)  # training goes on while it is written
+    files.close()
+    for step in (1, 2, 3):
         weights = load_checkpoint(periodic_path(tmp_path, step))["model_state_dict"]["transformer.h.0.mlp.c_fc.weight"]
-        assert torch.all(weights == value), step
+        assert torch.all(weights == float(step)), step
 
 
-def test_background_write_errors_reach_the_loop(tmp_path):
+def test_background_write_errors_reach_the_loop():
     from helpers.checkpoints.writer import BackgroundWriter
 
-    model, opt, _ = trained_tiny()
-    writer = BackgroundWriter()
-
-    def fail(_):
+    def fail():
         raise OSError(28, "No space left on device")
 
-    writer.save(full_ckpt(model, opt), fail, slot="periodic")
+    writer = BackgroundWriter()
+    writer.submit(fail)
     with pytest.raises(OSError, match="No space left"):
         writer.wait()
 
 
-def test_a_new_run_in_the_same_kernel_waits_for_the_last_runs_write(tmp_path):
-    """Run all again after an interrupt: the old run's writer (the notebook's `writer`, until the Train cell runs
-    again) finishes its write before take_folder sweeps temporary files, without being handed to it."""
+def test_the_best_state_is_a_copy_and_never_one_a_write_is_reading(tmp_path, monkeypatch):
+    """keep_best copies into the last best copy's memory, except while a background write reads that copy."""
     import threading
 
-    from helpers.checkpoints.resume import take_folder
-    from helpers.checkpoints.writer import BackgroundWriter
+    import helpers.checkpoints.checkpointer as checkpointer
 
-    model, opt, _ = trained_tiny()
+    files = tiny_checkpointer(tmp_path, async_save=True)
+    weight = files.state.model.transformer.wte.weight
+    with torch.no_grad():
+        weight.fill_(1.0)
+    files.run.step = 1
+    files.keep_best()
+    with torch.no_grad():
+        weight.add_(1.0)  # training goes on changing the tensors in place
+    lent = files.best
+    assert torch.all(lent["model_state_dict"]["transformer.wte.weight"] == 1.0) and lent["step"] == 1
+    written = threading.Event()
+    real_save_best = checkpointer.save_best
+    monkeypatch.setattr(checkpointer, "save_best", lambda folder, best: (written.wait(5), real_save_best(folder, best)))
+    files.save()  # the best pair, written from the copy, in the background: it is lent to the write
+    files.run.step = 2
+    files.keep_best()  # while the write reads the first copy
+    assert files.best is not lent and torch.all(lent["model_state_dict"]["transformer.wte.weight"] == 1.0)
+    written.set()
+    files.writer.wait()
+    assert load_checkpoint(tmp_path / "model_best_full.pt")["step"] == 1
+    memory = files.best["model_state_dict"]["transformer.wte.weight"].data_ptr()
+    files.run.step = 3
+    files.keep_best()  # nothing reads the copy now: its memory is reused
+    assert files.best["step"] == 3 and files.best["model_state_dict"]["transformer.wte.weight"].data_ptr() == memory
+    files.close()
+
+
+def test_a_new_run_in_the_same_kernel_waits_for_the_last_runs_write(tmp_path):
+    """Run all again after an interrupt: the old run's checkpointer (the notebook's `files`, until the Resume cell
+    runs again) finishes its write before the new one sweeps temporary files, without being handed to it."""
+    import threading
+
     release, written = threading.Event(), []
 
-    def slow_write(ckpt):
+    def slow_write():
         release.wait(5)
-        written.append(ckpt["step"])
+        written.append(3)
 
-    old_writer = BackgroundWriter()
-    old_writer.save(full_ckpt(model, opt, step=3), slow_write, slot="periodic")
+    old = tiny_checkpointer(tmp_path / "ck", async_save=True)
+    old.writer.submit(slow_write)
     threading.Timer(0.3, release.set).start()
-    folder = take_folder(tmp_path / "ck", main=True, report=lambda _: None)
-    assert written == [3] and folder.lock is not None and folder.read_only is None
-    folder.lock.release()
+    new = tiny_checkpointer(tmp_path / "ck")
+    assert written == [3] and new.lock is not None and new.read_only is None and old.lock is None
+    new.close()
 
-    def fail(_):
+    def fail():
         raise OSError(28, "No space left on device")
 
-    old_writer = BackgroundWriter()
-    old_writer.save(full_ckpt(model, opt), fail, slot="periodic")
+    old = tiny_checkpointer(tmp_path / "ck", async_save=True)
+    old.writer.submit(fail)
     with pytest.raises(OSError, match="No space left"):  # the old run's failed write is not lost
-        take_folder(tmp_path / "ck", main=True, report=lambda _: None)
+        tiny_checkpointer(tmp_path / "ck")
 
 
 def test_files_in_the_documents_own_format_work(tmp_path):

@@ -29,22 +29,21 @@ def one_line(error):
     return str(error)
 
 
-def test_a_damaged_token_cache_of_the_right_size_is_noticed_and_remade(data_dir, tmp_path):
+def test_a_damaged_token_cache_of_the_right_size_is_noticed_and_remade(data_dir, tmp_path, capsys):
     """Item 3: zeroing 300 KB of train.bin kept its size, and the run said "(reused)" and trained on it."""
     for name in ("input.txt", "train.bin", "val.bin", "meta.json"):
         shutil.copy(data_dir / name, tmp_path / name)
     good = (tmp_path / "train.bin").read_bytes()
     with open(tmp_path / "train.bin", "r+b") as f:
         f.write(bytes(300_000))
-    reports = []
-    meta = prepare_data(tmp_path, os.environ.get("GPT2_DATA_URL", SHAKESPEARE_URL), report=reports.append)
+    meta = prepare_data(tmp_path, os.environ.get("GPT2_DATA_URL", SHAKESPEARE_URL))
     assert not meta["reused"]
-    assert reports == [
+    assert capsys.readouterr().out.splitlines() == [
         f"{tmp_path}: train.bin does not match the sha256 in meta.json (changed or damaged): "
         "making the token files again"
     ]
     assert (tmp_path / "train.bin").read_bytes() == good
-    assert prepare_data(tmp_path, os.environ.get("GPT2_DATA_URL", SHAKESPEARE_URL), report=reports.append)["reused"]
+    assert prepare_data(tmp_path, os.environ.get("GPT2_DATA_URL", SHAKESPEARE_URL))["reused"]
 
 
 @pytest.mark.parametrize(
@@ -57,7 +56,7 @@ def test_a_damaged_token_cache_of_the_right_size_is_noticed_and_remade(data_dir,
         ("val.bin deleted", "val.bin is missing"),
     ],
 )
-def test_cache_damage_is_reported_in_one_line_and_repaired(own_text, tmp_path, damage, reason):
+def test_cache_damage_is_reported_in_one_line_and_repaired(own_text, tmp_path, damage, reason, capsys):
     folder = tmp_path / "data"
     first = prepare_data(folder, str(own_text))
     tokens = {split: load_tokens(folder, split).tolist() for split in ("train", "val")}
@@ -72,8 +71,9 @@ def test_cache_damage_is_reported_in_one_line_and_repaired(own_text, tmp_path, d
         (folder / "meta.json").write_text(json.dumps(old))
     else:
         (folder / "val.bin").unlink()
-    reports = []
-    again = prepare_data(folder, str(own_text), report=reports.append)
+    capsys.readouterr()
+    again = prepare_data(folder, str(own_text))
+    reports = capsys.readouterr().out.splitlines()
     assert len(reports) == 1 and reports[0].startswith(f"{folder}: {reason}") and "\n" not in reports[0]
     assert not again["reused"] and data_identity(again) == data_identity(first)
     assert {split: load_tokens(folder, split).tolist() for split in ("train", "val")} == tokens
@@ -230,11 +230,10 @@ def test_resuming_on_other_data_is_refused_with_both_hashes_and_the_ways_out(dat
         check_same_data("x.pt", checkpoint_on(dict(ours, train_sha256=theirs["train_sha256"])), ours, "here")
 
 
-def test_a_checkpoint_from_before_the_data_key_resumes_with_a_warning(data_dir):
+def test_a_checkpoint_from_before_the_data_key_resumes_with_a_warning(data_dir, capsys):
     ours = data_identity(read_meta(data_dir))
-    reports = []
-    check_same_data("old.pt", {"step": 5, "config": {}}, ours, "here", report=reports.append)
-    assert reports == [
+    check_same_data("old.pt", {"step": 5, "config": {}}, ours, "here")
+    assert capsys.readouterr().out.splitlines() == [
         f"old.pt: made before checkpoints recorded their data; resuming it as if made on this text "
         f"(sha256 {ours['text_sha256'][:16]}, data_url here)"
     ]

@@ -12,9 +12,9 @@ import torch
 import torch.distributed as dist
 
 from conftest import run_script, sitecustomize_env
-from helpers.checkpoints.fileio import TMP_MARK
-from helpers.checkpoints.format import read_checkpoint
+from helpers.checkpoints.storage import read_checkpoint
 from helpers.errors import SettingError
+from helpers.fileio import TMP_MARK
 from helpers.training.distributed import Processes, init_processes, print0
 
 pytestmark = [

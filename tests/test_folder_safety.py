@@ -12,10 +12,16 @@ import pytest
 import readonly_fs
 import torch
 
-import helpers.checkpoints.fileio as fileio
 import helpers.checkpoints.lock as lock
+import helpers.fileio as fileio
 from conftest import TINY, tiny_full_ckpt
-from helpers.checkpoints.fileio import (
+from helpers.checkpoints.format import to_deployment
+from helpers.checkpoints.lock import LOCK_NAME, FolderLock, LockError, hold_folder
+from helpers.checkpoints.policy import BEST, BEST_FULL, PeriodicFiles, periodic_checkpoints, periodic_path, save_best
+from helpers.checkpoints.resume import check_best
+from helpers.checkpoints.storage import load_checkpoint, save_checkpoint
+from helpers.errors import OutputError
+from helpers.fileio import (
     HOST,
     atomic_torch_save,
     atomic_write_bytes,
@@ -24,18 +30,6 @@ from helpers.checkpoints.fileio import (
     remove_stale_temporaries,
     write_folder,
 )
-from helpers.checkpoints.format import load_checkpoint, save_checkpoint, to_deployment
-from helpers.checkpoints.lock import LOCK_NAME, FolderLock, LockError, hold_folder
-from helpers.checkpoints.policy import (
-    BEST,
-    BEST_FULL,
-    check_best,
-    periodic_checkpoints,
-    periodic_path,
-    save_best,
-    save_periodic,
-)
-from helpers.errors import OutputError
 from helpers.model import GPTConfig
 
 
@@ -56,8 +50,9 @@ def test_rotation_counts_only_files_it_can_resume_from(tmp_path, capsys):
         tiny_full_ckpt(step=3, model_config=GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=32)),
         tmp_path / "model_step_3.pt",
     )
+    periodic = PeriodicFiles(tmp_path, keep_last=1, expected=TINY)
     for step in (5, 10):
-        path, deleted = save_periodic(tmp_path, tiny_full_ckpt(step=step), keep_last=1)
+        path, deleted = periodic.save(tiny_full_ckpt(step=step))
         assert path.exists()  # the file just written stays
     assert deleted == [tmp_path / "model_step_5.pt"]
     assert steps_in(tmp_path) == [3, 10, 999]  # the two unusable files are left to the user
@@ -66,8 +61,9 @@ def test_rotation_counts_only_files_it_can_resume_from(tmp_path, capsys):
     assert any(str(bad) in r and "truncated" in r for r in reports)
     assert any(str(other) in r and "different model size" in r for r in reports)
     # keep_last=2: two files it can resume from, not one and an unusable one
+    periodic.keep_last = 2
     for step in (15, 20):
-        save_periodic(tmp_path, tiny_full_ckpt(step=step), keep_last=2)
+        periodic.save(tiny_full_ckpt(step=step))
     assert steps_in(tmp_path) == [3, 15, 20, 999]
     assert capsys.readouterr().out == ""
 
@@ -75,8 +71,9 @@ def test_rotation_counts_only_files_it_can_resume_from(tmp_path, capsys):
 def test_rotation_leaves_files_of_later_steps_alone(tmp_path):
     """A usable file ahead of this run (a longer run's, or one after the file it resumed from) is not its to delete."""
     save_checkpoint(tiny_full_ckpt(step=50), tmp_path / "model_step_50.pt")
+    periodic = PeriodicFiles(tmp_path, keep_last=2, expected=TINY)
     for step in (5, 10, 15):
-        save_periodic(tmp_path, tiny_full_ckpt(step=step), keep_last=2)
+        periodic.save(tiny_full_ckpt(step=step))
     assert steps_in(tmp_path) == [10, 15, 50]
 
 
@@ -116,8 +113,10 @@ def drive_folder(fake_colab, tmp_path):
 
 def test_drive_rotation_and_the_best_pair_put_no_full_copy_in_the_trash(drive_folder, tmp_path, monkeypatch):
     trash = Trash(monkeypatch, tmp_path / "cloud")
+    periodic = PeriodicFiles(drive_folder, keep_last=2, expected=TINY)
     for step in (5, 10, 15, 20):
-        save_periodic(drive_folder, tiny_full_ckpt(step=step), keep_last=2, best_ckpt=tiny_full_ckpt(step=step))
+        save_best(drive_folder, tiny_full_ckpt(step=step))
+        periodic.save(tiny_full_ckpt(step=step))
     assert steps_in(drive_folder) == [15, 20]
     assert (
         load_checkpoint(drive_folder / BEST_FULL)["step"] == 20 and load_checkpoint(drive_folder / BEST)["step"] == 20
@@ -183,11 +182,11 @@ def dead_pid():
     return proc.pid
 
 
-def test_a_second_run_on_a_held_folder_refuses_in_one_line(tmp_path, monkeypatch):
+def test_a_second_run_on_a_held_folder_refuses_in_one_line(tmp_path, monkeypatch, capsys):
     held = hold_folder(tmp_path)
     assert hold_folder(tmp_path) is held  # the notebook run again in its kernel keeps its lock
     with pytest.raises(LockError) as info:  # another process on this machine: the fcntl lock says no
-        FolderLock(tmp_path.absolute()).acquire(print)
+        FolderLock(tmp_path.absolute()).acquire()
     message = str(info.value)
     assert message.startswith(f"{tmp_path.absolute()}: in use by another run (process {os.getpid()} on host {HOST}")
     assert "choose another checkpoint_dir" in message and "\n" not in message
@@ -198,10 +197,11 @@ def test_a_second_run_on_a_held_folder_refuses_in_one_line(tmp_path, monkeypatch
     lock_record(tmp_path, "other-runtime", 4242, age_s=20)
     beat = threading.Timer(0.2, lock_record, (tmp_path, "other-runtime", 4242, 0))
     beat.start()
-    reports = []
+    capsys.readouterr()
     with pytest.raises(LockError) as info:
-        hold_folder(tmp_path, report=reports.append)
+        hold_folder(tmp_path)
     beat.join()
+    reports = capsys.readouterr().out.splitlines()
     assert reports[0].startswith(f"{tmp_path.absolute()} is held by process 4242 on host other-runtime, started")
     assert "last heartbeat 20 s ago: waiting until" in reports[0]
     message = str(info.value)
@@ -217,11 +217,11 @@ def test_a_second_run_on_a_held_folder_refuses_in_one_line(tmp_path, monkeypatch
         ("reset-runtime", lock.STALE_AFTER_S - 0.3, "no heartbeat for 3 min"),  # silent while this run watched it
     ],
 )
-def test_a_stale_lock_is_taken_over_loudly(tmp_path, monkeypatch, host, age_s, why):
+def test_a_stale_lock_is_taken_over_loudly(tmp_path, monkeypatch, capsys, host, age_s, why):
     monkeypatch.setattr(lock, "POLL_S", 0.01)
     lock_record(tmp_path, host, dead_pid(), age_s)
-    reports = []
-    held = hold_folder(tmp_path, report=reports.append)
+    held = hold_folder(tmp_path)
+    reports = capsys.readouterr().out.splitlines()
     assert reports[-1].startswith(f"TAKING OVER the lock of {tmp_path.absolute()} from process")
     assert reports[-1].endswith(why) and len(reports) == (2 if age_s < lock.STALE_AFTER_S and host != HOST else 1)
     assert lock._read(tmp_path / LOCK_NAME)["pid"] == os.getpid()
@@ -231,11 +231,12 @@ def test_a_stale_lock_is_taken_over_loudly(tmp_path, monkeypatch, host, age_s, w
 def test_a_run_whose_lock_was_taken_over_stops_writing(tmp_path, monkeypatch):
     monkeypatch.setattr(lock, "HEARTBEAT_S", 3600)  # the test beats by hand: no race with the thread's beat
     held = hold_folder(tmp_path)
-    save_periodic(tmp_path, tiny_full_ckpt(step=1), keep_last=2)
+    periodic = PeriodicFiles(tmp_path, keep_last=2, expected=TINY)
+    periodic.save(tiny_full_ckpt(step=1))
     lock_record(tmp_path, "other-runtime", 4242, age_s=0)  # it decided this run's heartbeat was stale
     assert held.beat() is False
     with pytest.raises(LockError, match="this run's lock was taken over by process 4242 on host other-runtime"):
-        save_periodic(tmp_path, tiny_full_ckpt(step=2), keep_last=2)
+        periodic.save(tiny_full_ckpt(step=2))
     assert steps_in(tmp_path) == [1]
     held.release()
     assert (tmp_path / LOCK_NAME).exists()  # the other run's lock, left alone
@@ -276,11 +277,16 @@ def best_folder(tmp_path, steps=(2, 4, 6), best_step=4):
     return resume, load_checkpoint(resume, mmap=False)
 
 
-def test_a_damaged_best_pair_is_found_at_resume_and_a_way_out_taken(tmp_path):
+def test_a_damaged_best_pair_is_found_at_resume_and_a_way_out_taken(tmp_path, capsys):
     reports = []
+
+    def said() -> None:
+        reports.extend(capsys.readouterr().out.splitlines())
+
     # 1. the periodic file of the best step is there: the pair is rewritten from it now
     resume, ckpt = best_folder(tmp_path / "a")
-    assert check_best(tmp_path / "a", resume, ckpt, TINY, report=reports.append) == (resume, ckpt)
+    assert check_best(tmp_path / "a", resume, ckpt, TINY) == (resume, ckpt)
+    said()
     assert (
         "model_best_full.pt: not a torch checkpoint, or truncated" in reports[-1]
         and "rewriting the best pair from model_step_4.pt" in reports[-1]
@@ -289,12 +295,14 @@ def test_a_damaged_best_pair_is_found_at_resume_and_a_way_out_taken(tmp_path):
     assert all(torch.equal(rebuilt["model_state_dict"][k], v) for k, v in exact["model_state_dict"].items())
     # 2. only a file before the best step: resume from there and train the best step again
     resume, ckpt = best_folder(tmp_path / "b", steps=(2, 6))
-    path, earlier = check_best(tmp_path / "b", resume, ckpt, TINY, report=reports.append)
+    path, earlier = check_best(tmp_path / "b", resume, ckpt, TINY)
+    said()
     assert path == periodic_path(tmp_path / "b", 2) and earlier["step"] == 2
     assert "RESUMING FROM model_step_2.pt (step 2) INSTEAD of step 6" in reports[-1]
     # 3. nothing before it: model_best.pt's weights with the resume file's training state, said loudly
     resume, ckpt = best_folder(tmp_path / "c", steps=(6,))
-    assert check_best(tmp_path / "c", resume, ckpt, TINY, report=reports.append) == (resume, ckpt)
+    assert check_best(tmp_path / "c", resume, ckpt, TINY) == (resume, ckpt)
+    said()
     assert "THE FINAL PAIR WILL HOLD THE WEIGHTS OF STEP 4 (MODEL_BEST.PT), TRAINING STATE OF STEP 6" in reports[-1]
     rebuilt, weights = load_checkpoint(tmp_path / "c" / BEST_FULL), load_checkpoint(tmp_path / "c" / BEST)
     assert rebuilt["step"] == 4 and "training state of step 6" in rebuilt["best_state_note"]
@@ -308,7 +316,8 @@ def test_a_damaged_best_pair_is_found_at_resume_and_a_way_out_taken(tmp_path):
     # 4. model_best.pt damaged too: the best is lost, and the run says so rather than failing at the end
     resume, ckpt = best_folder(tmp_path / "d", steps=(6,))
     truncated(tmp_path / "d" / BEST)
-    path, forgot = check_best(tmp_path / "d", resume, ckpt, TINY, report=reports.append)
+    path, forgot = check_best(tmp_path / "d", resume, ckpt, TINY)
+    said()
     assert path == resume and forgot["best_step"] is None and forgot["best_val_loss"] == float("inf")
     assert "THE BEST STATE (STEP 4) IS LOST" in reports[-1]
     assert len(reports) == 4 and all("\n" not in r for r in reports)
@@ -316,12 +325,14 @@ def test_a_damaged_best_pair_is_found_at_resume_and_a_way_out_taken(tmp_path):
     resume, ckpt = best_folder(tmp_path / "e")
     save_best(tmp_path / "e", load_checkpoint(periodic_path(tmp_path / "e", 4), mmap=False))
     before = (tmp_path / "e" / BEST_FULL).stat().st_mtime_ns
-    assert check_best(tmp_path / "e", resume, ckpt, TINY, report=reports.append) == (resume, ckpt)
+    assert check_best(tmp_path / "e", resume, ckpt, TINY) == (resume, ckpt)
+    said()
     assert len(reports) == 4 and (tmp_path / "e" / BEST_FULL).stat().st_mtime_ns == before
     # nor is a best newer than the resume file (a crash between the best pair and the periodic
     # file): training passes that step again
     save_best(tmp_path / "e", tiny_full_ckpt(step=8))
-    assert check_best(tmp_path / "e", resume, ckpt, TINY, report=reports.append) == (resume, ckpt)
+    assert check_best(tmp_path / "e", resume, ckpt, TINY) == (resume, ckpt)
+    said()
     assert len(reports) == 4
 
 

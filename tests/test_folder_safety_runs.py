@@ -11,10 +11,10 @@ import readonly_fs
 from test_resume import assert_same_weights, paused_env, wait_for
 
 from conftest import REPO, SCRIPT, run_script, script_env, sitecustomize_env
-from helpers.checkpoints.fileio import HOST, TMP_MARK
-from helpers.checkpoints.format import load_checkpoint
 from helpers.checkpoints.lock import LOCK_NAME
+from helpers.checkpoints.storage import load_checkpoint
 from helpers.errors import INTERRUPTED
+from helpers.fileio import HOST, TMP_MARK
 
 pytestmark = pytest.mark.slow  # every test runs the notebook's .py
 

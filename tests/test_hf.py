@@ -6,14 +6,8 @@ import pytest
 import torch
 
 from conftest import TINY, full_ckpt, tiny_model
-from helpers.checkpoints.format import (
-    DEPLOYMENT,
-    CheckpointError,
-    load_checkpoint,
-    load_model,
-    make_checkpoint,
-    save_checkpoint,
-)
+from helpers.checkpoints.format import DEPLOYMENT, CheckpointError, make_checkpoint
+from helpers.checkpoints.storage import load_checkpoint, load_model, save_checkpoint
 from helpers.commands.create_deployment_checkpoint import main as create_main
 from helpers.commands.export_hf import main as export_main
 from helpers.commands.test_deployment_checkpoint import main as check_main

@@ -25,7 +25,7 @@ import yaml
 
 from conftest import save_full
 from helpers import model as model_module
-from helpers.checkpoints.format import load_model
+from helpers.checkpoints.storage import load_model
 from helpers.commands.make_space import main
 from helpers.data import get_encoding
 from helpers.hf.space import gradio_version, make_space

@@ -1,5 +1,6 @@
 """The notebook as a file (paired, stripped, no magics) and the ci-preset script run's results."""
 
+import dataclasses
 import json
 import re
 import symtable
@@ -9,8 +10,10 @@ import pytest
 import torch
 
 from conftest import NOTEBOOK, REPO, SCRIPT
-from helpers.checkpoints.format import read_checkpoint
+from helpers.checkpoints.checkpointer import Checkpointer
 from helpers.checkpoints.policy import CHECKPOINT_FILES
+from helpers.checkpoints.storage import read_checkpoint
+from helpers.config import TrainConfig
 from helpers.model import GPT, GPTConfig
 
 
@@ -94,8 +97,6 @@ def test_readme_checkpoint_table_says_what_the_notebook_prints():
 
 # ----------------------------------------------------------------------------- the notebook as a story
 
-CELL_LINES, LONGER = 60, {"Setup": 70, "Train": 90}  # Setup must find helpers/ before it can import it
-
 
 def code_cells() -> list[tuple[str, str]]:
     """(heading of the markdown cell before it, source) of each code cell of the .py."""
@@ -108,10 +109,25 @@ def code_cells() -> list[tuple[str, str]]:
     return found
 
 
-def test_code_cells_are_short():
-    for heading, source in code_cells():
-        lines = sum(1 for line in source.splitlines() if line.strip())
-        assert lines <= LONGER.get(heading, CELL_LINES), f"the {heading} cell has {lines} non-blank lines"
+def test_the_story_names_only_what_exists():
+    """What a markdown cell names in backticks is there: a path of the project, a setting (as a field or as its
+    GPT2_ variable), a name a cell binds, a checkpoint file of the policy, a method of the Checkpointer."""
+    settings = {f.name for f in dataclasses.fields(TrainConfig)}
+    bound = set().union(*(names_of(source)[0] for _, source in code_cells()))
+    for kind, text in cells(jupytext.read(SCRIPT)):
+        if kind != "markdown":
+            continue
+        for name in re.findall(r"`([^`\n]+)`", text):
+            if name.startswith("helpers/"):
+                assert (REPO / name).exists(), name
+            elif variable := re.fullmatch(r"GPT2_([A-Z][A-Z0-9_]*)(=.*)?", name):
+                assert variable[1].lower() in settings, name
+            elif method := re.fullmatch(r"files\.(\w+)\(\)", name):
+                assert callable(getattr(Checkpointer, method[1], None)), name
+            elif re.fullmatch(r"model_\w+(\{step\}\.pt|\.pt)", name):
+                assert name in CHECKPOINT_FILES, name
+            elif re.fullmatch(r"[a-z]\w*_\w*", name):  # a snake_case name: a setting, or the notebook's
+                assert name in settings | bound, name
 
 
 def names_of(source: str) -> tuple[set[str], set[str]]:
@@ -142,17 +158,6 @@ def test_no_cell_uses_a_name_that_a_later_cell_defines():
 def test_no_cell_reaches_into_another_through_globals():
     for heading, source in code_cells():
         assert "globals()" not in source, heading
-
-
-def test_process_0_is_spoken_for_in_at_most_8_places():
-    """print0 and leave_unless_main say the rule once; what is left are the loop's and the writes' own guards."""
-    guards = [
-        line
-        for _, source in code_cells()
-        for line in source.splitlines()
-        if re.search(r"procs\.(is_main|world_size)", line)
-    ]
-    assert len(guards) <= 8, guards
 
 
 def test_setup_plumbing_hides_under_a_colab_form_title():

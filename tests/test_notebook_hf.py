@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import run_script
-from helpers.checkpoints.format import load_checkpoint
+from helpers.checkpoints.storage import load_checkpoint
 from helpers.hf.folders import load_hf_gpt2
 
 pytestmark = pytest.mark.slow  # runs the notebook's .py

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import OVERFIT, run_script
-from helpers.checkpoints.format import load_checkpoint
 from helpers.checkpoints.policy import periodic_checkpoints
+from helpers.checkpoints.storage import load_checkpoint
 
 pytestmark = pytest.mark.slow  # every test runs the notebook's .py
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import OVERFIT, REPO, SCRIPT, run_script, script_env, sitecustomize_env
-from helpers.checkpoints.fileio import TMP_MARK
-from helpers.checkpoints.format import load_checkpoint
+from helpers.checkpoints.storage import load_checkpoint
+from helpers.fileio import TMP_MARK
 
 pytestmark = pytest.mark.slow  # every test runs the notebook's .py, several times
 
@@ -86,7 +86,7 @@ def test_damaged_newest_checkpoint_is_skipped(ci_run, tmp_path):
     assert newest.exists()
 
 
-# On the PYTHONPATH of the runs whose kill is aimed: helpers.checkpoints.fileio's atomic_write, wrapped so that
+# On the PYTHONPATH of the runs whose kill is aimed: helpers.fileio's atomic_write, wrapped so that
 # a checkpoint write stops after its first bytes reach the temporary file, says so with a marker
 # file, and waits there to be killed (or interrupted: then the write goes on, and torch.save meets
 # the interrupt as it would). The test then kills exactly inside a write, however busy the
@@ -99,7 +99,7 @@ import os, signal, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
 sys.path.insert(0, os.environ["KILL_TEST_REPO"])
-import helpers.checkpoints.fileio as fileio
+import helpers.fileio as fileio
 sys.path.remove(os.environ["KILL_TEST_REPO"])
 _atomic_write = fileio.atomic_write
 

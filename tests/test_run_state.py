@@ -8,20 +8,16 @@ import re
 import torch
 
 from conftest import REPO, TINY, trained_tiny
-from helpers.checkpoints.format import (
-    DEPLOYMENT,
-    REQUIRED,
-    TRAINING_ONLY,
-    TRAINING_PIECES,
-    full_checkpoint,
-    restore_checkpoint,
-    to_deployment,
-)
+from helpers.checkpoints.checkpointer import TrainingState
+from helpers.checkpoints.format import DEPLOYMENT, REQUIRED, to_deployment, training_only
 from helpers.config import make_config
 from helpers.training.run_state import FACT, RESUME, RESUME_ONLY, RunState
 from helpers.training.stopping import EarlyStopping
 
 FORMAT_KEYS = {"format", "format_version", "kind", "model_args"}  # make_checkpoint's own
+# What the pieces of a run put in a full checkpoint beside the summary's keys: the GradScaler, the
+# data sampler, the random generators (documented in docs/checkpoints.md's Keys table).
+PIECES = ("optimizer_state_dict", "scaler_state_dict", "sampler_state", "rng_state")
 
 
 def a_run_part_way() -> RunState:
@@ -41,6 +37,22 @@ def pieces(seed: int):
     return model, optimizer, scaler, sampler
 
 
+def full_checkpoint(model, optimizer, scaler, sampler, run, config, data) -> dict:
+    """The full checkpoint of these pieces, registered as the notebook registers them."""
+    registered = dict(
+        model_state_dict=model, optimizer_state_dict=optimizer, scaler_state_dict=scaler, sampler_state=sampler
+    )
+    return TrainingState(registered, run, config, data).state_dict()
+
+
+def restore_checkpoint(path, ckpt, model, optimizer, scaler, sampler, run, optimizer_settings, finished_stays=True):
+    """Restore ckpt into these pieces, registered as the notebook registers them."""
+    registered = dict(
+        model_state_dict=model, optimizer_state_dict=optimizer, scaler_state_dict=scaler, sampler_state=sampler
+    )
+    TrainingState(registered, run, {}, {}, optimizer_settings).load_state_dict(path, ckpt, finished_stays)
+
+
 def test_every_saved_field_has_a_fate_and_the_log_methods_keep_them():
     run = a_run_part_way()
     assert (run.step, run.loss, run.val_loss, run.best_step, run.best_val_loss) == (3, 6.0, 7.4, 2, 7.2)
@@ -57,7 +69,7 @@ def test_full_checkpoint_holds_the_summary_keys_the_pieces_and_the_run_state_and
     model, optimizer, scaler, sampler = pieces(0)
     run = a_run_part_way()
     ckpt = full_checkpoint(model, optimizer, scaler, sampler, run, {"preset": "test"}, {"text_sha256": "ab"})
-    expected = set(REQUIRED["full"]) | FORMAT_KEYS | set(TRAINING_PIECES) | set(run.state_dict()) | {"data"}
+    expected = set(REQUIRED["full"]) | FORMAT_KEYS | set(PIECES) | set(run.state_dict()) | {"data"}
     assert set(ckpt) == expected
     assert ckpt["early_stopping"] == {"best": 7.2, "bad_evals": 1} and ckpt["best_step"] == 2
     assert (ckpt["step"], ckpt["loss"]) == (3, 6.0)  # the summary's keys, from the run state
@@ -68,7 +80,7 @@ def test_deployment_drops_exactly_the_training_only_keys():
     ckpt = full_checkpoint(model, optimizer, scaler, sampler, a_run_part_way(), {}, {"text_sha256": "ab"})
     deploy = to_deployment(ckpt)
     assert deploy["kind"] == DEPLOYMENT
-    assert set(ckpt) - set(deploy) == set(TRAINING_ONLY) | {"optimizer_state_dict"}
+    assert set(ckpt) - set(deploy) == set(PIECES) | set(RESUME_ONLY)
     assert "early_stopping" not in deploy  # resumable state, which leaked into deployment files before
     for fact in ("history", "stop_reason", "best_step", "best_val_loss", "val_loss", "data"):
         assert deploy[fact] == ckpt[fact], fact  # the facts of how the model was made stay
@@ -124,11 +136,29 @@ def test_docs_keys_table_agrees_with_what_a_deployment_file_drops():
     """docs/checkpoints.md's Keys table: a key it says only full files hold is one a deployment file drops.
 
     A key not yet in the table is no contradiction (adding a run-state field stays one edit); the
-    training pieces' keys, fixed by full_checkpoint, must be there.
+    notebook's pieces' keys must be there.
     """
     rows = [line.split("|") for line in (REPO / "docs" / "checkpoints.md").read_text().splitlines()]
     where = {key: row[2].strip() for row in rows if len(row) > 3 for key in re.findall(r"`(\w+)`", row[1])}
-    dropped = set(TRAINING_ONLY) | {"optimizer_state_dict"}
-    assert set(TRAINING_PIECES) <= where.keys()
+    assert set(PIECES) <= where.keys()
     for key, files in where.items():
-        assert (files == "full") == (key in dropped), f"docs say {key!r} is in {files!r} files"
+        assert (files == "full") == training_only(key), f"docs say {key!r} is in {files!r} files"
+
+
+def test_a_piece_registered_later_is_saved_restored_and_stripped():
+    """Adding a resumable piece is one entry where the pieces are registered: a learning-rate scheduler, say."""
+    model, optimizer, scaler, sampler = pieces(0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    registered = dict(model_state_dict=model, optimizer_state_dict=optimizer, scaler_state_dict=scaler)
+    ckpt = TrainingState(dict(registered, lr_scheduler_state_dict=scheduler), a_run_part_way(), {}, {}).state_dict()
+    assert ckpt["lr_scheduler_state_dict"]["last_epoch"] == 3
+    assert "lr_scheduler_state_dict" not in to_deployment(ckpt)  # training state, by its name
+    model2, optimizer2, scaler2, _ = pieces(1)
+    scheduler2 = torch.optim.lr_scheduler.StepLR(optimizer2, step_size=1, gamma=0.5)
+    registered2 = dict(model_state_dict=model2, optimizer_state_dict=optimizer2, scaler_state_dict=scaler2)
+    restored = TrainingState(dict(registered2, lr_scheduler_state_dict=scheduler2), RunState(), {}, {})
+    restored.load_state_dict("x.pt", ckpt)
+    assert scheduler2.state_dict() == scheduler.state_dict() and scheduler2.get_last_lr() == [1e-3 / 8]

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers.checkpoints.runs import local_checkpoint_dir, param_count, run_folder
+from helpers.checkpoints.runs import local_checkpoint_dir, run_folder
 from helpers.config import make_config
 from helpers.data_source import data_label
-from helpers.model import GPT, GPTConfig
+from helpers.model import GPT, GPTConfig, param_count
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_models_that_cannot_resume_each_other_get_different_folders():
 def test_param_count_is_the_models():
     cfg = make_config("ci", env={})
     model = GPT(GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.block_size))
-    assert param_count(cfg) == model.num_params()
+    assert param_count(cfg.model_config()) == model.num_params()
 
 
 def test_default_checkpoint_dir_gets_the_run_folder_an_explicit_one_does_not(tmp_path):

@@ -28,7 +28,7 @@ import yaml
 from test_make_space import chrome, full_checkpoint, keep_screenshot
 
 from conftest import TINY, FakeHfApi, full_ckpt
-from helpers.checkpoints.format import load_model, save_checkpoint
+from helpers.checkpoints.storage import load_model, save_checkpoint
 from helpers.commands.make_space import main
 from helpers.data import get_batch, get_encoding, load_tokens
 from helpers.errors import PathError

@@ -1,11 +1,9 @@
-"""Early stopping, the save clock and the in-memory best state, as the training loop uses them."""
+"""Early stopping and the save clock, as the training loop uses them."""
 
 import math
 
 import pytest
-import torch
 
-from helpers.checkpoints.policy import BestState
 from helpers.training.run_state import SaveClock
 from helpers.training.stopping import EarlyStopping, improves
 
@@ -75,16 +73,3 @@ def test_save_clock_off_when_minutes_is_zero():
     clock = SaveClock(save_every=5, save_every_minutes=0, clock=lambda: now[0])
     now[0] += 1e9
     assert not clock.due(3) and clock.due(5)
-
-
-def test_best_state_is_a_copy_and_never_reuses_a_copy_being_written():
-    weights = torch.ones(4)
-    best = BestState()
-    best.update({"step": 1, "w": weights})
-    weights.add_(1)  # training goes on changing the tensors in place
-    assert best.ckpt["w"].tolist() == [1.0] * 4 and best.ckpt["step"] == 1
-    lent = best.take_unsaved()
-    assert lent is best.ckpt and best.take_unsaved() is None  # taken once, until it changes
-    best.update({"step": 2, "w": weights})
-    assert lent["w"].tolist() == [1.0] * 4 and lent["step"] == 1  # the copy being written is untouched
-    assert best.ckpt["w"].tolist() == [2.0] * 4 and best.take_unsaved()["step"] == 2

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import save_full
-from helpers.checkpoints.format import save_checkpoint
+from helpers.checkpoints.storage import save_checkpoint
 from helpers.commands.create_deployment_checkpoint import main as create_main
 from helpers.commands.test_deployment_checkpoint import main as verify_main
 

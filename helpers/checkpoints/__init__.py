@@ -1,7 +1,8 @@
-"""Checkpoints: what a file holds (format), which file when (policy), and writing them safely.
+"""Checkpoints: one object the notebook uses, and the parts it is made of.
 
-format.py (kinds, keys, reading, checking, stripping), policy.py (periodic, best, final, resume),
-writer.py (background saves), fileio.py (atomic files, Drive), safetensors_io.py (the encoding),
-deployment.py (the strip tool), lock.py (one run per folder), runs.py (each run's folder).
-The policy in words: docs/checkpoints.md.
+checkpointer.py (the Checkpointer: the run's pieces registered once; take the folder, resume,
+keep the best, save, finish), format.py (what a file holds), storage.py (files written and read),
+policy.py (which files a run keeps, rotation), resume.py (what a run resumes from, repairs),
+writer.py (background writes), lock.py (one run per folder), safetensors_io.py (the encoding),
+deployment.py (the strip tool), runs.py (each run's folder). The policy in words: docs/checkpoints.md.
 """

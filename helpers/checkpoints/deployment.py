@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers.checkpoints.format import FULL, NANOGPT, load_checkpoint, save_checkpoint, to_deployment
+from helpers.checkpoints.format import FULL, NANOGPT, to_deployment
+from helpers.checkpoints.storage import load_checkpoint, save_checkpoint
 from helpers.errors import OutputError
 
 DTYPE_SUFFIX = {"float32": "", "float16": "_fp16", "bfloat16": "_bf16"}
 
 
 def default_output(input_path: Path, dtype: str) -> Path:
-    """The document's naming: model_final_full.pt -> model_final.pt; otherwise NAME_deploy.pt."""
+    """The policy's names (docs/checkpoints.md): model_final_full.pt -> model_final.pt; otherwise NAME_deploy.pt."""
     stem = input_path.stem
     base = stem[: -len("_full")] if stem.endswith("_full") else f"{stem}_deploy"
     return input_path.with_name(f"{base}{DTYPE_SUFFIX[dtype]}.pt")

@@ -25,10 +25,10 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable
 
-from helpers.checkpoints.fileio import HOST, atomic_write_bytes, discard, pid_alive
 from helpers.errors import PathError
+from helpers.fileio import HOST, atomic_write_bytes, discard, pid_alive
+from helpers.training.distributed import print0
 
 try:
     import fcntl
@@ -94,7 +94,7 @@ class FolderLock:
         except OSError:  # ENOLCK, EOPNOTSUPP: a file system without locks
             return None
 
-    def acquire(self, report: Callable[[str], None]) -> None:
+    def acquire(self) -> None:
         """Hold the folder, taking over a stale lock loudly; LockError if a living run holds it."""
         flocked = self._flock()
         other = _read(self.path)
@@ -111,7 +111,7 @@ class FolderLock:
                 stale = flocked or other["pid"] == os.getpid() or not pid_alive(other["pid"])
                 why = "its process is gone"
             else:
-                stale = age > STALE_AFTER_S or self._wait_for_silence(other, report)
+                stale = age > STALE_AFTER_S or self._wait_for_silence(other)
                 why = f"no heartbeat for {(time.time() - other['heartbeat']) / 60:.0f} min"
             if not stale:
                 self._close()
@@ -121,7 +121,7 @@ class FolderLock:
                     f"that run (in its runtime: Runtime > Disconnect and delete runtime), or choose another "
                     f"checkpoint_dir",
                 )
-            report(f"TAKING OVER the lock of {self.folder} from {holder(other)}: {why}")
+            print0(f"TAKING OVER the lock of {self.folder} from {holder(other)}: {why}")
         self._write()
         if (_read(self.path) or {}).get("id") != self.record["id"]:  # another runtime wrote at the same moment
             self._close()
@@ -129,14 +129,14 @@ class FolderLock:
         self._thread = threading.Thread(target=self._beat, name="folder-lock-heartbeat", daemon=True)
         self._thread.start()
 
-    def _wait_for_silence(self, other: dict, report: Callable[[str], None]) -> bool:
+    def _wait_for_silence(self, other: dict) -> bool:
         """Watch another machine's lock until it is STALE_AFTER_S old: True if it stayed still, False if it beat.
 
         After a runtime reset the old runtime's lock is minutes old at most, and Run all on the new
         one should not fail for it; a runtime that lives rewrites its heartbeat within HEARTBEAT_S.
         """
         deadline = other["heartbeat"] + STALE_AFTER_S
-        report(
+        print0(
             f"{self.folder} is held by {holder(other)}, last heartbeat {time.time() - other['heartbeat']:.0f} s "
             f"ago: waiting until {_when(deadline)} to see whether that run still lives"
         )
@@ -187,13 +187,13 @@ class FolderLock:
         _held.pop(self.folder, None)
 
 
-def hold_folder(folder: str | Path, report: Callable[[str], None] = print) -> FolderLock:
+def hold_folder(folder: str | Path) -> FolderLock:
     """Hold a checkpoint folder for this run (the one already held, if this process holds it)."""
     folder = Path(folder).absolute()
     if folder in _held and not _held[folder].lost:
         return _held[folder]
     lock = FolderLock(folder)
-    lock.acquire(report)
+    lock.acquire()
     _held[folder] = lock
     return lock
 

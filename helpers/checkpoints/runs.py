@@ -14,20 +14,12 @@ import dataclasses
 import re
 from pathlib import Path
 
-import torch
-
 from helpers.config import MODEL_FIELDS, PRESETS, TrainConfig
 from helpers.data_source import data_label
-from helpers.model import ARCHITECTURE, GPT, GPTConfig
+from helpers.model import ARCHITECTURE, GPTConfig, param_count
 
 SHAPE = tuple(name for name in ARCHITECTURE if name in MODEL_FIELDS)  # the architecture a run sets
 GPT2_SMALL = GPTConfig()  # GPT-2 124M
-
-
-def param_count(cfg: TrainConfig) -> int:
-    """Parameters of the model cfg trains from scratch (built on the meta device: no memory)."""
-    with torch.device("meta"):
-        return GPT(cfg.model_config()).num_params()
 
 
 def size_label(n: int) -> str:
@@ -48,7 +40,7 @@ def model_folder(cfg: TrainConfig) -> str:
         context = "" if cfg.block_size == GPT2_SMALL.block_size else f"-ctx{cfg.block_size}"
         return f"{source}{context}-finetune"
     shape = {name: getattr(cfg, name) for name in SHAPE}
-    size = size_label(param_count(cfg))
+    size = size_label(param_count(cfg.model_config()))
     if shape == {name: getattr(GPT2_SMALL, name) for name in SHAPE}:
         return f"gpt2-{size}-scratch"
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}

@@ -3,7 +3,7 @@
 The file holds the model's tensors, with tensors that share memory (the tied embedding) stored
 once: safetensors refuses shared tensors, so `lm_head.weight` is re-tied to
 `transformer.wte.weight` on load. The header's metadata holds every other key of the checkpoint
-(`step`, `loss`, `config`, `model_args`, ...) as a JSON string. helpers.checkpoints.format reads and
+(`step`, `loss`, `config`, `model_args`, ...) as a JSON string. helpers.checkpoints.storage reads and
 writes files through this module; nothing here knows what a checkpoint must hold.
 """
 
@@ -12,15 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
+from helpers.checkpoints.format import tensor_identity
 
 SUFFIX = ".safetensors"
 TIED_KEY = "tied_weights"  # metadata: {alias: stored key} for tensors stored once
-
-
-def tensor_identity(t: torch.Tensor) -> tuple:
-    """What makes two tensors the same memory: storage, offset, shape, strides and dtype."""
-    return (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
 
 
 def untie(state_dict: dict) -> tuple[dict, dict]:

@@ -1,18 +1,19 @@
 """Writing checkpoints in the background, so that the training loop does not wait for the disk.
 
-The loop pays for one copy of the tensors (a snapshot), into the memory of the previous copy
-where it can; a thread writes the copy while training goes on.
+The loop pays for one copy of the tensors (snapshot), into the memory of an earlier copy where
+it can; a thread writes the copy while training goes on. Which copy may be reused when is the
+caller's to decide (helpers.checkpoints.checkpointer owns them); the writer only runs writes, one
+at a time.
 """
 
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import Callable
 
 import torch
 
-from helpers.checkpoints.safetensors_io import tensor_identity
+from helpers.checkpoints.format import tensor_identity
 
 
 def snapshot(obj: object, into: object = None, _state: dict | None = None) -> object:
@@ -50,43 +51,36 @@ def snapshot(obj: object, into: object = None, _state: dict | None = None) -> ob
     return obj
 
 
-# Every writer of this process, so that a new run in the same kernel can wait for an old one's
-# last write (finish_writes) before it sweeps up temporary files.
-_writers: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
-
-
 class BackgroundWriter:
-    """Writes checkpoints on a thread, one at a time, so the training loop does not wait for disk.
+    """Runs writes on a thread, one at a time; with background=False, at once in the caller's thread.
 
-    `save(ckpt, write, slot)` costs the loop one copy of the tensors (the snapshot that is then
-    written); the copy's memory is kept per slot ("periodic", "best") and reused next time.
-    With background=False it writes at once, in the caller's thread, with no copy at all.
+    An error of a write (a full disk, say) is raised in the caller at the next submit or wait.
     """
 
     def __init__(self, background: bool = True) -> None:
         self.background = background
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._buffers: dict[str, object] = {}
-        _writers.add(self)
 
-    def save(self, ckpt: dict, write: Callable[[dict], object], slot: str) -> None:
-        """write(a copy of ckpt) in the background, once the previous write has finished."""
-        self.wait()  # also frees the slot's buffers: nothing is reading them any more
+    def submit(self, write: Callable[[], object]) -> None:
+        """Run write(), once the previous write has finished: on the thread, or at once."""
+        self.wait()
         if not self.background:
-            write(ckpt)
+            write()
             return
-        copy = snapshot(ckpt, into=self._buffers.get(slot))
-        self._buffers[slot] = copy
 
         def run() -> None:
             try:
-                write(copy)
+                write()
             except BaseException as e:  # re-raised in the training loop by wait()
                 self._error = e
 
         self._thread = threading.Thread(target=run, name="checkpoint-writer", daemon=False)
         self._thread.start()
+
+    def busy(self) -> bool:
+        """Whether a write is running now."""
+        return self._thread is not None and self._thread.is_alive()
 
     def wait(self) -> None:
         """Block until the current write is done; re-raise its error, if any."""
@@ -96,14 +90,3 @@ class BackgroundWriter:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
-
-    def close(self) -> None:
-        """Wait for the last write, then free the copies' memory (2 GB for GPT-2 124M)."""
-        self._buffers.clear()  # the running write holds its own reference until it is done
-        self.wait()
-
-
-def finish_writes() -> None:
-    """Wait for every writer of this process (an interrupted run's last write, in a notebook) and free its copies."""
-    for writer in list(_writers):
-        writer.close()  # a write that failed raises here, as it would have in its own run

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from helpers.checkpoints.format import load_checkpoint
+from helpers.checkpoints.storage import load_checkpoint
 from helpers.commands.bench_checkpoint_io import bench_checkpoint_io
 from helpers.commands.bench_generate import bench_generate, generate_model, generate_report
 from helpers.commands.cli import fail

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import torch
 
+from helpers.checkpoints.checkpointer import Checkpointer
 from helpers.checkpoints.deployment import create_deployment_checkpoint
-from helpers.checkpoints.format import full_checkpoint, load_model, save_checkpoint
-from helpers.checkpoints.policy import save_periodic
-from helpers.checkpoints.safetensors_io import tensor_identity
-from helpers.checkpoints.writer import BackgroundWriter
+from helpers.checkpoints.format import tensor_identity
+from helpers.checkpoints.storage import load_model, save_checkpoint
 from helpers.config import make_config
 from helpers.model import GPT, GPTConfig
 from helpers.training.run_state import RunState
@@ -39,8 +38,8 @@ def verdict(value: float, limit: float) -> str:
     return "PASS" if value <= limit else "OVER"
 
 
-def trained_full_checkpoint(config: GPTConfig) -> dict:
-    """A model after one AdamW step, as the notebook's full checkpoint (tensors shared, not copied)."""
+def trained_checkpointer(config: GPTConfig, work_dir: Path) -> Checkpointer:
+    """A model after one AdamW step, registered with a Checkpointer on work_dir as the notebook registers its pieces."""
     torch.manual_seed(0)
     model = GPT(config)
     optimizer = model.configure_optimizer(0.1, 6e-4, (0.9, 0.95), fused=False)
@@ -51,7 +50,11 @@ def trained_full_checkpoint(config: GPTConfig) -> dict:
     optimizer.zero_grad(set_to_none=True)
     run = RunState(step=1, loss=loss.item(), history={"train": [[1, loss.item()]], "val": []})
     scaler, sampler = torch.amp.GradScaler("cpu", enabled=False), torch.Generator()
-    return full_checkpoint(model, optimizer, scaler, sampler, run, make_config("t4", env={}).to_dict(), data={})
+    pieces = dict(
+        model_state_dict=model, optimizer_state_dict=optimizer, scaler_state_dict=scaler, sampler_state=sampler
+    )
+    cfg = make_config("t4", env={"GPT2_KEEP_LAST": "1", "GPT2_ASYNC_SAVE": "true"})
+    return Checkpointer(work_dir, cfg, {}, pieces, run, main=True)
 
 
 def run_child(*args: str) -> dict:
@@ -105,26 +108,27 @@ def runs(times: list[float]) -> str:
 
 def bench_checkpoint_io(work_dir: Path, repeats: int = 3, config: GPTConfig | None = None) -> list[tuple[str, str]]:
     """Strip, load and save-stall figures (for GPT-2 124M unless told another config), as (name, text) rows."""
-    ckpt = trained_full_checkpoint(config or GPTConfig())
+    files = trained_checkpointer(config or GPTConfig(), work_dir)
+    ckpt = files.state.state_dict()
     params = sum({tensor_identity(t): t.numel() for t in ckpt["model_state_dict"].values()}.values())  # tied: once
     full_path, deploy_path = work_dir / "model_step_1.pt", work_dir / "model_final.pt"
 
-    # (3) What a periodic save costs the loop: a blocking save, or snapshot + hand-off to the writer.
-    # Taken in turns, so that a change in the machine's load hits both alike.
-    writer = BackgroundWriter()
+    # (3) What a periodic save costs the loop: a blocking save, or the notebook's files.save() (a copy
+    # into the last copy's memory, handed to the writer). Taken in turns, so that a change in the
+    # machine's load hits both alike.
     blocking, stalls, backgrounds = [], [], []
     for _ in range(repeats):
         start = time.perf_counter()
         save_checkpoint(ckpt, full_path)
         blocking.append(time.perf_counter() - start)
         start = time.perf_counter()
-        # what the notebook's loop pays: a copy (into the last copy's memory) handed to the writer
-        writer.save(ckpt, lambda copy: save_periodic(work_dir, copy, keep_last=1), slot="periodic")
+        files.save()
         stalls.append(time.perf_counter() - start)
-        writer.wait()
+        files.writer.wait()
         backgrounds.append(time.perf_counter() - start)
     stall = statistics.median(stalls) / statistics.median(blocking)
-    del ckpt, writer
+    files.close()
+    del ckpt, files
     gc.collect()
 
     # (1) Strip the full checkpoint to a deployment one, in a fresh process.
@@ -160,7 +164,7 @@ def bench_checkpoint_io(work_dir: Path, repeats: int = 3, config: GPTConfig | No
             f"(memory-mapped, so paid on first use)",
         ),
         ("save: blocking", f"{runs(blocking)} for save_checkpoint (torch.save + fsync, atomic)"),
-        ("save: loop stall", f"{runs(stalls)} for BackgroundWriter.save (snapshot + hand-off)"),
+        ("save: loop stall", f"{runs(stalls)} for Checkpointer.save (snapshot + hand-off)"),
         (
             "stall / blocking",
             f"{stall:.0%} (limit {STALL_FRACTION:.0%}) {verdict(stall, STALL_FRACTION)}; median against median",

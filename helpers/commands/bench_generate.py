@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from helpers.checkpoints.format import load_model
+from helpers.checkpoints.storage import load_model
 from helpers.hf.convert import hf_config, to_hf_state_dict
 from helpers.model import GPT, GPTConfig
 

@@ -3,7 +3,7 @@
     python -m helpers.test_deployment_checkpoint checkpoints/model_final.pt --full checkpoints/model_final_full.pt
     python -m helpers.test_deployment_checkpoint model_final.safetensors --full checkpoints/model_final_full.pt
 
-It loads the file the way the user's "Loading Deployment Checkpoint" snippet does, compares every
+It loads the file the way the deployment snippet of docs/checkpoints.md does, compares every
 tensor with the full checkpoint's when --full is given (bit for bit in float32, to the dtype's
 rounding in half precision), generates text from a prompt, and prints sizes and load time.
 The exit status is 0 only when every check passed; each failed check is named.
@@ -25,11 +25,9 @@ from helpers.checkpoints.format import (
     check_checkpoint,
     checkpoint_kind,
     clean_state_dict,
-    load_checkpoint,
-    load_weights,
     model_config_of,
-    read_checkpoint,
 )
+from helpers.checkpoints.storage import load_checkpoint, load_weights, read_checkpoint
 from helpers.errors import CheckpointError
 from helpers.model import GPT
 
@@ -56,7 +54,7 @@ def run_checks(
 ) -> list[str]:
     """Run every check, printing progress and adding each failed check to failures; return them."""
     t0 = time.perf_counter()
-    # As the checkpoint summary's snippet: torch.load(path, map_location="cpu"), then GPT(GPTConfig(...)).
+    # As the deployment snippet (docs/checkpoints.md): torch.load(path, map_location="cpu"), then GPT(GPTConfig(...)).
     # A .safetensors file: tensors and JSON metadata; the tied embedding comes back tied.
     ckpt = check_checkpoint(deploy_path, read_checkpoint(deploy_path, mmap=False))
     if checkpoint_kind(ckpt) != DEPLOYMENT:

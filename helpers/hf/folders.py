@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
-from helpers.checkpoints.fileio import atomic_write_bytes, check_out_dir, write_folder
-from helpers.checkpoints.format import DTYPES, load_model, model_with_weights, unwrap_model
+from helpers.checkpoints.format import DTYPES, unwrap_model
+from helpers.checkpoints.storage import load_model, model_with_weights
 from helpers.errors import CheckpointError, describe
+from helpers.fileio import atomic_write_bytes, check_out_dir, write_folder
 from helpers.hf.convert import from_hf_state_dict, gpt_config_from_hf, hf_config, to_hf_state_dict
 from helpers.hf.hub import download_model
 from helpers.hf.tokenizer_files import EOT_ID, gpt2_tokenizer_files, tokenizer_config

@@ -17,8 +17,8 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
-from helpers.checkpoints.fileio import atomic_write_bytes
 from helpers.errors import PathError, describe
+from helpers.fileio import atomic_write_bytes
 
 REGISTRY = "https://registry.npmjs.org"
 # package -> (version, npm's dist.integrity, license, the files the page loads from its tarball)

@@ -18,8 +18,9 @@ from pathlib import Path
 from string import Template
 
 from helpers import model as model_module
-from helpers.checkpoints.fileio import atomic_write_bytes, check_out_dir, write_folder
-from helpers.checkpoints.format import DTYPES, load_model, save_checkpoint, to_deployment
+from helpers.checkpoints.format import DTYPES, to_deployment
+from helpers.checkpoints.storage import load_model, save_checkpoint
+from helpers.fileio import atomic_write_bytes, check_out_dir, write_folder
 from helpers.hf.hub import upload_to_hub
 from helpers.hf.tokenizer_files import gpt2_tokenizer_files
 from helpers.model import GPT
@@ -131,7 +132,7 @@ def make_space(
     check_out_dir(out_dir, force, source=checkpoint)  # before the slow load
     model, ckpt = load_model(checkpoint)  # every check the tools make, weights fitted to the model
     deploy = to_deployment(ckpt, dtype)  # the strip tool's own code: no optimizer or training state
-    deploy["model_args"] = model.config.to_dict()  # files in the summary's own format lack it (docs/checkpoints.md)
+    deploy["model_args"] = model.config.to_dict()  # a file with only the five original keys lacks it
     try:
         tokenizer = gpt2_tokenizer_files()
     except FileNotFoundError as e:

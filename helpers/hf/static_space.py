@@ -16,9 +16,9 @@ import shutil
 from pathlib import Path
 from string import Template
 
-from helpers.checkpoints.fileio import atomic_write_bytes, check_out_dir, write_folder
-from helpers.checkpoints.format import load_model
+from helpers.checkpoints.storage import load_model
 from helpers.errors import CheckpointError
+from helpers.fileio import atomic_write_bytes, check_out_dir, write_folder
 from helpers.hf.js_runtime import vendor_runtime
 from helpers.hf.onnx_export import ONNX_DTYPES, export_onnx
 from helpers.hf.space import card_fields, space_facts

@@ -77,29 +77,29 @@ def main_process_first(procs: Processes) -> Iterator[None]:
         dist.barrier()
 
 
-def leave_unless_main(procs: Processes) -> None:
-    """After training: every process waits until process 0 has written the final checkpoint, then all but it exit."""
+def leave_unless_main(procs: Processes) -> Processes:
+    """After training: every process waits until process 0 has written the final checkpoint, then all but it exit.
+
+    What is left is one process, which the returned Processes says.
+    """
     if procs.world_size == 1:
-        return
+        return procs
     dist.barrier()
     dist.destroy_process_group()
     if not procs.is_main:
         sys.exit(0)
+    return Processes()
 
 
-def from_main_process(value: float, procs: Processes) -> float:
-    """Process 0's value, on every process (the value itself in a single process)."""
-    if procs.world_size == 1:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def mean_over_processes(value: torch.Tensor, procs: Processes) -> torch.Tensor:
-    """The mean of a tensor over all processes (the tensor itself in a single process)."""
+def sum_over_processes(value: torch.Tensor, procs: Processes) -> torch.Tensor:
+    """The sum of a tensor over all processes (the tensor itself in a single process)."""
     if procs.world_size == 1:
         return value
     value = value.clone()
     dist.all_reduce(value, op=dist.ReduceOp.SUM)
-    return value / procs.world_size
+    return value
+
+
+def mean_over_processes(value: torch.Tensor, procs: Processes) -> torch.Tensor:
+    """The mean of a tensor over all processes (the tensor itself in a single process)."""
+    return sum_over_processes(value, procs) / procs.world_size if procs.world_size > 1 else value

@@ -10,9 +10,9 @@ metadata says what becomes of it:
 - RESUME: saved and restored, but dropped from deployment files: only resuming needs it;
 - neither: this session's bookkeeping (the save clock), never saved.
 
-helpers.checkpoints.format builds a full checkpoint from these fields and the pieces'
-(full_checkpoint), restores all of them (restore_checkpoint) and strips a full checkpoint by
-the same list (to_deployment). So a field added here, with its metadata, is saved, resumed and
+helpers.checkpoints.checkpointer saves these fields beside the pieces' states in every full
+checkpoint and restores them, and helpers.checkpoints.format strips a full checkpoint by the same
+metadata (training_only). So a field added here, with its metadata, is saved, resumed and
 stripped with no other edit.
 """
 
@@ -57,7 +57,7 @@ class RunState:
     """Where a training run stands; `state_dict()` is what a full checkpoint holds of it under these names."""
 
     step: int = field(default=0, metadata=FACT)  # optimizer steps done
-    loss: float = field(default=math.nan, metadata=FACT)  # the training loss at the last log (the summary's `loss`)
+    loss: float = field(default=math.nan, metadata=FACT)  # the training loss at the last log (`loss`)
     val_loss: float | None = field(default=None, metadata=FACT)  # the last evaluation's
     best_val_loss: float = field(default=math.inf, metadata=FACT)
     best_step: int | None = field(default=None, metadata=FACT)  # None until an evaluation gives a finite loss
@@ -127,5 +127,5 @@ class RunState:
         return None
 
 
-# The run state's keys that deployment files drop (helpers.checkpoints.format.TRAINING_ONLY).
+# The run state's keys that deployment files drop (helpers.checkpoints.format.training_only).
 RESUME_ONLY = tuple(f.name for f in fields(RunState) if f.metadata.get("saved") and not f.metadata["deployment"])

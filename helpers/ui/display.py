@@ -91,7 +91,7 @@ class LossChart:
         """Write the chart as a PNG (atomically), if a path was given."""
         if self.png_path is None:
             return None
-        from helpers.checkpoints.fileio import atomic_write
+        from helpers.fileio import atomic_write
 
         return atomic_write(self.png_path, lambda f: self.fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
 

@@ -32,7 +32,7 @@ class TrainingProgress:
         self.bar = tqdm(
             total=cfg.max_steps, initial=run.step, disable=not self.show or run.stop_reason is not None, unit="step"
         )
-        self.first_step, self.started = run.step, time.time()
+        self.started = time.time()
         self.logged_step, self.logged_at = run.step, time.time()
         self.speed_windows: list[list[float]] = []  # [steps, seconds] of each log window
 
@@ -44,10 +44,6 @@ class TrainingProgress:
     def epoch(self, step: int) -> str:
         """A step as epochs, for the log: 0.25."""
         return f"{step / self.steps_per_epoch:.2f}"
-
-    def session_steps(self, run: RunState) -> int:
-        """Steps trained in this session (stop_after_steps counts them)."""
-        return run.step - self.first_step
 
     def logged(self, run: RunState, lr: float) -> None:
         """A training loss was logged: the bar's loss, speed and MFU; after the second window, the time left."""
@@ -86,16 +82,16 @@ class TrainingProgress:
         self.bar.update(run.step - self.logged_step)
         self.bar.close()
 
-    def ended(self, run: RunState, final_ckpt: dict, compiled: bool) -> dict:
+    def ended(self, run: RunState, final_ckpt: dict, compiled: bool, session_steps: int) -> dict:
         """Say how training ended and which step the final pair is; what the run did: run_summary.json's contents."""
         print(f"training ended: {run.stop_reason}")
         print(
             f"the final pair is step {final_ckpt['step']} (epoch {self.epoch(final_ckpt['step'])}), "
             f"validation loss {final_ckpt.get('val_loss', float('nan')):.4f}"
         )
-        return self.summary(run, final_ckpt, compiled)
+        return self.summary(run, final_ckpt, compiled, session_steps)
 
-    def summary(self, run: RunState, final_ckpt: dict, compiled: bool) -> dict:
+    def summary(self, run: RunState, final_ckpt: dict, compiled: bool, session_steps: int) -> dict:
         """What the run did and this session measured: run_summary.json (read by python -m helpers.bench)."""
         last_step = max([run.step] + [s for s, _ in run.history["train"]])  # a finished run resumes at its best step
         return {
@@ -108,7 +104,7 @@ class TrainingProgress:
             "best_val_loss": run.best_val_loss,
             "final_step": final_ckpt["step"],
             "final_val_loss": final_ckpt.get("val_loss"),
-            "session_steps": self.session_steps(run),
+            "session_steps": session_steps,
             "session_seconds": time.time() - self.started,
             "speed_windows": self.speed_windows,
             "device": self.hw.name,

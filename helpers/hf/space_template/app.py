@@ -53,7 +53,7 @@ def load_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
-# The user's "Loading Deployment Checkpoint" snippet, with the architecture taken from the file.
+# A deployment checkpoint loaded as any GPT-2 code of this shape loads it, the architecture taken from the file.
 checkpoint = load_checkpoint(HERE / FACTS["checkpoint"])
 model = GPT(GPTConfig(**checkpoint["model_args"]))
 model.load_state_dict(checkpoint["model_state_dict"])  # half-precision weights are cast to float32
