@@ -205,7 +205,7 @@ class Checkpointer:
         if self.run.stop_reason is None:
             if self.writable and not periodic_path(self.folder, self.run.step).exists():
                 self._write(self.state.state_dict(), self.best if self._best_unsaved else None)
-                self._best_unsaved = False
+            self._free_copies()
             return None
         final = None
         if self.run.step > self.start_step:  # trained in this session
@@ -215,6 +215,7 @@ class Checkpointer:
         if final is not None:
             for path in save_final(self.folder, final):
                 print0(f"saved {path} ({file_size_mb(path):,.1f} MB)")
+        self._free_copies()
         final_ckpt = load_checkpoint(self.folder / FINAL)
         load_weights(self.state.model, self.folder / FINAL, final_ckpt)
         return final_ckpt
@@ -235,13 +236,18 @@ class Checkpointer:
             raise CheckpointError(path, f"holds step {ckpt['step']}, not the best step {best_step}")
         return ckpt
 
+    def _free_copies(self) -> None:
+        """Let the CPU copies go (3 GB for GPT-2 124M): nothing is written from them any more."""
+        self.best = self._periodic_copy = None
+        self._best_unsaved = False
+
     def close(self) -> None:
-        """Wait for the last write (raising its error), free the copies (3 GB for GPT-2 124M) and give the folder up."""
+        """Wait for the last write (raising its error), free the copies and give the folder up."""
         _open.discard(self)
         try:
             self.writer.wait()
         finally:
-            self.best = self._periodic_copy = None
+            self._free_copies()
             if self.lock:
                 self.lock.release()
                 self.lock = None

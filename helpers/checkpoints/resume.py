@@ -21,13 +21,6 @@ from helpers.model import GPTConfig
 from helpers.training.distributed import print0
 
 
-def full_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
-    """Full checkpoints to resume from: model_final_full.pt first (a finished run), then periodic ones, newest first."""
-    final_full = Path(checkpoint_dir) / FINAL_FULL
-    periodic = [p for _, p in reversed(periodic_checkpoints(checkpoint_dir))]
-    return [final_full, *periodic] if final_full.exists() else periodic
-
-
 def find_resume_checkpoint(checkpoint_dir: str | Path, resume: str, expected: GPTConfig) -> tuple[Path, dict] | None:
     """The checkpoint to resume from: `never`, `auto` (the newest full one that loads), or a path.
 
@@ -50,7 +43,9 @@ def find_resume_checkpoint(checkpoint_dir: str | Path, resume: str, expected: GP
         return None
     if resume != "auto":
         return Path(resume), load_resumable(resume, expected)
-    candidates = full_checkpoints(checkpoint_dir)
+    final_full = Path(checkpoint_dir) / FINAL_FULL
+    candidates = [final_full] if final_full.exists() else []
+    candidates += [path for _, path in reversed(periodic_checkpoints(checkpoint_dir))]  # newest first
     for path in candidates:
         try:
             ckpt = load_resumable(path, expected)
