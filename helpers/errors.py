@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from types import TracebackType
 
 INTERRUPTED = "interrupted: run it again to resume from the last checkpoint saved"
+TERMINATED = "terminated (SIGTERM): run it again to resume from the last checkpoint saved"
 
 
 class PathError(Exception):
@@ -36,6 +38,17 @@ class DataError(PathError):
 
 class SettingError(ValueError):
     """A setting with a value that cannot work; str() is "GPT2_NAME=VALUE: PROBLEM", one line."""
+
+
+class Terminated(SystemExit):
+    """SIGTERM, raised wherever the program is, as Ctrl-C raises KeyboardInterrupt (see short_errors).
+
+    A SystemExit: nothing catches it by mistake, and the process ends with status 143 (128 + 15, a
+    shell's code for SIGTERM) once a write in progress is finished or abandoned and the lock let go.
+    """
+
+    def __init__(self, code: int = 128 + signal.SIGTERM) -> None:
+        super().__init__(code)
 
 
 # The errors this project raises itself, each already one line that says what to change: a script
@@ -70,6 +83,14 @@ def _script_hook(kind: type[BaseException], error: BaseException, tb: TracebackT
         sys.__excepthook__(kind, error, tb)  # an unexpected error: its traceback is the clue
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM in a script: one line, then Terminated from where the program is (a second SIGTERM is ignored)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # kill -9 still ends it; cleaning up must not be cut short
+    _close_progress_bars()
+    print(TERMINATED, file=sys.stderr, flush=True)
+    raise Terminated()
+
+
 def _shell_handler(
     shell: object, kind: type, error: BaseException, tb: TracebackType | None, tb_offset: int | None = None
 ) -> list[str]:
@@ -86,11 +107,14 @@ def short_errors() -> None:
     sys.excepthook, the same errors are registered with the shell: the cell still fails and Run
     all still stops, but the output is the message, not 20 lines of frames in helpers/. Any
     other error keeps its full traceback in both, and so does Ctrl-C in a notebook, where
-    interrupting a cell is ordinary use.
+    interrupting a cell is ordinary use. A script also meets SIGTERM (kill, torchrun stopping its
+    workers) as it meets Ctrl-C: the write in progress is finished or abandoned cleanly, the
+    checkpoint folder let go, one line said, and the exit status is 143.
     """
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is None:
         sys.excepthook = _script_hook
+        signal.signal(signal.SIGTERM, _on_sigterm)
     else:
         shell.set_custom_exc(OURS, _shell_handler)

@@ -22,6 +22,7 @@ can repair:
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -32,7 +33,7 @@ from typing import BinaryIO, Callable
 
 import torch
 
-from helpers.errors import OutputError
+from helpers.errors import OutputError, Terminated
 
 TMP_MARK = ".tmp-"
 NEW_MARK = ".new-"  # a complete file waiting to replace its target (Drive only, see above)
@@ -44,6 +45,29 @@ OWNER = re.compile(
     rf"|{re.escape(NEW_MARK)}(?P<nhost>[\w.]+)-(?P<npid>\d+))$"
 )
 _writing: set[str] = set()  # temporaries this process is writing now: never swept
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk; a full quota
+
+
+def no_space(error: BaseException) -> bool:
+    """Whether error is a write that failed for lack of space: a full disk, or a full quota."""
+    return isinstance(error, OSError) and error.errno in NO_SPACE
+
+
+def free_bytes(directory: str | Path) -> int:
+    """The bytes free where directory is, or would be made.
+
+    On Colab's Drive mount the file system reports the Drive's own quota: `df -h
+    /content/drive/MyDrive` shows the account's storage as the size and what Drive holds as used
+    (googlecolab/colabtools#6051), so this is what is left of a free account's 15 GB, shared with
+    mail and photos. Writes to Drive pass through the runtime's own disk first (colabtools#659),
+    which is larger.
+    """
+    path = Path(directory).absolute()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 def fsync_dir(directory: Path) -> None:
@@ -96,7 +120,7 @@ def discard(path: str | Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def _in_chain(error: BaseException | None, kind: type) -> BaseException | None:
+def _in_chain(error: BaseException | None, kind: type | tuple[type, ...]) -> BaseException | None:
     """The first exception of a kind in an exception's chain of causes, if any."""
     while error is not None:
         if isinstance(error, kind):
@@ -110,11 +134,12 @@ def _is_temporary(name: str | None) -> bool:
 
 
 def _as_target_error(error: BaseException, target: Path) -> BaseException:
-    """What a failed write raises: an interrupt as KeyboardInterrupt, a disk error naming the target file."""
-    if _in_chain(error, KeyboardInterrupt) is not None:
+    """What a failed write raises: an interrupt (Ctrl-C, SIGTERM) as itself, a disk error naming the target file."""
+    interrupt = _in_chain(error, (KeyboardInterrupt, Terminated))
+    if interrupt is not None:
         # torch.save turns an exception raised inside its writes (Ctrl-C) into a RuntimeError
         # ("unexpected pos"): an interrupt must stay an interrupt.
-        return KeyboardInterrupt()
+        return interrupt if interrupt is error else type(interrupt)()
     os_error = _in_chain(error, OSError)
     if os_error is not None and (os_error.filename is None or _is_temporary(str(os_error.filename))):
         # torch.save reports a failed write as a RuntimeError about stream positions; the OSError

@@ -7,6 +7,7 @@ import os
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import readonly_fs
@@ -226,6 +227,54 @@ def test_a_stale_lock_is_taken_over_loudly(tmp_path, monkeypatch, capsys, host, 
     assert reports[-1].endswith(why) and len(reports) == (2 if age_s < lock.STALE_AFTER_S and host != HOST else 1)
     assert lock._read(tmp_path / LOCK_NAME)["pid"] == os.getpid()
     held.release()
+
+
+def test_a_heartbeat_from_the_future_is_taken_as_now(tmp_path, monkeypatch, capsys):
+    """A heartbeat an hour ahead (another runtime's clock, an edited file) once meant waiting an hour and more."""
+    monkeypatch.setattr(lock, "POLL_S", 0.01)
+    monkeypatch.setattr(lock, "STALE_AFTER_S", 0.5)
+    lock_record(tmp_path, "clock-ahead", 4242, age_s=-3600)
+    taken = []
+    worker = threading.Thread(target=lambda: taken.append(hold_folder(tmp_path)), daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(timeout=30)
+    assert taken, "still waiting for a heartbeat an hour in the future"
+    assert time.monotonic() - started >= 0.5  # one grace period, watching whether that run beats
+    said = capsys.readouterr().out.splitlines()
+    assert "last heartbeat 3600 s in the future" in said[0] and "waiting until" in said[0]
+    assert said[-1].startswith(f"TAKING OVER the lock of {tmp_path.absolute()} from process 4242 on host clock-ahead")
+    assert said[-1].endswith("(its heartbeat was 3600 s in the future, taken as now)")
+    taken[0].release()
+
+
+def test_a_lock_file_that_is_a_folder_or_unreadable_is_one_line(tmp_path, monkeypatch):
+    (tmp_path / LOCK_NAME).mkdir()
+    with pytest.raises(LockError) as info:
+        hold_folder(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path.absolute() / LOCK_NAME}: is a folder, not a lock file; move it out of the checkpoint folder, "
+        "then run again"
+    )
+    (tmp_path / LOCK_NAME).rmdir()
+    lock_record(tmp_path, "other-runtime", 4242, age_s=0)
+    real = Path.read_bytes
+    monkeypatch.setattr(
+        Path,
+        "read_bytes",
+        lambda p: (
+            (_ for _ in ()).throw(PermissionError(errno.EACCES, "Permission denied"))
+            if p.name == LOCK_NAME
+            else real(p)
+        ),
+    )
+    with pytest.raises(LockError) as info:
+        hold_folder(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path.absolute() / LOCK_NAME}: cannot be read (Permission denied); if no other run uses this "
+        "folder, delete it, then run again"
+    )
+    assert (tmp_path / LOCK_NAME).exists()  # nothing taken over, nothing deleted
 
 
 def test_a_run_whose_lock_was_taken_over_stops_writing(tmp_path, monkeypatch):

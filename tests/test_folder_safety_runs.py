@@ -13,7 +13,7 @@ from test_resume import assert_same_weights, paused_env, wait_for
 from conftest import REPO, SCRIPT, run_script, script_env, sitecustomize_env
 from helpers.checkpoints.lock import LOCK_NAME
 from helpers.checkpoints.storage import load_checkpoint
-from helpers.errors import INTERRUPTED
+from helpers.errors import INTERRUPTED, TERMINATED
 from helpers.fileio import HOST, TMP_MARK
 
 pytestmark = pytest.mark.slow  # every test runs the notebook's .py
@@ -40,6 +40,48 @@ def test_interrupt_inside_the_final_save_then_rerun(ci_run, tmp_path):
     assert not [p for p in tmp_path.iterdir() if TMP_MARK in p.name] and not (tmp_path / "model_final_full.pt").exists()
     again = run_script(tmp_path)  # resumes from the last periodic file and builds the final pair
     assert "at step 15" in again.stdout
+    for name in ("model_final.pt", "model_final_full.pt", "model_best.pt"):
+        assert_same_weights(reference_dir / name, tmp_path / name)
+    assert (
+        load_checkpoint(tmp_path / "model_final_full.pt")["history"]
+        == load_checkpoint(reference_dir / "model_final_full.pt")["history"]
+    )
+
+
+def terminated(proc: subprocess.Popen, folder: Path) -> None:
+    """SIGTERM proc; it must end as SIGTERM ends a run: status 143, one line, no temporary file, the lock let go."""
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and stderr.rstrip().endswith(TERMINATED), stderr[-3000:]
+    assert "Traceback" not in stderr and "RuntimeError" not in stderr
+    assert not [p for p in folder.iterdir() if TMP_MARK in p.name] and not (folder / LOCK_NAME).exists()
+
+
+def test_sigterm_in_training_and_in_a_save_ends_cleanly_and_the_next_run_resumes(ci_run, tmp_path):
+    """SIGTERM (kill, Jupyter's restart, torchrun stopping its workers) once ended the run at once (exit 143 from
+    the signal itself), leaving the lock for the next run to take over and a temporary file to sweep."""
+    reference_dir, _ = ci_run
+    env = dict(script_env(tmp_path), PYTHONUNBUFFERED="1")
+    in_training = subprocess.Popen(
+        [sys.executable, str(SCRIPT)], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for line in in_training.stdout:  # training is under way, step 5's checkpoint written or being written
+        if line.startswith("step 5 (epoch"):
+            break
+    terminated(in_training, tmp_path)
+    in_a_save = subprocess.Popen(
+        [sys.executable, str(SCRIPT)],
+        env=paused_env(tmp_path / "x", env, "model_step_15.pt"),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert wait_for(tmp_path / "x" / "in-a-write", in_a_save), in_a_save.communicate()
+    terminated(in_a_save, tmp_path)
+    assert not (tmp_path / "model_step_15.pt").exists()  # the write abandoned, the file before it intact
+    again = run_script(tmp_path)
+    assert "at step 10" in again.stdout and "TAKING OVER" not in again.stdout and "removed" not in again.stdout
     for name in ("model_final.pt", "model_final_full.pt", "model_best.pt"):
         assert_same_weights(reference_dir / name, tmp_path / name)
     assert (

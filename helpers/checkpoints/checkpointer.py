@@ -16,27 +16,40 @@ from pathlib import Path
 
 import torch
 
-from helpers.checkpoints.format import FULL, MODEL, make_checkpoint, unwrap_model
+from helpers.checkpoints.format import FULL, MODEL, make_checkpoint, tensor_identity, to_deployment, unwrap_model
 from helpers.checkpoints.lock import FolderLock, hold_folder
 from helpers.checkpoints.policy import (
+    BEST,
     BEST_FULL,
     FINAL,
     FINAL_FULL,
     PeriodicFiles,
     file_size_mb,
+    periodic_checkpoints,
     periodic_path,
     save_best,
     save_final,
 )
 from helpers.checkpoints.resume import choose_resume, final_files_missing
-from helpers.checkpoints.storage import load_checkpoint, load_weights
+from helpers.checkpoints.storage import load_checkpoint, load_weights, save_checkpoint
 from helpers.checkpoints.writer import BackgroundWriter, snapshot
 from helpers.config import TrainConfig
-from helpers.errors import CheckpointError
-from helpers.fileio import check_writable, finish_replacements, remove_stale_temporaries
+from helpers.errors import CheckpointError, OutputError
+from helpers.fileio import (
+    check_writable,
+    finish_replacements,
+    free_bytes,
+    no_space,
+    remove_stale_temporaries,
+)
 from helpers.training.distributed import print0
 from helpers.training.rng import capture_rng_state, restore_rng_state
 from helpers.training.run_state import RunState
+
+
+def gb(n: float) -> str:
+    """A size in GB (10^9 bytes), for messages."""
+    return f"{n / 1e9:.2f} GB"
 
 
 def _state_of(piece: object) -> object:
@@ -132,7 +145,10 @@ class Checkpointer:
         self.folder, self.main, self.run = Path(checkpoint_dir), main, run
         settings = dict(weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))
         self.state = TrainingState(pieces, run, cfg.to_dict(), data_id, settings)
-        expected = unwrap_model(self.state.model).config
+        model = unwrap_model(self.state.model)
+        expected = model.config
+        weights = sum({tensor_identity(t): t.nbytes for t in model.state_dict().values()}.values())  # tied: once
+        self.deploy_bytes, self.full_bytes = weights, 3 * weights  # a full file: the weights and AdamW's two moments
         self.periodic = PeriodicFiles(self.folder, cfg.keep_last, expected)
         self.writer = BackgroundWriter(background=cfg.async_save)
         self.best: dict | None = None  # the best step's full state, a CPU copy: written at the next save
@@ -160,7 +176,26 @@ class Checkpointer:
             print0(f"finished replacing {target.name}, which an interrupted write had left half-way")
         for stale in remove_stale_temporaries(self.folder):
             print0(f"removed {stale.name}, left by an interrupted write")
+        self._check_space()
         return None, lock
+
+    def _check_space(self) -> None:
+        """Warn, in one line, when the folder has less room than the policy will keep there.
+
+        At most: keep_last periodic files and one more being written (the new one is whole before
+        an old one goes), the best and final full files, and their deployment forms. The files
+        already there count as room: the run replaces or rotates them.
+        """
+        keep_last = self.periodic.keep_last
+        need = (keep_last + 3) * self.full_bytes + 2 * self.deploy_bytes
+        free = free_bytes(self.folder)
+        if free + sum(p.stat().st_size for p in self.folder.glob("model_*.pt")) < need:
+            print0(
+                f"WARNING: {self.folder}: {gb(free)} free, but this run's checkpoints may need {gb(need)} "
+                f"({keep_last} periodic files of {gb(self.full_bytes)}, one more being written, the best and final "
+                "pairs); a full disk stops the saves: set GPT2_KEEP_LAST=1, free some space, or keep the "
+                "checkpoints on this runtime (USE_DRIVE off)"
+            )
 
     @property
     def writable(self) -> bool:
@@ -186,13 +221,25 @@ class Checkpointer:
             state = self._periodic_copy = snapshot(state, into=self._periodic_copy)
         best = self.best if self._best_unsaved else None
         self._best_unsaved, self._best_lent = False, best is not None
-        self.writer.submit(lambda: self._write(state, best))
+        self.writer.submit(lambda: self._write(state, best, "training goes on with the best state in memory"))
         self.run.save_clock.saved()
 
-    def _write(self, state: dict, best: dict | None) -> None:
-        if best is not None:
-            save_best(self.folder, best)  # first: any file a run resumes from has its best on disk
-        self.periodic.save(state)
+    def _write(self, state: dict, best: dict | None, then: str) -> None:
+        """The best pair (if given), then the periodic file; on a full disk, one line saying so and what comes next."""
+        try:
+            if best is not None:
+                save_best(self.folder, best)  # first: any file a run resumes from has its best on disk
+            self.periodic.save(state)
+        except OSError as e:
+            if not no_space(e):
+                raise
+            if best is not None:
+                self._best_unsaved = True  # written with the next save
+            need = self.deploy_bytes if Path(e.filename or "").name == BEST else self.full_bytes
+            print0(
+                f"{e.filename}: not written, no space left ({gb(need)} needed, {gb(free_bytes(self.folder))} free); "
+                f"the checkpoints before it are intact; {then}"
+            )
 
     def finish(self) -> dict | None:
         """End the session's saving: the final pair if training is over, else a file to go on from (and None).
@@ -204,7 +251,8 @@ class Checkpointer:
         self.writer.wait()
         if self.run.stop_reason is None:
             if self.writable and not periodic_path(self.folder, self.run.step).exists():
-                self._write(self.state.state_dict(), self.best if self._best_unsaved else None)
+                best = self.best if self._best_unsaved else None
+                self._write(self.state.state_dict(), best, "run again with space to go on from the last one")
             self._free_copies()
             return None
         final = None
@@ -213,12 +261,60 @@ class Checkpointer:
         elif final_files_missing(self.folder):  # finished before; a file of the pair was lost
             final = load_checkpoint(self.folder / FINAL_FULL, kind=FULL, mmap=False)
         if final is not None:
-            for path in save_final(self.folder, final):
+            for path in self._write_final(final):
                 print0(f"saved {path} ({file_size_mb(path):,.1f} MB)")
         self._free_copies()
         final_ckpt = load_checkpoint(self.folder / FINAL)
         load_weights(self.state.model, self.folder / FINAL, final_ckpt)
         return final_ckpt
+
+    def _write_final(self, final: dict) -> tuple[Path, ...]:
+        """The final pair; on a full disk, room made first (the periodic files it supersedes), then once more.
+
+        If it still does not fit, the run stops with one line (an OutputError), the best weights
+        written alone where they fit (model_final.pt is a third of a full file).
+        """
+        for room_made in (False, True):
+            try:
+                return save_final(self.folder, final)
+            except OSError as e:
+                if not no_space(e):
+                    raise
+                if room_made or not self._make_room():
+                    raise self._does_not_fit(final, e) from None
+
+    def _make_room(self) -> bool:
+        """Delete the periodic files the final pair supersedes: all this run can resume from but the newest.
+
+        The newest stays until the pair is whole: a run that cannot write the pair resumes from it.
+        Damaged and foreign files are left alone, as rotation leaves them. Whether any went.
+        """
+        files = [path for step, path in periodic_checkpoints(self.folder) if step <= self.run.step]
+        superseded = [path for path in files if self.periodic.usable(path)][:-1]
+        for path in superseded:
+            self.periodic.delete(path)
+        if superseded:
+            names = ", ".join(path.name for path in superseded)
+            print0(f"no space for the final pair: deleted {names}, which it supersedes")
+        return bool(superseded)
+
+    def _does_not_fit(self, final: dict, error: OSError) -> OutputError:
+        """Why the run stops, in one line, after writing the best weights alone where they fit."""
+        free = free_bytes(self.folder)
+        weights = "not even the best weights fit"
+        for path in (self.folder / FINAL, Path.cwd() / f"{self.folder.name}-{FINAL}"):
+            try:
+                save_checkpoint(to_deployment(final), path)
+                weights = f"the best weights alone are in {path}"
+                break
+            except OSError as e:
+                if not no_space(e):
+                    raise
+        return OutputError(
+            error.filename or self.folder,
+            f"not written, no space left for the final pair ({gb(self.full_bytes + 2 * self.deploy_bytes)} needed, "
+            f"{gb(free)} free); {weights}; free some space and run again to write the pair",
+        )
 
     def _best_state(self) -> dict:
         """The best step's full state: from memory, else from model_best_full.pt (written before a resume).

@@ -96,6 +96,7 @@ class FolderLock:
 
     def acquire(self) -> None:
         """Hold the folder, taking over a stale lock loudly; LockError if a living run holds it."""
+        self._check_lock_file()
         flocked = self._flock()
         other = _read(self.path)
         if flocked is False:
@@ -111,8 +112,11 @@ class FolderLock:
                 stale = flocked or other["pid"] == os.getpid() or not pid_alive(other["pid"])
                 why = "its process is gone"
             else:
-                stale = age > STALE_AFTER_S or self._wait_for_silence(other)
-                why = f"no heartbeat for {(time.time() - other['heartbeat']) / 60:.0f} min"
+                # a heartbeat from the future (another runtime's clock ahead, an edited file) is taken as now
+                heard = min(other["heartbeat"], time.time())
+                stale = time.time() - heard > STALE_AFTER_S or self._wait_for_silence(other, heard)
+                ahead = f" (its heartbeat was {-age:.0f} s in the future, taken as now)" if age < 0 else ""
+                why = f"no heartbeat for {(time.time() - heard) / 60:.0f} min{ahead}"
             if not stale:
                 self._close()
                 raise LockError(
@@ -129,16 +133,38 @@ class FolderLock:
         self._thread = threading.Thread(target=self._beat, name="folder-lock-heartbeat", daemon=True)
         self._thread.start()
 
-    def _wait_for_silence(self, other: dict) -> bool:
-        """Watch another machine's lock until it is STALE_AFTER_S old: True if it stayed still, False if it beat.
+    def _check_lock_file(self) -> None:
+        """LockError, in one line, if the lock file's name holds something this run cannot read or replace."""
+        if self.path.exists() and not self.path.is_file():
+            raise LockError(
+                self.path, "is a folder, not a lock file; move it out of the checkpoint folder, then run again"
+            )
+        try:
+            self.path.read_bytes()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise LockError(
+                self.path,
+                f"cannot be read ({e.strerror or e}); if no other run uses this folder, delete it, then run again",
+            ) from None
+
+    def _wait_for_silence(self, other: dict, heard: float) -> bool:
+        """Watch another machine's lock until STALE_AFTER_S after heard: True if it stayed still, False if it beat.
 
         After a runtime reset the old runtime's lock is minutes old at most, and Run all on the new
         one should not fail for it; a runtime that lives rewrites its heartbeat within HEARTBEAT_S.
         """
-        deadline = other["heartbeat"] + STALE_AFTER_S
+        deadline = heard + STALE_AFTER_S
+        age = time.time() - other["heartbeat"]
+        last = (
+            f"{age:.0f} s ago"
+            if age >= 0
+            else f"{-age:.0f} s in the future (its clock is ahead, or the file was edited)"
+        )
         print0(
-            f"{self.folder} is held by {holder(other)}, last heartbeat {time.time() - other['heartbeat']:.0f} s "
-            f"ago: waiting until {_when(deadline)} to see whether that run still lives"
+            f"{self.folder} is held by {holder(other)}, last heartbeat {last}: waiting until {_when(deadline)} "
+            "to see whether that run still lives"
         )
         while time.time() < deadline:
             time.sleep(min(POLL_S, max(0.0, deadline - time.time())))

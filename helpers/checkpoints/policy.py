@@ -73,35 +73,40 @@ class PeriodicFiles:
         if keep_last < 1:
             raise ValueError("keep_last must be at least 1")
         self.folder, self.keep_last, self.expected = Path(checkpoint_dir), keep_last, expected
-        self.usable: dict[Path, bool] = {}  # each file's verdict, reached once
+        self.verdicts: dict[Path, bool] = {}  # each file's, reached once
 
     def save(self, full_ckpt: dict) -> tuple[Path, list[Path]]:
         """Write model_step_{step}.pt, then rotate; return the new path and the deleted ones."""
         check_held(self.folder)
         path = save_checkpoint(full_ckpt, periodic_path(self.folder, full_ckpt["step"]))
-        self.usable[path] = True  # written whole just now
+        self.verdicts[path] = True  # written whole just now
         return path, self.rotate(path)
 
     def rotate(self, newest: Path) -> list[Path]:
         """Delete the usable files before newest but the keep_last - 1 newest of them; return the deleted."""
         newest_step = int(PERIODIC_PATTERN.match(newest.name)[1])
         others = [(step, path) for step, path in reversed(periodic_checkpoints(self.folder)) if path != newest]
-        usable = [path for step, path in others if self._can_resume(path) and step < newest_step]  # all checked
+        usable = [path for step, path in others if self.usable(path) and step < newest_step]  # all checked
         old = usable[self.keep_last - 1 :]
         for path in old:
-            discard(path)  # on Drive, truncated first: its trash would keep 1.5 GB for 30 days
-            self.usable.pop(path)
+            self.delete(path)
         return old
 
-    def _can_resume(self, path: Path) -> bool:
-        if path not in self.usable:
+    def delete(self, path: Path) -> None:
+        """Delete a periodic file (on Drive, emptied first: its trash would keep 1.5 GB for 30 days)."""
+        discard(path)
+        self.verdicts.pop(path, None)
+
+    def usable(self, path: Path) -> bool:
+        """Whether the run can resume from path: checked once, and if not, reported once."""
+        if path not in self.verdicts:
             try:
                 load_resumable(path, self.expected, mmap=True)
-                self.usable[path] = True
+                self.verdicts[path] = True
             except CheckpointError as e:
                 print0(f"rotation leaves {e} (not counted among the {self.keep_last} kept)")
-                self.usable[path] = False
-        return self.usable[path]
+                self.verdicts[path] = False
+        return self.verdicts[path]
 
 
 def save_best(checkpoint_dir: str | Path, full_ckpt: dict) -> tuple[Path, Path]:
