@@ -288,7 +288,8 @@ scaler = torch.amp.GradScaler(hw.device_type, enabled=hw.dtype == "float16")
 # sampler, and `run`, the run's state (the step, the losses, the best step, the history, the
 # early-stopping count: `helpers/training/run_state.py`). Building it takes the folder: it makes
 # it, tries it with a test file and takes its lock, so a second run on the same folder (another
-# tab, another runtime on the same Drive) stops here with who holds it. Then, if the folder holds
+# tab, another runtime on the same Drive) stops here with who holds it, and it warns when the
+# folder has less free space than the checkpoints will need. Then, if the folder holds
 # full checkpoints, it restores everything from the newest one that loads and passes its checks
 # (a damaged file is reported and the next newest tried), random generators included, so the
 # resumed run is the run that was interrupted. A folder that holds `model_final_full.pt` holds a
