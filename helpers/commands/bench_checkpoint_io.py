@@ -7,7 +7,9 @@ processes (this module's child-strip and child-load), so that their memory and t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import io
 import json
 import os
 import resource
@@ -54,7 +56,8 @@ def trained_checkpointer(config: GPTConfig, work_dir: Path) -> Checkpointer:
         model_state_dict=model, optimizer_state_dict=optimizer, scaler_state_dict=scaler, sampler_state=sampler
     )
     cfg = make_config("t4", env={"GPT2_KEEP_LAST": "1", "GPT2_ASYNC_SAVE": "true"})
-    return Checkpointer(work_dir, cfg, {}, pieces, run, main=True)
+    with contextlib.redirect_stdout(io.StringIO()):  # "starting from scratch": not a figure
+        return Checkpointer(work_dir, cfg, {}, pieces, run, main=True)
 
 
 def run_child(*args: str) -> dict:
