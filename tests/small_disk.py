@@ -1,21 +1,20 @@
 """A small disk for tests: the files under a folder may hold at most CAPACITY bytes in all. A write that
 would go beyond fails with ENOSPC, as on a full disk or a full Drive, and shutil.disk_usage reports the
-room left. install() works in this process (undo with the function it returns) and, through
-sitecustomize_env, in a child process (SITECUSTOMIZE, with SMALL_DISK_TESTS, SMALL_DISK_DIR and
-SMALL_DISK_BYTES set)."""
+room left. install() works in this process (with pytest's monkeypatch, undone when the test ends) and,
+through sitecustomize_env, in a child process (SITECUSTOMIZE, with SMALL_DISK_TESTS, SMALL_DISK_DIR
+and SMALL_DISK_BYTES set)."""
 
 from __future__ import annotations
 
 import errno
 import os
 import shutil
-from typing import Callable
 
 SITECUSTOMIZE = """
 import os, sys
 sys.path.insert(0, os.environ["SMALL_DISK_TESTS"])
 import small_disk
-small_disk.install(os.environ["SMALL_DISK_DIR"], int(os.environ["SMALL_DISK_BYTES"]))
+small_disk.install(os.environ["SMALL_DISK_DIR"], int(os.environ["SMALL_DISK_BYTES"]))  # for the process's life
 """
 
 
@@ -31,8 +30,8 @@ def used(root: str) -> int:
     return total
 
 
-def install(folder: str | os.PathLike, capacity: int) -> Callable[[], None]:
-    """Give folder capacity bytes from now on, in this process; return the function that undoes it."""
+def install(folder: str | os.PathLike, capacity: int, monkeypatch: object = None) -> None:
+    """Give folder capacity bytes from now on, in this process (until monkeypatch is undone, if given)."""
     root = os.path.abspath(folder)
     real_fdopen, real_disk_usage = os.fdopen, shutil.disk_usage
 
@@ -71,9 +70,6 @@ def install(folder: str | os.PathLike, capacity: int) -> Callable[[], None]:
         taken = used(root)
         return shutil._ntuple_diskusage(capacity, taken, max(0, capacity - taken))
 
-    os.fdopen, shutil.disk_usage = fdopen, disk_usage
-
-    def undo() -> None:
-        os.fdopen, shutil.disk_usage = real_fdopen, real_disk_usage
-
-    return undo
+    set_attribute = monkeypatch.setattr if monkeypatch is not None else setattr
+    set_attribute(os, "fdopen", fdopen)
+    set_attribute(shutil, "disk_usage", disk_usage)

@@ -1,13 +1,12 @@
 """Bad input: one clear line naming the file and the problem, a non-zero exit, nothing lost."""
 
-import errno
 import os
 import pickle
 
 import pytest
+import small_disk
 import torch
 
-import helpers.fileio as fileio
 from conftest import TINY, save_full, tiny_full_ckpt
 from helpers.checkpoints.format import CheckpointError, to_deployment
 from helpers.checkpoints.policy import PeriodicFiles, periodic_checkpoints, save_best
@@ -131,39 +130,13 @@ def test_checkpoint_of_another_model_size(tmp_path, capsys):
     assert "tensor transformer.wte.weight: shape (50257, 32), full checkpoint has (50257, 64)" in err
 
 
-def failing_disk(monkeypatch, after_bytes=1000):
-    """Make every atomic write fail with ENOSPC after writing after_bytes, as a full disk would."""
-    real = fileio.os.fdopen
-
-    class Full:
-        def __init__(self, f):
-            self.f, self.written = f, 0
-
-        def write(self, data):
-            if self.written + len(data) > after_bytes:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            self.written += len(data)
-            return self.f.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    monkeypatch.setattr(fileio.os, "fdopen", lambda fd, mode: Full(real(fd, mode)))
-
-
 def test_full_disk_keeps_previous_checkpoints(tmp_path, monkeypatch):
     periodic = PeriodicFiles(tmp_path, keep_last=2, expected=TINY)
     for step in (5, 10):
         periodic.save(tiny_full_ckpt(step=step))
     save_best(tmp_path, tiny_full_ckpt(step=10))
     before = snapshot_dir(tmp_path)
-    failing_disk(monkeypatch)
+    small_disk.install(tmp_path, small_disk.used(tmp_path) + 1000, monkeypatch)  # full after 1,000 bytes more
     with pytest.raises(OSError, match="No space left"):
         periodic.save(tiny_full_ckpt(step=15))
     with pytest.raises(OSError, match="No space left"):
@@ -178,7 +151,7 @@ def test_full_disk_keeps_previous_checkpoints(tmp_path, monkeypatch):
 def test_full_disk_in_the_tool(tmp_path, monkeypatch, capsys):
     full = save_full(tmp_path / "model_final_full.pt")
     before = snapshot_dir(tmp_path)
-    failing_disk(monkeypatch)
+    small_disk.install(tmp_path, small_disk.used(tmp_path) + 1000, monkeypatch)  # full after 1,000 bytes more
     assert create_main([str(full)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {tmp_path / 'model_final.pt'}: No space left on device"]

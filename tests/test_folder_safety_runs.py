@@ -19,18 +19,18 @@ from helpers.fileio import HOST, TMP_MARK
 pytestmark = pytest.mark.slow  # every test runs the notebook's .py
 
 
+def start(env: dict) -> subprocess.Popen:
+    """The notebook's .py started under env, its output piped as text."""
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT)], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 def test_interrupt_inside_the_final_save_then_rerun(ci_run, tmp_path):
     """Ctrl-C while model_final_full.pt is written once ended in `RuntimeError: ... unexpected pos` (exit 1)."""
     reference_dir, _ = ci_run
     env = dict(script_env(tmp_path), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT)],
-        env=paused_env(tmp_path / "x", env, "model_final_full.pt"),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start(paused_env(tmp_path / "x", env, "model_final_full.pt"))
     assert wait_for(tmp_path / "x" / "in-a-write", proc), proc.communicate()
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -62,21 +62,12 @@ def test_sigterm_in_training_and_in_a_save_ends_cleanly_and_the_next_run_resumes
     the signal itself), leaving the lock for the next run to take over and a temporary file to sweep."""
     reference_dir, _ = ci_run
     env = dict(script_env(tmp_path), PYTHONUNBUFFERED="1")
-    in_training = subprocess.Popen(
-        [sys.executable, str(SCRIPT)], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    in_training = start(env)
     for line in in_training.stdout:  # training is under way, step 5's checkpoint written or being written
         if line.startswith("step 5 (epoch"):
             break
     terminated(in_training, tmp_path)
-    in_a_save = subprocess.Popen(
-        [sys.executable, str(SCRIPT)],
-        env=paused_env(tmp_path / "x", env, "model_step_15.pt"),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    in_a_save = start(paused_env(tmp_path / "x", env, "model_step_15.pt"))
     assert wait_for(tmp_path / "x" / "in-a-write", in_a_save), in_a_save.communicate()
     terminated(in_a_save, tmp_path)
     assert not (tmp_path / "model_step_15.pt").exists()  # the write abandoned, the file before it intact

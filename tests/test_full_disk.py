@@ -25,17 +25,14 @@ def steps_in(folder):
 
 
 @pytest.fixture
-def small(tmp_path):
+def small(tmp_path, monkeypatch):
     """small(capacity): the checkpoint folder tmp_path/ck on a disk of capacity bytes, until the test ends."""
-    undos = []
 
     def install(capacity: int):
-        undos.append(small_disk.install(tmp_path / "ck", capacity))
+        small_disk.install(tmp_path / "ck", capacity, monkeypatch)
         return tmp_path / "ck"
 
-    yield install
-    for undo in undos:
-        undo()
+    return install
 
 
 def trained_to(files, step: int, best: bool = False) -> None:
