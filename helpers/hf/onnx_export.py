@@ -9,9 +9,10 @@ last position and the cache. Positions must stay below block_size. Two ways to h
   the outputs in GPU buffers and feeds them back.
 - "append" (WebAssembly): `past.{i}.key` / `.value` in as (B, T_past, n_embd), time-major, and only
   the T new positions out, `new.{i}.key` / `.value` (B, T, n_embd). onnxruntime-web copies every
-  input into WebAssembly memory and every output out of it on each run; with "full", a token at a
-  context of 400 copied the whole cache twice and allocated it anew (45 ms a token instead of 21
-  here); time-major, the page appends the new positions to buffers it allocated once.
+  input into WebAssembly memory and every output out of it on each run: with "full", each token
+  copied the whole cache in, out again and into new arrays; time-major, the page appends the new
+  positions to buffers it allocated once, and only onnxruntime-web's copy in is left
+  (scripts/measure_static_space.py measures both).
 
 The dtypes, each for the backend that runs it best (helpers.hf.static_space chooses):
 - int8: onnxruntime's dynamic quantization of the weights (activations quantized on the fly), for
