@@ -96,3 +96,14 @@ def test_generate_bench_bad_input_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["generate", "--tokens", "0"])
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_space_bench_bad_input_is_one_line(tmp_path, capsys):
+    """bench space refuses a --compare folder that is not a static Space's before building anything."""
+    missing = tmp_path / "old-space"
+    assert main(["space", "--compare", str(missing)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(missing) in err[0] and "not a static Space's folder" in err[0]
+    with pytest.raises(SystemExit):
+        main(["space", "--threads", "0"])
+    assert "at least 1" in capsys.readouterr().err

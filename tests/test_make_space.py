@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -41,10 +40,6 @@ SPACE_FILES = {
     "space.json",
     "tiktoken_cache",
 }
-CHROMIUM, CHROMEDRIVER = (
-    shutil.which("chromium") or "/usr/bin/chromium",
-    shutil.which("chromedriver") or "/usr/bin/chromedriver",
-)
 # Run inside the app's process: note every connection, and every name looked up, that is not this machine.
 AUDIT = """
 import os, sys
@@ -284,31 +279,13 @@ def test_app_serves_generated_text_to_gradio_client(app, space):
 
 def chrome(*flags: str):
     """A headless Chromium through selenium (with these extra flags); fails in CI (CI set), else skips when missing."""
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file()]
-    if missing:
-        message = f"{', '.join(missing)} missing: apt-get install chromium chromium-driver (.ci/run does)"
-        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from helpers.commands.bench_space import chromium
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,1000",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}",
-        *flags,
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        return chromium(*flags)
+    except FileNotFoundError as e:  # chromium or chromedriver not installed
+        message = f"{e} (.ci/run installs them)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
 
 
 # Run in the page: note each new length of the output box's text, every few milliseconds.

@@ -1,5 +1,6 @@
-"""helpers.make_space --kind static: the folder, the ONNX export against PyTorch, the page in a headless
-Chromium that can reach nothing but the folder's own HTTP server, and --push against the stand-in Hub.
+"""helpers.make_space --kind static: the folder, the ONNX exports against PyTorch, the local preview server,
+the page in a headless Chromium that can reach nothing but the folder's own HTTP server (WebAssembly with
+and without threads, WebGPU on Chromium's software adapter, the fallbacks), and --push against the stand-in Hub.
 
 The model: the ci preset's size, trained here on tiny Shakespeare for a few seconds. To refresh the
 README's screenshot from a real checkpoint:
@@ -9,17 +10,15 @@ README's screenshot from a real checkpoint:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
 import os
 import re
+import shutil
 import threading
-from contextlib import contextmanager
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+import urllib.request
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -29,13 +28,15 @@ from test_make_space import chrome, full_checkpoint, keep_screenshot
 
 from conftest import TINY, FakeHfApi, full_ckpt
 from helpers.checkpoints.storage import load_model, save_checkpoint
+from helpers.commands.bench_space import OFFLINE, SOFTWARE_WEBGPU, measure_page, served
 from helpers.commands.make_space import main
 from helpers.data import get_batch, get_encoding, load_tokens
 from helpers.errors import PathError
 from helpers.hf import js_runtime
-from helpers.hf.onnx_export import cache_names, empty_cache, export_onnx
+from helpers.hf.onnx_export import empty_cache, export_onnx
+from helpers.hf.preview import card_headers, preview_server
 from helpers.hf.space import gradio_version, make_space
-from helpers.hf.static_space import make_static_space
+from helpers.hf.static_space import STATIC, make_static_space
 from helpers.model import GPT, GPTConfig
 
 STATIC_FILES = {
@@ -43,21 +44,20 @@ STATIC_FILES = {
     "README.md",
     "index.html",
     "model.onnx",
+    "model_webgpu.onnx",
     "space.json",
     "tokenizer.json",
     "tokenizer_config.json",
     "vendor",
 }
-VENDOR_FILES = {
-    "NOTICE.txt",
-    "ort.wasm.min.mjs",
-    "ort-wasm-simd-threaded.mjs",
-    "ort-wasm-simd-threaded.wasm",
-    "tokenizers.min.mjs",
+WASM_FILES = {"ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"}
+WEBGPU_FILES = {"ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm"}
+VENDOR_FILES = {"NOTICE.txt", "tokenizers.min.mjs", *WASM_FILES, *WEBGPU_FILES}
+ISOLATION = {  # the Space card's custom_headers: cross-origin isolated, so WebAssembly may use threads
+    "cross-origin-embedder-policy": "require-corp",
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-resource-policy": "cross-origin",
 }
-# Chromium may reach 127.0.0.1 only: every other name resolves to nothing, and any other address
-# goes through a proxy that is not there (loopback always bypasses a proxy).
-OFFLINE = ("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--proxy-server=http://127.0.0.1:9")
 
 
 def train(model: GPT, tokens: np.ndarray, steps: int, batch: int, lr: float) -> GPT:
@@ -96,7 +96,8 @@ def trained_ci(data_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def spaces(trained_ci, tmp_path_factory) -> dict[str, Path]:
-    """Static Spaces: trained_ci int8 (the default, through the command line) and float32; and "varied", float32.
+    """Static Spaces: trained_ci's by the command line's default (int8 for WebAssembly, float16 for WebGPU), and
+    "varied" in float32 (its greedy text is PyTorch's, on both backends).
 
     A ci-sized model trained for seconds continues every prompt greedily with newlines alone, so a
     greedy comparison of it says little about positions and the cache. "varied" is a fresh ci-sized
@@ -111,27 +112,16 @@ def spaces(trained_ci, tmp_path_factory) -> dict[str, Path]:
             p.mul_(5 if p.dim() == 2 else 1)
     return {
         "int8": root / "int8",
-        "float32": make_static_space(trained_ci, root / "float32", dtype="float32"),
         "varied": make_static_space(saved(varied, root / "varied.pt", step=0), root / "varied", dtype="float32"),
     }
 
 
-class Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-@contextmanager
-def served(folder: Path) -> Iterator[str]:
-    """folder served by Python's plain HTTP server on 127.0.0.1 (as `python -m http.server` would); its URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for the page's tests: offline but for 127.0.0.1, with WebGPU's software adapter."""
+    driver = chrome(*OFFLINE, *SOFTWARE_WEBGPU)
+    yield driver
+    driver.quit()
 
 
 def run_page(driver, url: str, prompt: str, tokens: int, top_k: int, timeout: float = 120) -> dict:
@@ -154,8 +144,16 @@ def run_page(driver, url: str, prompt: str, tokens: int, top_k: int, timeout: fl
     state = driver.execute_script("return window.gpt2")
     assert state["error"] is None and button.is_enabled()
     state["text"] = driver.execute_script("return document.getElementById('output').textContent")
+    state["status"] = driver.find_element(By.ID, "status").text
     state["loaded"] = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    state["crossOriginIsolated"] = driver.execute_script("return self.crossOriginIsolated")
     return state
+
+
+def loaded_files(state: dict, url: str) -> set[str]:
+    """The names of the files the page fetched, each from url's server."""
+    assert state["loaded"] and all(u.startswith(url) for u in state["loaded"]), state["loaded"]
+    return {u.rsplit("/", 1)[-1].split("?")[0] for u in state["loaded"]}
 
 
 def onnx_session(path: Path):
@@ -165,13 +163,23 @@ def onnx_session(path: Path):
 
 
 def onnx_logits(session, model: GPT, ids: torch.Tensor, step: int) -> list[np.ndarray]:
-    """The last position's logits after each piece of ids (step tokens at a time), through the ONNX cache."""
-    names = cache_names(model.config.n_layer, "past_key_values")
-    feed = {n: t.numpy() for n, t in zip(names, empty_cache(model, ids.size(0)))}
+    """The last position's logits after each piece of ids (step tokens at a time), through the ONNX cache.
+
+    As the page does: an "append" model's new positions are appended to the cache it is fed, a "full"
+    model's cache output is fed back as it is.
+    """
+    inputs = session.get_inputs()[1:]
+    names, append = [i.name for i in inputs], inputs[0].name.startswith("past.")
+    dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+    cache = empty_cache(model, ids.size(0), cache="append" if append else "full")
+    feed = {n: t.numpy().astype(dtype) for n, t in zip(names, cache)}
     logits = []
     for i in range(0, ids.size(1), step):
         out = session.run(None, {"input_ids": ids[:, i : i + step].numpy(), **feed})
-        feed = dict(zip(names, out[1:]))
+        if append:
+            feed = {n: np.concatenate([feed[n], new], axis=1) for n, new in zip(names, out[1:])}
+        else:
+            feed = dict(zip(names, out[1:]))
         logits.append(out[0][:, -1])
     return logits
 
@@ -191,26 +199,34 @@ def test_static_folder_is_complete(spaces, trained_ci):
         "license": "mit",
     }
     assert card["title"] and card["emoji"] and "sdk_version" not in card
+    # Hugging Face's custom_headers, keys in lower case: the Space is cross-origin isolated
+    assert card["custom_headers"] == ISOLATION and card_headers(space) == ISOLATION
     lfs = (space / ".gitattributes").read_text().splitlines()
     # the Hub refuses files over 10 MB outside LFS/Xet: each such file matches a pattern here
     big = [p for p in space.rglob("*") if p.is_file() and p.stat().st_size > 10e6]
     assert big and all(f"*{p.suffix} filter=lfs diff=lfs merge=lfs -text" in lfs for p in big)
     facts = json.loads((space / "space.json").read_text())
     model, _ = load_model(trained_ci)
-    onnx = (space / "model.onnx").read_bytes()
-    assert (facts["onnx_dtype"], facts["file_bytes"], facts["onnx_sha256"]) == (
-        "int8",
-        len(onnx),
-        hashlib.sha256(onnx).hexdigest(),
-    )
+    models = facts["models"]
+    assert {b: (m["file"], m["dtype"], m["cache"], m["cache_dtype"]) for b, m in models.items()} == {
+        "wasm": ("model.onnx", "int8", "append", "float32"),
+        "webgpu": ("model_webgpu.onnx", "float16", "full", "float16"),
+    }
+    assert models["webgpu"]["features"] == ["shader-f16"]
+    for m in models.values():
+        onnx = (space / m["file"]).read_bytes()
+        assert (m["bytes"], m["sha256"]) == (len(onnx), hashlib.sha256(onnx).hexdigest())
+    assert facts["file_bytes"] == sum(m["bytes"] for m in models.values())
     assert facts["parameters"] == model.num_params() and facts["block_size"] == model.config.block_size
     assert facts["runtime"] == {name: spec[0] for name, spec in js_runtime.PACKAGES.items()}
     if not os.environ.get("SPACE_CHECKPOINT"):
         assert (facts["step"], facts["val_loss"]) == (30, 6.25) and "| steps | 30 |" in (
             space / "README.md"
         ).read_text()
-    # int8 is about a quarter of float32's bytes
-    assert len(onnx) < 0.35 * (spaces["float32"] / "model.onnx").stat().st_size
+    # int8 is about a quarter of float32's bytes, float16 half (the same shape of model in "varied")
+    varied = json.loads((spaces["varied"] / "space.json").read_text())["models"]
+    assert models["wasm"]["bytes"] < 0.35 * varied["wasm"]["bytes"]
+    assert 0.45 < models["webgpu"]["bytes"] / varied["webgpu"]["bytes"] < 0.55
     # the page loads nothing from another host: every URL in it is relative
     page = (space / "index.html").read_text()
     assert not re.search(r"(src|href)=\"(https?:)?//", page) and not re.search(r"from \"(https?:)?//", page)
@@ -261,10 +277,14 @@ def test_tokenizer_json_encodes_as_tiktoken(spaces):
 
 
 @pytest.mark.slow  # exports ONNX (seconds each)
-def test_onnx_logits_equal_pytorch_through_the_cache(spaces, trained_ci):
-    """float32: the prompt at once, then a token at a time through the cache, equals the model's full forward."""
-    model, _ = load_model(trained_ci)
-    session = onnx_session(spaces["float32"] / "model.onnx")
+@pytest.mark.parametrize("backend", ["wasm", "webgpu"])
+def test_onnx_logits_equal_pytorch_through_the_cache(spaces, backend):
+    """float32, either cache layout: the prompt at once, then a token at a time through the cache, equals the
+    model's full forward."""
+    model, _ = load_model(spaces["varied"].parent / "varied.pt")
+    session = onnx_session(
+        spaces["varied"] / json.loads((spaces["varied"] / "space.json").read_text())["models"][backend]["file"]
+    )
     ids = torch.randint(
         0, model.config.vocab_size, (2, model.config.block_size), generator=torch.Generator().manual_seed(1)
     )
@@ -272,24 +292,33 @@ def test_onnx_logits_equal_pytorch_through_the_cache(spaces, trained_ci):
     with torch.no_grad():
         for t in range(ids.size(1)):
             want, _ = model(ids[:, : t + 1])
-            np.testing.assert_allclose(got[t], want[:, -1].numpy(), atol=2e-5, rtol=1e-4)
+            np.testing.assert_allclose(got[t], want[:, -1].numpy(), atol=1e-4, rtol=1e-4)
     prompt = onnx_logits(session, model, ids[:, :8], 8)[0]  # eight tokens in one run, from an empty cache
-    np.testing.assert_allclose(prompt, got[7], atol=2e-5, rtol=1e-4)
+    np.testing.assert_allclose(prompt, got[7], atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def small_trained(data_dir) -> tuple[GPT, torch.Tensor, torch.Tensor]:
+    """A cpu-preset-shaped model trained a little, and four windows of 64 validation tokens (inputs, targets)."""
+    torch.manual_seed(0)
+    model = train(
+        GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=128)), load_tokens(data_dir, "train"), 12, 2, 3e-3
+    )
+    x, y = get_batch(load_tokens(data_dir, "val"), torch.arange(4) * 1000, 64)
+    return model, x, y
 
 
 @pytest.mark.slow  # exports ONNX (seconds each)
-def test_int8_validation_loss_within_one_percent(data_dir, tmp_path):
-    """A cpu-preset-shaped model, trained a little: the int8 export's validation loss (onnxruntime) against torch's."""
-    config = GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=128)
-    torch.manual_seed(0)
-    model = train(GPT(config), load_tokens(data_dir, "train"), steps=12, batch=2, lr=3e-3)
-    val = load_tokens(data_dir, "val")
-    x, y = get_batch(val, torch.arange(4) * 1000, 64)  # four windows of 64 tokens
+@pytest.mark.parametrize("dtype, cache", [("int8", "append"), ("float16", "full")])
+def test_smaller_exports_keep_validation_loss_within_one_percent(small_trained, tmp_path, dtype, cache):
+    """Each backend's default export of a model that learnt something: its validation loss (onnxruntime) against
+    torch's."""
+    model, x, y = small_trained
     with torch.no_grad():
         _, want = model(x, y)
     assert want.item() < 9.5  # it learnt something: a fresh model's loss is ln(50257) = 10.8
-    session = onnx_session(export_onnx(model, tmp_path / "model.onnx", "int8"))
-    logits = torch.from_numpy(np.stack(onnx_logits(session, model, x, 1), axis=1))
+    session = onnx_session(export_onnx(model, tmp_path / "model.onnx", dtype, cache))
+    logits = torch.from_numpy(np.stack(onnx_logits(session, model, x, 1), axis=1)).float()
     got = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
     assert abs(got.item() - want.item()) < 0.01 * want.item(), (got.item(), want.item())
 
@@ -375,51 +404,177 @@ def test_gradio_space_refused_by_the_hub_is_one_line(
 # ----------------------------------------------------------------------------- the page, in a browser
 
 
-@pytest.mark.slow
-def test_browser_generates_pytorchs_greedy_tokens(spaces, trained_ci, tmp_path):
-    """float32 and top-k 1: the page's tokens are PyTorch's greedy ones, past block_size (the window slides),
-    for the trained model and for one whose greedy text varies; the default int8 page generates too;
-    nothing is loaded from anywhere but the folder's own server."""
+# A prompt with characters of two and three bytes that GPT-2's tokens split: the page must show them whole.
+PROMPT = "JULIET:\nO Romeo, é 你好 —"
+NO_ADAPTER = "navigator.gpu && (navigator.gpu.requestAdapter = async () => null);"  # a browser without a GPU
+
+
+def greedy(checkpoint: Path, prompt: str, tokens: int) -> list[int]:
+    """PyTorch's greedy tokens after prompt."""
+    model, _ = load_model(checkpoint)
+    ids = torch.tensor([get_encoding().encode(prompt)])
+    return model.generate(ids, tokens, top_k=1)[0, ids.size(1) :].tolist()
+
+
+def test_prompt_splits_characters_over_tokens():
+    """So that the browser tests below show whole characters out of partial ones (each token's bytes alone)."""
     enc = get_encoding()
-    prompt = "JULIET:\nO Romeo"
-    ids = torch.tensor([enc.encode(prompt)])
-    driver = chrome(*OFFLINE)
-    checkpoints = {"varied": spaces["varied"].parent / "varied.pt", "float32": trained_ci, "int8": trained_ci}
-    try:
-        for kind, checkpoint in checkpoints.items():
-            model, _ = load_model(checkpoint)
-            tokens = model.config.block_size + 8
-            with served(spaces[kind]) as url:
-                state = run_page(driver, url, prompt, tokens, top_k=200 if kind == "int8" else 1)
-            assert state["text"].startswith(prompt) and len(state["text"]) > len(prompt), kind
-            assert len(state["generated"]) == tokens and state["tokensPerSecond"] > 0
-            assert state["loaded"] and all(u.startswith(url) for u in state["loaded"]), state["loaded"]
-            if kind != "int8":
-                greedy = model.generate(ids, tokens, top_k=1)[0, ids.size(1) :].tolist()
-                assert state["generated"] == greedy, kind
-                assert state["text"] == enc.decode(ids[0].tolist() + greedy)
-                if kind == "varied":
-                    assert len(set(greedy)) > 10  # so the comparison tests every step, not one repeated token
-        keep_screenshot(driver, tmp_path / "space_static.png")
-    finally:
-        driver.quit()
+    pieces = [enc.decode_single_token_bytes(t) for t in enc.encode(PROMPT)]
+    assert b"".join(pieces) == PROMPT.encode()
+    split = [p for p in pieces if p.decode("utf-8", errors="replace") != p.decode("utf-8", errors="ignore")]
+    assert split  # some token holds part of a character
 
 
 @pytest.mark.slow
-def test_browser_page_fails_without_the_network_it_does_not_need(spaces):
-    """The offline flags do block: a page that fetches from elsewhere fails (so the test above proves something)."""
+def test_browser_uses_threads_where_the_card_isolates_the_page(spaces, trained_ci, browser, tmp_path):
+    """The default page on WebAssembly, served with the card's headers: cross-origin isolated, several threads, and
+    the status line says so; served without them (any static server): one thread, and it says why. Each generates
+    past block_size with top-k 200, loading the WebAssembly model and runtime alone, all from the folder's server."""
+    model, _ = load_model(trained_ci)
+    tokens = model.config.block_size + 8
+    for isolated in (True, False):
+        with served(spaces["int8"], isolated) as url:
+            state = run_page(browser, url + "?backend=wasm", PROMPT, tokens, top_k=200)
+            files = loaded_files(state, url)
+        assert state["crossOriginIsolated"] is isolated and state["isolated"] is isolated
+        assert state["backend"] == "wasm" and state["fallback"] is None  # asked for WebAssembly
+        if isolated:
+            assert (
+                state["threads"] > 1
+                and f"WebAssembly, {state['threads']} threads (cross-origin isolated)" in state["status"]
+            )
+        else:
+            assert (
+                state["threads"] == 1
+                and "WebAssembly, 1 thread (the page is not cross-origin isolated)" in state["status"]
+            )
+        assert state["text"].startswith(PROMPT) and len(state["text"]) > len(PROMPT)
+        assert len(state["generated"]) == tokens and len(state["tokenTimes"]) == tokens and state["tokensPerSecond"] > 0
+        assert {"model.onnx", *WASM_FILES} <= files and not files & {"model_webgpu.onnx", *WEBGPU_FILES}, files
+    keep_screenshot(browser, tmp_path / "space_static.png")
+
+
+@pytest.mark.slow
+def test_browser_greedy_text_is_pytorchs_on_webgpu_and_webassembly(spaces, browser):
+    """float32 and top-k 1: by default the page runs on WebGPU (Chromium's software adapter) and its tokens and
+    text are PyTorch's greedy ones past block_size (the window slides); with ?backend=wasm the same on
+    WebAssembly. Each loads its own backend's model and runtime alone."""
+    checkpoint = spaces["varied"].parent / "varied.pt"
+    model, _ = load_model(checkpoint)
+    tokens = model.config.block_size - len(get_encoding().encode(PROMPT)) + 6  # 6 past block_size
+    want = greedy(checkpoint, PROMPT, tokens)
+    assert len(set(want)) > 10  # so the comparison tests every step, not one repeated token
+    with served(spaces["varied"], isolated=True) as url:
+        for query, backend, file, runtime in (
+            ("", "webgpu", "model_webgpu.onnx", WEBGPU_FILES),
+            ("?backend=wasm", "wasm", "model.onnx", WASM_FILES),
+        ):
+            state = run_page(browser, url + query, PROMPT, tokens, top_k=1, timeout=300)
+            assert (state["backend"], state["fallback"]) == (backend, None)
+            assert state["generated"] == want, backend
+            assert state["text"] == get_encoding().decode(get_encoding().encode(PROMPT) + want), backend
+            assert ("WebGPU (" if backend == "webgpu" else "WebAssembly, ") in state["status"]
+            files, others = loaded_files(state, url), {"model.onnx", "model_webgpu.onnx", *WASM_FILES, *WEBGPU_FILES}
+            assert {file, *runtime} <= files and not files & (others - {file, *runtime}), files
+
+
+@pytest.mark.slow
+def test_browser_falls_back_to_webassembly_by_itself(spaces, browser, tmp_path):
+    """Where WebGPU cannot run the model, the page runs on WebAssembly and says why: no adapter, a GPU without the
+    feature the model needs (float16's shader-f16, which Chromium's software adapter lacks), a model that fails to
+    start. ?backend=webgpu there is an error, not a silent fallback."""
+    checkpoint = spaces["varied"].parent / "varied.pt"
+    want = greedy(checkpoint, PROMPT, 5)
+    script = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": NO_ADAPTER})
+    try:
+        with served(spaces["varied"], isolated=True) as url:
+            state = run_page(browser, url, PROMPT, 5, top_k=1)
+            assert (state["backend"], state["fallback"], state["generated"]) == ("wasm", "no WebGPU adapter", want)
+            assert "WebGPU not used: no WebGPU adapter" in state["status"]
+            browser.get(url + "?backend=webgpu")
+            error = wait_for_page(browser)["error"]
+            assert error == "no WebGPU adapter"
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})
+    broken = shutil.copytree(spaces["varied"], tmp_path / "broken")
+    (broken / "model_webgpu.onnx").write_bytes(b"not a model")
+    with served(broken, isolated=True) as url:
+        state = run_page(browser, url, PROMPT, 5, top_k=1)
+    assert (state["backend"], state["generated"]) == ("wasm", want) and state["fallback"]
+    with served(spaces["int8"], isolated=True) as url:
+        browser.get(url)
+        f16 = browser.execute_async_script(
+            "navigator.gpu.requestAdapter().then(a => arguments[0](a.features.has('shader-f16')))"
+        )
+        state = wait_for_page(browser)
+    assert (state["backend"], state["fallback"]) == (("webgpu", None) if f16 else ("wasm", "the GPU lacks shader-f16"))
+
+
+@pytest.mark.slow
+def test_bench_reads_the_pages_numbers(spaces, browser):
+    """bench space's measure_page on the default page: ready time, backend, threads, tokens/s, ms per token."""
+    with served(spaces["int8"], isolated=True) as url:
+        row = measure_page(browser, url + "?backend=wasm", [4, 16], repeats=1)
+    assert row["error"] is None and row["backend"] == "wasm" and row["isolated"] and row["threads"] > 1
+    assert row["ready"] > 0 and row["tps4"] > 0 and row["tps16"] > 0 and row["ms16"] > 0
+
+
+@pytest.mark.slow
+def test_browser_page_fails_without_the_network_it_does_not_need(spaces, browser):
+    """The offline flags do block: a page that fetches from elsewhere fails (so the tests above prove something)."""
+    with served(spaces["int8"], isolated=True) as url:
+        browser.get(url + "?backend=wasm")
+        assert wait_for_page(browser)["ready"]
+        script = "const done = arguments[1]; fetch(arguments[0]).then(() => done('reached'), () => done('blocked'))"
+        for elsewhere in ("https://cdn.jsdelivr.net/npm/onnxruntime-web", "http://93.184.215.14/"):
+            assert browser.execute_async_script(script, elsewhere) == "blocked", elsewhere
+
+
+def wait_for_page(driver, timeout: float = 120) -> dict:
+    """The page's state once its model is ready or it failed."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver = chrome(*OFFLINE)
-    try:
-        with served(spaces["int8"]) as url:
-            driver.get(url)
-            WebDriverWait(driver, 60).until(lambda d: d.execute_script("return window.gpt2 && window.gpt2.ready"))
-            script = "const done = arguments[1]; fetch(arguments[0]).then(() => done('reached'), () => done('blocked'))"
-            for elsewhere in ("https://cdn.jsdelivr.net/npm/onnxruntime-web", "http://93.184.215.14/"):
-                assert driver.execute_async_script(script, elsewhere) == "blocked", elsewhere
-    finally:
-        driver.quit()
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.execute_script("return window.gpt2 && (window.gpt2.ready || window.gpt2.error)")
+    )
+    return driver.execute_script("return window.gpt2")
+
+
+# ----------------------------------------------------------------------------- the local preview server
+
+
+def test_preview_serves_the_cards_headers_and_module_types(tmp_path):
+    """--serve's server: with the card's custom_headers on every file (or none, isolated=False); JavaScript modules
+    and WebAssembly by their MIME types."""
+    (tmp_path / "index.html").write_text("<!doctype html>")
+    shutil.copyfile(STATIC / "README.md", tmp_path / "README.md")  # the card template's front matter
+    (tmp_path / "a.mjs").write_text("export {}")
+    (tmp_path / "a.wasm").write_bytes(b"\0asm")
+    for isolated in (True, False):
+        server = preview_server(tmp_path, 0, isolated=isolated, quiet=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/"
+            for name, mime in (("", "text/html"), ("a.mjs", "text/javascript"), ("a.wasm", "application/wasm")):
+                with urllib.request.urlopen(url + name) as response:
+                    headers = {k.lower(): v for k, v in response.headers.items()}
+                assert headers["content-type"].startswith(mime)
+                assert {k: headers.get(k) for k in ISOLATION} == (ISOLATION if isolated else dict.fromkeys(ISOLATION))
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+def test_serve_refuses_what_is_not_a_spaces_folder_in_one_line(tmp_path, capsys):
+    assert main(["--serve", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path) in err[0] and "no index.html" in err[0]
+    (tmp_path / "index.html").write_text("<!doctype html>")
+    (tmp_path / "README.md").write_text("# a README without a card\n")
+    assert main(["--serve", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "README.md: has no YAML front matter" in err[0]
 
 
 # ----------------------------------------------------------------------------- the Gradio kind on ZeroGPU

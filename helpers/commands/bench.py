@@ -5,6 +5,7 @@
     python -m helpers.bench gpu-check                 # on a CUDA machine: t4-like and a100 speed, save/resume
     python -m helpers.bench checkpoint-io             # GPT-2 124M: strip, load, and the stall of a save
     python -m helpers.bench generate                  # GPT-2 124M at batch 1, beside transformers' generate
+    python -m helpers.bench space                     # GPT-2 124M's static Space in headless Chromium, beside PyTorch
 
 `train`, `outcome` and `gpu-check` run `notebooks/train_gpt2_124m_colab.py` as a plain script with
 GPT2_* settings and read the `run_summary.json` it writes: what they measure is the code a user
@@ -30,9 +31,11 @@ import torch
 from helpers.checkpoints.storage import load_checkpoint
 from helpers.commands.bench_checkpoint_io import bench_checkpoint_io
 from helpers.commands.bench_generate import bench_generate, generate_model, generate_report
+from helpers.commands.bench_space import PROMPT, bench_space, cpu_note, space_report, speedups
 from helpers.commands.cli import fail
 from helpers.config import PRESETS, detect_preset, make_config
 from helpers.errors import PathError
+from helpers.hf.static_space import EXPORTS
 from helpers.ui.display import table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -295,11 +298,64 @@ def main(argv: list[str] | None = None) -> int:
     )
     gen.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
 
+    space = sub.add_parser(
+        "space",
+        help="GPT-2 124M's static Space in headless Chromium: ready time, tokens/s per export, backend and threads, "
+        "beside PyTorch on the same CPU",
+    )
+    space.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=list(EXPORTS),
+        default=list(EXPORTS),
+        help="make_space --dtype of each folder built (default: int8 float32)",
+    )
+    space.add_argument(
+        "--tokens",
+        type=int,
+        nargs="+",
+        default=[100, 400],
+        metavar="N",
+        help="new tokens per generation (default 100 400)",
+    )
+    space.add_argument("--repeats", type=int, default=2, help="generations per length; the median counts (default 2)")
+    space.add_argument("--checkpoint", type=Path, help="a checkpoint's weights (default: GPT-2 124M, random weights)")
+    space.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="FOLDER",
+        help="static Space folders made elsewhere (e.g. by an older version), measured too, without isolation",
+    )
+    space.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="N",
+        help="measure the isolated page with each of these thread counts (?threads=N; default: the page's choice)",
+    )
+    space.add_argument(
+        "--webgpu-tokens",
+        type=int,
+        default=3,
+        metavar="N",
+        help="tokens generated on WebGPU (Chromium's software adapter here; default 3, 0: not at all)",
+    )
+    space.add_argument(
+        "--dir", type=Path, help="where to build the folders (default: a temporary folder); removed after"
+    )
+
     args = parser.parse_args(argv)
+    counts = []
     if args.command == "generate":
-        for n in args.tokens + [args.prompt_tokens] + ([args.threads] if args.threads is not None else []):
-            if n < 1:
-                parser.error(f"--tokens, --prompt-tokens and --threads must be at least 1, not {n}")
+        counts = args.tokens + [args.prompt_tokens] + ([args.threads] if args.threads is not None else [])
+    elif args.command == "space":
+        counts = args.tokens + args.threads
+    for n in counts:
+        if n < 1:
+            parser.error(f"--tokens, --prompt-tokens and --threads must be at least 1, not {n}")
     for name in ("steps", "warmup", "repeats"):
         if getattr(args, name, 1) < 1:
             parser.error(f"--{name} {getattr(args, name)}: must be at least 1")
@@ -344,6 +400,24 @@ def run(args: argparse.Namespace) -> int:
                 f"torch {torch.__version__}, transformers {transformers.__version__}",
             )
         )
+    elif args.command == "space":
+        missing = [f for f in args.compare if not (f / "index.html").is_file()]
+        if missing:  # before the minutes of building
+            raise PathError(missing[0], "has no index.html: not a static Space's folder")
+        model, what = generate_model(args.checkpoint, "cpu", "float32")
+        if args.dir:
+            args.dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="bench-space-", dir=args.dir) as tmp:
+            lines, rows = bench_space(
+                model, args.dtypes, args.tokens, args.repeats, Path(tmp), args.compare, args.threads, args.webgpu_tokens
+            )
+        title = (
+            f"{what}; {cpu_note()}; prompt {PROMPT!r}, temperature 0.8, top-k 200 (the page's defaults); "
+            f"tokens/s of whole generations, median of {args.repeats}; ms/tok: between tokens just before that count"
+        )
+        print(space_report(lines, rows, args.tokens, title))
+        for line in speedups(rows, args.tokens, args.dtypes[0], args.compare):
+            print(line)
     elif args.command == "gpu-check":
         if not torch.cuda.is_available():
             print("gpu-check needs a CUDA GPU; on a CPU try: python -m helpers.bench train --preset cpu")

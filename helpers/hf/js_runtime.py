@@ -27,7 +27,15 @@ PACKAGES = {
         "1.30.0",
         "sha512-q0y+JrrtukXSzsBWEMccVfqX25LRmosXHF+CaRJmg8pZClzcV7svNc4rKY3jL02Vb7QmRMDs1SigqR4CXAfKYQ==",
         "MIT",
-        ("dist/ort.wasm.min.mjs", "dist/ort-wasm-simd-threaded.mjs", "dist/ort-wasm-simd-threaded.wasm"),
+        (
+            # WebAssembly alone (what a visitor without WebGPU loads), then the WebGPU build (its own WebAssembly)
+            "dist/ort.wasm.min.mjs",
+            "dist/ort-wasm-simd-threaded.mjs",
+            "dist/ort-wasm-simd-threaded.wasm",
+            "dist/ort.webgpu.min.mjs",
+            "dist/ort-wasm-simd-threaded.asyncify.mjs",
+            "dist/ort-wasm-simd-threaded.asyncify.wasm",
+        ),
     ),
     "@huggingface/tokenizers": (
         "0.2.0",

@@ -2,9 +2,11 @@
 
 Static Spaces are free for every account (Gradio Spaces on cpu-basic need PRO since July 2026).
 The folder: index.html (helpers/hf/space_template/static/), the model as ONNX with a KV cache
-(helpers.hf.onnx_export; int8 by default), GPT-2's tokenizer.json, vendor/ (the pinned onnxruntime-web
-and tokenizers.js, helpers.hf.js_runtime), space.json (the facts the page shows), the Space card and
-the .gitattributes that keeps the large files in LFS/Xet. Any static web server serves it.
+(helpers.hf.onnx_export) once per backend as it runs best there (EXPORTS), GPT-2's tokenizer.json,
+vendor/ (the pinned onnxruntime-web and tokenizers.js, helpers.hf.js_runtime), space.json (the facts
+the page shows, and which file each backend loads), the Space card (whose custom_headers make the
+page cross-origin isolated, so that WebAssembly gets threads) and the .gitattributes that keeps the
+large files in LFS/Xet. Any static web server serves it; helpers.hf.preview as the Space does.
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ from helpers.checkpoints.storage import load_model
 from helpers.errors import CheckpointError
 from helpers.fileio import atomic_write_bytes, check_out_dir, write_folder
 from helpers.hf.js_runtime import vendor_runtime
-from helpers.hf.onnx_export import ONNX_DTYPES, export_onnx
+from helpers.hf.onnx_export import export_onnx
 from helpers.hf.space import card_fields, space_facts
 from helpers.hf.tokenizer_files import gpt2_tokenizer_files, gpt2_tokenizer_json, tokenizer_config
-from helpers.model import GPT2_VOCAB_SIZE
+from helpers.model import GPT, GPT2_VOCAB_SIZE
 
 STATIC = Path(__file__).resolve().parent / "space_template" / "static"
-ONNX_NAME = "model.onnx"
+# Each backend's file: the cache handed over as it suits the backend (helpers.hf.onnx_export.CACHES).
+FILES = {"wasm": ("model.onnx", "append"), "webgpu": ("model_webgpu.onnx", "full")}
+# --dtype -> the ONNX dtype each backend loads. int8 (the default): WebAssembly's fastest per byte
+# downloaded (README, "Static Space"), float16 on the GPU; float32: the exact model on both.
+EXPORTS = {"int8": {"wasm": "int8", "webgpu": "float16"}, "float32": {"wasm": "float32", "webgpu": "float32"}}
+# What a GPU needs for each dtype (WebGPU feature names): the page falls back to WebAssembly without it.
+GPU_FEATURES = {"float16": ["shader-f16"], "float32": []}
 NEEDED = {"onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime", "tokenizers": "tokenizers"}
 
 
@@ -40,9 +48,37 @@ def require_packages() -> None:
 
 
 def static_card(facts: dict) -> str:
-    """README.md of the static Space: the card (sdk: static) and the model card."""
+    """README.md of the static Space: the card (sdk: static, the isolation headers) and the model card."""
     runtime = ", ".join(f"{name} {version}" for name, version in facts["runtime"].items())
-    return Template((STATIC / "README.md").read_text()).substitute(card_fields(facts), runtime=runtime)
+    wasm, webgpu = facts["models"]["wasm"], facts["models"]["webgpu"]
+    return Template((STATIC / "README.md").read_text()).substitute(
+        card_fields(facts),
+        runtime=runtime,
+        wasm_file=wasm["file"],
+        wasm_dtype=wasm["dtype"],
+        wasm_mb=f"{wasm['bytes'] / 1e6:,.1f}",
+        webgpu_file=webgpu["file"],
+        webgpu_dtype=webgpu["dtype"],
+        webgpu_mb=f"{webgpu['bytes'] / 1e6:,.1f}",
+    )
+
+
+def export_models(model: GPT, folder: Path, dtype: str) -> dict[str, dict]:
+    """Export the model for each backend into folder as EXPORTS[dtype] says; {backend: what the page loads}."""
+    models = {}
+    for backend, onnx_dtype in EXPORTS[dtype].items():
+        name, cache = FILES[backend]
+        payload = export_onnx(model, folder / name, onnx_dtype, cache).read_bytes()
+        models[backend] = dict(
+            file=name,
+            dtype=onnx_dtype,
+            bytes=len(payload),
+            sha256=hashlib.sha256(payload).hexdigest(),
+            cache=cache,
+            cache_dtype="float16" if onnx_dtype == "float16" else "float32",
+        )
+    models["webgpu"]["features"] = GPU_FEATURES[models["webgpu"]["dtype"]]
+    return models
 
 
 def make_static_space(
@@ -52,10 +88,13 @@ def make_static_space(
     dtype: str = "int8",
     title: str = "GPT-2 on Shakespeare",
 ) -> Path:
-    """Write a static Space for the checkpoint (any kind, .pt or .safetensors) into out_dir: ONNX int8 or float32."""
+    """Write a static Space for the checkpoint (any kind, .pt or .safetensors) into out_dir.
+
+    dtype int8: int8 ONNX for WebAssembly, float16 for WebGPU; float32: one float32 ONNX for both.
+    """
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    if dtype not in ONNX_DTYPES:
-        raise ValueError(f"the static Space's dtype must be one of {', '.join(ONNX_DTYPES)}")
+    if dtype not in EXPORTS:
+        raise ValueError(f"the static Space's dtype must be one of {', '.join(EXPORTS)}")
     require_packages()
     check_out_dir(out_dir, force, source=checkpoint)  # before the slow load
     model, ckpt = load_model(checkpoint)
@@ -69,13 +108,10 @@ def make_static_space(
     facts = space_facts(model, ckpt, checkpoint.name, dtype, title)
 
     def fill(folder: Path) -> None:
-        onnx = export_onnx(model, folder / ONNX_NAME, dtype)
-        payload = onnx.read_bytes()
+        models = export_models(model, folder, dtype)
         facts.update(
-            onnx=ONNX_NAME,
-            onnx_dtype=dtype,
-            file_bytes=len(payload),
-            onnx_sha256=hashlib.sha256(payload).hexdigest(),
+            models=models,
+            file_bytes=sum(m["bytes"] for m in models.values()),  # what the Space stores
             runtime=vendor_runtime(folder / "vendor"),
         )
         atomic_write_bytes(folder / "tokenizer.json", gpt2_tokenizer_json(tokenizer).encode())
