@@ -21,19 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from helpers.checkpoints.format import DEPLOYMENT, make_checkpoint
-from helpers.checkpoints.storage import save_checkpoint  # noqa: E402
+from helpers.commands.bench_space import random_checkpoint  # noqa: E402
 from helpers.hf.space import make_space  # noqa: E402
 from helpers.model import GPT, GPTConfig  # noqa: E402
-
-
-def random_124m_checkpoint(folder: Path) -> Path:
-    """A randomly initialised GPT-2 124M (seed 0), saved as a deployment checkpoint in folder."""
-    torch.manual_seed(0)
-    model = GPT(GPTConfig())
-    return save_checkpoint(
-        make_checkpoint(DEPLOYMENT, step=0, model=model, loss=0.0, config={}), folder / "model_final.pt"
-    )
 
 
 def peak_rss_gb(pid: int) -> float:
@@ -61,7 +51,8 @@ def main() -> None:
     from gradio_client import Client
 
     root = Path(tempfile.mkdtemp(prefix="space-measure-"))
-    ckpt = random_124m_checkpoint(root)
+    torch.manual_seed(0)
+    ckpt = random_checkpoint(GPT(GPTConfig()), root)  # GPT-2 124M, random weights
     space = make_space(ckpt, root / "space")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -169,8 +169,9 @@ def pytorch_speed(model: GPT, lengths: list[int], repeats: int) -> dict:
 
 
 def random_checkpoint(model: GPT, folder: Path) -> Path:
-    """model saved as a deployment checkpoint in folder (what make_space reads)."""
-    return save_checkpoint(make_checkpoint(DEPLOYMENT, step=0, model=model, loss=0.0, config={}), folder / "model.pt")
+    """model saved as a deployment checkpoint, folder/model_final.pt (what make_space reads)."""
+    deploy = make_checkpoint(DEPLOYMENT, step=0, model=model, loss=0.0, config={})
+    return save_checkpoint(deploy, folder / "model_final.pt")
 
 
 def folder_row(dtype: str, folder: Path, seconds: float) -> str:
