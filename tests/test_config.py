@@ -183,15 +183,15 @@ def test_train_config_defaults_are_the_t4_preset():
 
 
 def _readme_settings() -> list[tuple[list[str], str]]:
-    """(field names, default column) of each row of README's Settings table."""
-    text = (Path(__file__).parents[1] / "README.md").read_text()
+    """(field names, default column) of each row of docs/settings.md's Settings table."""
+    text = (Path(__file__).parents[1] / "docs" / "settings.md").read_text()
     table = text.split("| setting | default | meaning |", 1)[1].split("\n\n", 1)[0]
     rows = [line.split(" | ") for line in table.strip().splitlines()[1:]]
     return [(re.findall(r"`(\w+)`", row[0]), row[1]) for row in rows]
 
 
 def _readme_value(text: str, kind: type) -> object:
-    """A value as the README writes it: on/off, empty, a number with its unit, a `string`."""
+    """A value as docs/settings.md writes it: on/off, empty, a number with its unit, a `string`."""
     text = text.strip().strip("`")
     words = {"on": True, "off": False, "empty": "", "tiny Shakespeare's URL": SHAKESPEARE_URL}
     if text in words:
@@ -216,6 +216,6 @@ def test_readme_settings_table_matches_the_code(names, column):
     configs = {"default": TrainConfig()} | {preset: make_config(preset, env={}) for preset in said}
     for preset, cfg in configs.items():
         values = (default if preset == "default" else said[preset]).split(", ")
-        assert len(values) == len(names), f"README row {names}: {values}"
+        assert len(values) == len(names), f"docs/settings.md row {names}: {values}"
         for name, value in zip(names, values):
             assert getattr(cfg, name) == _readme_value(value, hints[name]), f"{preset}: {name}"

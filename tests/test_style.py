@@ -29,10 +29,9 @@ def test_ruff_sees_every_python_file_of_the_project():
     assert not ours - seen, sorted(str(p.relative_to(REPO)) for p in ours - seen)
 
 
-def test_readme_layout_names_every_module_and_folder_of_helpers():
-    """A newcomer finds each concern from the README's Layout: every helpers/ file and folder is in it."""
-    readme = (REPO / "README.md").read_text()
-    layout = readme[readme.index("## Layout") :]
+def test_docs_layout_names_every_module_and_folder_of_helpers():
+    """A newcomer finds each concern from docs/layout.md: every helpers/ file and folder is in it."""
+    layout = (REPO / "docs" / "layout.md").read_text()
     layout = layout[: layout.index("```", layout.index("```") + 3)]
     helpers = REPO / "helpers"
     # helpers/NAME.py that only makes `python -m helpers.NAME` run helpers/commands/NAME.py's main
@@ -49,4 +48,4 @@ def test_readme_layout_names_every_module_and_folder_of_helpers():
         and (p.is_dir() or (p.suffix == ".py" and p.name != "__init__.py" and p.name not in shims))
         and not re.search(rf"(^|[\s,/(]){re.escape(p.name)}([/,)]|\s|$)", layout, re.M)
     ]
-    assert not missing, f"README's Layout does not name {missing}"
+    assert not missing, f"docs/layout.md does not name {missing}"
