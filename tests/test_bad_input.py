@@ -1,5 +1,6 @@
 """Bad input: one clear line naming the file and the problem, a non-zero exit, nothing lost."""
 
+import io
 import os
 import pickle
 
@@ -52,7 +53,8 @@ BAD = {
     "empty": "file is empty",
     "truncated": "not a torch checkpoint, or truncated",
     "random bytes": "not a torch checkpoint, or truncated",
-    "code-running pickle": "refused: holds objects that are not plain data (it would call io.open)",
+    # pickle names io.open by its __module__: io up to Python 3.12, _io from 3.13
+    "code-running pickle": f"refused: holds objects that are not plain data (it would call {io.open.__module__}.open)",
     "plain pickle": "not a torch checkpoint, or truncated",
     "missing keys": "missing key(s): loss, config",
     "not a dict": "holds a list, not a checkpoint dict",
