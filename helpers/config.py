@@ -82,6 +82,7 @@ class TrainConfig:
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     dtype: str = "auto"  # "auto", "float32", "bfloat16", "float16"
     compile: bool = False
+    deterministic: bool = False  # deterministic kernels and a fixed CPU thread count: a resume continues bit for bit
     seed: int = 1337
     log_every: int = 4
     sample_tokens: int = 200

@@ -130,15 +130,17 @@ print0(f"project: {REPO_ROOT}  (Colab: {IN_COLAB})")
 # GPT-2 124M instead of training from scratch. `DATA_URL` is the text to train on: tiny
 # Shakespeare unless you change it to your own (an `https://` URL, a path, or the name of a file
 # uploaded to `/content` with the file pane on the left). `HUB_REPO` (`you/name`) uploads the
-# final model to the Hugging Face Hub. `DOWNLOAD` also sends `model_final.pt` through the browser
+# final model to the Hugging Face Hub; `SPACE_REPO` (`you/name`) makes a static Space of it, a page
+# that runs the model in the visitor's browser (both need the `HF_TOKEN` secret). `DOWNLOAD` also sends `model_final.pt` through the browser
 # at the end. Every other setting is a field of `TrainConfig` (`helpers/config.py`): set
 # `GPT2_<SETTING>` in the environment, e.g. `os.environ["GPT2_MAX_STEPS"] = "500"` in a cell
 # above; such a variable wins over the form too. A setting that cannot work stops here with one
 # line naming it.
 #
 # The cell then readies the hardware: it joins the other processes when started by `torchrun`
-# (one process per GPU), turns on TF32 matrix multiplies on GPUs that have them, and says loudly
-# when there is no GPU. Last it chooses the checkpoint folder. `USE_DRIVE` keeps checkpoints on
+# (one process per GPU), turns on TF32 matrix multiplies on GPUs that have them, with
+# `GPT2_DETERMINISTIC=1` makes every kernel repeat itself bit for bit (docs/checkpoints.md, "What
+# is exact where"), and says loudly when there is no GPU. Last it chooses the checkpoint folder. `USE_DRIVE` keeps checkpoints on
 # Google Drive: a runtime reset wipes `/content`, and with the files on Drive, running all cells
 # again resumes training instead of starting over. Mounting asks for permission; if Drive says no
 # (declined, a permission left unticked, nobody there to click within two minutes), training goes
@@ -151,6 +153,7 @@ INIT_FROM = "scratch"  # @param ["scratch", "gpt2"]
 USE_DRIVE = True  # @param {type:"boolean"}
 DOWNLOAD = False  # @param {type:"boolean"}
 HUB_REPO = ""  # @param {type:"string"}
+SPACE_REPO = ""  # @param {type:"string"}
 DATA_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"  # @param {type:"string"}
 
 from helpers.errors import short_errors
@@ -164,7 +167,7 @@ from helpers.config import make_config
 from helpers.data_source import data_folder
 from helpers.model import param_count
 from helpers.training.distributed import init_processes
-from helpers.training.hardware import detect_hardware, enable_tf32
+from helpers.training.hardware import detect_hardware, enable_tf32, make_deterministic
 from helpers.ui import colab
 from helpers.ui.display import table
 
@@ -175,6 +178,7 @@ cfg = make_config(
         use_drive=USE_DRIVE,
         download=DOWNLOAD,
         hub_repo=HUB_REPO,
+        space_repo=SPACE_REPO,
         data_url=DATA_URL.strip(),
     )
 )
@@ -182,6 +186,8 @@ procs = init_processes(cfg.device, cfg.grad_accum_steps)  # one process, or one 
 hw = detect_hardware(cfg.device, cfg.dtype, procs.gpu)
 if hw.dtype != "float16":
     enable_tf32()
+if cfg.deterministic:  # before the first CUDA matrix multiply
+    print0(f"deterministic: on ({make_deterministic()} CPU threads)")
 if not torch.cuda.is_available():
     print0(colab.no_gpu_banner(cfg.preset, param_count(cfg.model_config())))
 checkpoint_dir, on_drive = local_checkpoint_dir(cfg, REPO_ROOT), False

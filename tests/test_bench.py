@@ -3,6 +3,8 @@
 Smoke tests only: no timing thresholds, which a shared CI machine cannot hold.
 """
 
+import contextlib
+import re
 import subprocess
 import sys
 
@@ -12,6 +14,7 @@ import torch
 from conftest import REPO, TINY, tiny_model
 from helpers.checkpoints.format import DEPLOYMENT, make_checkpoint
 from helpers.checkpoints.storage import load_checkpoint, save_checkpoint
+from helpers.commands import bench
 from helpers.commands.bench import gpu_check, main
 from helpers.commands.bench_checkpoint_io import bench_checkpoint_io
 from helpers.model import GPT
@@ -33,16 +36,59 @@ def test_bad_settings_fail_before_anything_runs(capsys):
     assert "expected FIELD=VALUE" in capsys.readouterr().err
 
 
+@contextlib.contextmanager
+def busy_processes(n: int):
+    """n processes spinning on the CPU while the block runs: the load that once moved a resumed run's sums.
+
+    At the lowest priority: they take every idle moment and preempt the run's threads now and then,
+    without doubling the test's time as equal-priority spinners on 2 cores would.
+    """
+    spin = "import os; os.nice(19)\nwhile True: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.slow
-def test_gpu_check_logic_runs_on_the_cpu(tmp_path, capsys):
-    """gpu-check's speed case and its stop/resume cycle, through the notebook on the ci preset."""
+def test_gpu_check_logic_runs_on_the_cpu(tmp_path, capsys, monkeypatch):
+    """gpu-check's speed case and its stop/resume cycle, through the notebook on the ci preset.
+
+    The cycle runs as gpu-check runs it, with deterministic on: on two threads beside two busy
+    processes, the resumed run's losses and final weights equal the uninterrupted run's bit for bit.
+    """
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
     cases = [("ci, eager", dict(preset="ci", compile=False), (0, 0))]
-    resume = dict(preset="ci", max_steps=6, eval_every=2, save_every=3, patience=0, sample_tokens=1)
-    status = gpu_check(cases, resume, steps=1, warmup=1, work_dir=tmp_path)
+    resume = dict(preset="ci", max_steps=6, eval_every=2, save_every=3, patience=0, sample_tokens=1, deterministic=True)
+    with busy_processes(2):
+        status = gpu_check(cases, resume, steps=1, warmup=1, work_dir=tmp_path)
     out = capsys.readouterr().out
     assert status == 0, out
     assert out.count("tokens/s") == 1
-    assert "from the half-way checkpoint" in out and "largest difference 0.00e+00" in out and "PASS" in out
+    assert "from the half-way checkpoint" in out and "PASS" in out
+    assert "deterministic: on (2 CPU threads)" in out
+    assert re.search(r"per-step losses +6 steps, largest difference 0.00e\+00 \(limit 0\)", out), out
+    assert re.search(r"final weights +largest difference 0.00e\+00 \(limit 0\)", out), out
+
+
+def test_gpu_check_prints_what_deterministic_costs(tmp_path, capsys, monkeypatch):
+    """A deterministic case beside the same case without it: gpu-check prints the share of tokens/s it costs."""
+    speed = {False: 1000.0, True: 960.0}
+    monkeypatch.setattr(bench, "bench_train", lambda s, *_: {"tokens_per_s": speed[s.get("deterministic", False)]})
+    monkeypatch.setattr(bench, "train_report", lambda r: "")
+    monkeypatch.setattr(
+        bench,
+        "resume_check",
+        lambda *_: dict(
+            kernels="", resumed_at=True, steps=6, loss_gap=0, drift=0, limit=0, ok=True, device="cpu", dtype="float32"
+        ),
+    )
+    cases = [("plain", dict(preset="ci"), (0, 0)), ("det", dict(preset="ci", deterministic=True), (0, 0))]
+    bench.gpu_check(cases, {}, steps=1, warmup=1, work_dir=tmp_path)
+    assert "deterministic costs 4.0% of the tokens/s (1,000 -> 960)" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for machines without a GPU")

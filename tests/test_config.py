@@ -1,6 +1,7 @@
 import ast
 import dataclasses
 import json
+import os
 import re
 import typing
 from pathlib import Path
@@ -12,7 +13,7 @@ from conftest import SCRIPT
 from helpers.checkpoints.runs import model_folder
 from helpers.config import PRESETS, SHAKESPEARE_URL, TrainConfig, make_config
 from helpers.errors import SettingError
-from helpers.training.hardware import detect_hardware
+from helpers.training.hardware import detect_hardware, make_deterministic
 
 
 def test_presets_exist_with_policy_defaults():
@@ -156,7 +157,7 @@ def test_the_notebooks_form_defaults_are_the_settings_defaults():
     source = SCRIPT.read_text()
     settings_cell = source[source.index("# ## Settings") : source.index("# ## Data")]
     form = dict(re.findall(r"^([A-Z_]+) = (.+?)  # @param", settings_cell, re.M))
-    assert set(form) == {"PRESET", "INIT_FROM", "USE_DRIVE", "DOWNLOAD", "HUB_REPO", "DATA_URL"}
+    assert set(form) == {"PRESET", "INIT_FROM", "USE_DRIVE", "DOWNLOAD", "HUB_REPO", "SPACE_REPO", "DATA_URL"}
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for name, value in form.items():
         assert ast.literal_eval(value) == ("auto" if name == "PRESET" else defaults[name.lower()]), name
@@ -219,3 +220,24 @@ def test_readme_settings_table_matches_the_code(names, column):
         assert len(values) == len(names), f"docs/settings.md row {names}: {values}"
         for name, value in zip(names, values):
             assert getattr(cfg, name) == _readme_value(value, hints[name]), f"{preset}: {name}"
+
+
+def test_deterministic_sets_every_switch_and_fixes_the_thread_count(monkeypatch):
+    """make_deterministic: strict deterministic kernels, cuBLAS's fixed workspace, cuDNN's deterministic mode
+    without its search or its attention, and torch's thread count set explicitly (MKL's dynamic mode off)."""
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # records its absence, so the test leaves none behind
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
+    cudnn, cuda = torch.backends.cudnn, torch.backends.cuda
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    flags = (cudnn.deterministic, cudnn.benchmark, cuda.cudnn_sdp_enabled(), torch.get_num_threads())
+    try:
+        assert make_deterministic() == flags[3] == torch.get_num_threads()
+        assert (
+            torch.are_deterministic_algorithms_enabled() and not torch.is_deterministic_algorithms_warn_only_enabled()
+        )
+        assert (cudnn.deterministic, cudnn.benchmark, cuda.cudnn_sdp_enabled()) == (True, False, False)
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        cudnn.deterministic, cudnn.benchmark = flags[0], flags[1]
+        cuda.enable_cudnn_sdp(flags[2])

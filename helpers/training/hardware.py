@@ -1,8 +1,9 @@
-"""The machine training runs on: device, precision, peak speed, and torch.compile with a fallback."""
+"""The machine training runs on: device, precision, peak speed, deterministic kernels, torch.compile with a fallback."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
@@ -89,6 +90,31 @@ def autocast(hw: Hardware) -> contextlib.AbstractContextManager:
 def enable_tf32() -> None:
     """Let float32 matrix multiplies use TF32 tensor cores (Ampere and newer)."""
     torch.set_float32_matmul_precision("high")
+
+
+def make_deterministic() -> int:
+    """Make training repeat itself bit for bit, on the CPU and on CUDA; the CPU thread count it fixed.
+
+    A resume restores the state exactly anyway; what this adds is kernels that, given that state,
+    compute the same bits every time (docs/checkpoints.md, "What is exact where"). Call it before
+    the first CUDA matrix multiply: cuBLAS reads its workspace setting when torch makes its handle.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # a fixed cuBLAS workspace, no split-dependent sums
+    # Strict: an operation without a deterministic kernel stops with an error instead of running
+    # a nondeterministic one. It also makes scaled-dot-product attention's fused kernels run their
+    # backward deterministically (flash without atomic adds, memory-efficient without key splits)
+    # and rules out cuDNN's; the math kernel would need the attention matrices of every layer kept
+    # for the backward (about 12 GB more on the t4 preset: more than a T4 has to spare).
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False  # its search may pick another algorithm in another run
+    torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN attention's backward is not deterministic
+    # CPU results depend on the thread count (sums are split by thread), so fix it: torch's own
+    # choice, set explicitly, which also turns off MKL's dynamic mode, in which MKL may run a
+    # matrix multiply on fewer threads when the machine is busy.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return threads
 
 
 def compile_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, hw: Hardware) -> torch.nn.Module:
