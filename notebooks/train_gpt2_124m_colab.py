@@ -586,7 +586,9 @@ if cfg.space_repo and (checkpoint_dir / FINAL).exists():
         missing = [pip for module, pip in NEEDED.items() if importlib.util.find_spec(module) is None]
         if missing and IN_COLAB:
             subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
-        space_folder = make_static_space(checkpoint_dir / FINAL, checkpoint_dir / "hf_space", force=True)
+        space_folder = make_static_space(
+            checkpoint_dir / FINAL, checkpoint_dir / "hf_space", force=True, repo=cfg.space_repo
+        )
         print(f"uploaded {space_folder} to {push_space(space_folder, cfg.space_repo)}")
 
 # %% [markdown]

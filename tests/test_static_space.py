@@ -28,7 +28,7 @@ from test_make_space import chrome, full_checkpoint, keep_screenshot
 
 from conftest import TINY, FakeHfApi, full_ckpt
 from helpers.checkpoints.storage import load_model, save_checkpoint
-from helpers.commands.bench_space import OFFLINE, SOFTWARE_WEBGPU, measure_page, served
+from helpers.commands.bench_space import OFFLINE, SOFTWARE_WEBGPU, measure_page, open_page, served, wait_for
 from helpers.commands.make_space import main
 from helpers.data import get_batch, get_encoding, load_tokens
 from helpers.errors import PathError
@@ -36,7 +36,7 @@ from helpers.hf import js_runtime
 from helpers.hf.onnx_export import empty_cache, export_onnx
 from helpers.hf.preview import card_headers, preview_server
 from helpers.hf.space import gradio_version, make_space
-from helpers.hf.static_space import STATIC, make_static_space
+from helpers.hf.static_space import STATIC, make_static_space, space_address
 from helpers.model import GPT, GPTConfig
 
 STATIC_FILES = {
@@ -58,6 +58,10 @@ ISOLATION = {  # the Space card's custom_headers: cross-origin isolated, so WebA
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "cross-origin",
 }
+
+
+# A repo name with what the Hub's subdomains change (upper case, "_", "."), and the Space's own address.
+OWN = ("Me/GPT2_Shakespeare.v2", "https://me-gpt2-shakespeare-v2.static.hf.space")
 
 
 def train(model: GPT, tokens: np.ndarray, steps: int, batch: int, lr: float) -> GPT:
@@ -112,7 +116,9 @@ def spaces(trained_ci, tmp_path_factory) -> dict[str, Path]:
             p.mul_(5 if p.dim() == 2 else 1)
     return {
         "int8": root / "int8",
-        "varied": make_static_space(saved(varied, root / "varied.pt", step=0), root / "varied", dtype="float32"),
+        "varied": make_static_space(
+            saved(varied, root / "varied.pt", step=0), root / "varied", dtype="float32", repo=OWN[0]
+        ),
     }
 
 
@@ -452,6 +458,47 @@ def test_browser_uses_threads_where_the_card_isolates_the_page(spaces, trained_c
         assert len(state["generated"]) == tokens and len(state["tokenTimes"]) == tokens and state["tokensPerSecond"] > 0
         assert {"model.onnx", *WASM_FILES} <= files and not files & {"model_webgpu.onnx", *WEBGPU_FILES}, files
     keep_screenshot(browser, tmp_path / "space_static.png")
+
+
+def test_space_address_follows_the_hubs_subdomains():
+    assert space_address(OWN[0]) == OWN[1]
+    assert space_address("you/gpt2-shakespeare") == "https://you-gpt2-shakespeare.static.hf.space"
+
+
+@pytest.mark.slow
+def test_browser_links_to_the_spaces_own_address_where_not_isolated(spaces, browser, tmp_path):
+    """Not cross-origin isolated, the page says where it runs on all threads: inside another page (as inside
+    huggingface.co's), the frame's own address; served without the card's headers, the Space's, from the repo name
+    make_space was given. Isolated, no link."""
+    from selenium.webdriver.common.by import By
+
+    assert json.loads((spaces["varied"] / "space.json").read_text())["space_url"] == OWN[1]
+    assert json.loads((spaces["int8"] / "space.json").read_text())["space_url"] is None  # made without --push
+    link = "return document.getElementById('own-address')?.getAttribute('href') ?? null"
+    for isolated, address in ((False, OWN[1]), (True, None)):
+        with served(spaces["varied"], isolated) as url:
+            state = open_page(browser, url + "?backend=wasm", timeout=120)
+            assert state["error"] is None and state["isolated"] is isolated
+            assert state["ownAddress"] == address and browser.execute_script(link) == address
+            status = browser.find_element(By.ID, "status").text
+            assert (f"all threads at the Space's own address: {OWN[1]}" in status) is not isolated, status
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    with served(spaces["varied"], isolated=True) as url:
+        (parent / "index.html").write_text(f'<iframe src="{url}?backend=wasm" width="900" height="700"></iframe>')
+        with served(parent, isolated=False) as outer:  # another origin (port), as huggingface.co is the Space's
+            browser.get(outer)
+            browser.switch_to.frame(0)
+            try:
+                ready = "return window.gpt2 && (window.gpt2.ready || window.gpt2.error) && window.gpt2"
+                state = wait_for(browser, ready, 120)
+                assert state["error"] is None and state["isolated"] is False  # the outer page is not isolated
+                assert state["threads"] == 1 and state["ownAddress"] == url + "?backend=wasm"
+                assert browser.execute_script(link) == url + "?backend=wasm"
+                status = browser.find_element(By.ID, "status").text
+                assert f"embedded in another page: all threads at the Space's own address: {url}" in status, status
+            finally:
+                browser.switch_to.default_content()
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from helpers.commands.cli import fail, folder_tool_parser, notes_printed, push
 from helpers.errors import PathError
 from helpers.hf.preview import preview_server
 from helpers.hf.space import FORMATS, HARDWARE, make_space
-from helpers.hf.static_space import EXPORTS, make_static_space
+from helpers.hf.static_space import EXPORTS, make_static_space, space_address
 
 KINDS = ("static", "gradio")
 DEFAULT_DTYPE = {"static": "int8", "gradio": "float32"}
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with notes_printed():
             if args.kind == "static":
-                out_dir = make_static_space(args.checkpoint, args.out_dir, args.force, dtype)
+                out_dir = make_static_space(args.checkpoint, args.out_dir, args.force, dtype, repo=args.push or "")
             else:
                 out_dir = make_space(args.checkpoint, args.out_dir, args.force, dtype, args.fmt, hardware=args.hardware)
     except (PathError, OSError, ValueError, ImportError) as e:
@@ -109,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"try it: python -m helpers.make_space --serve {out_dir}, then open http://127.0.0.1:8000")
     else:
         print(f"try it: cd {out_dir} && pip install -r requirements.txt && python app.py")
-    return push(out_dir, args.push, "space") if args.push else 0
+    status = push(out_dir, args.push, "space") if args.push else 0
+    if args.push and args.kind == "static" and status == 0:
+        print(f"its own address, where the page runs on all the visitor's threads: {space_address(args.push)}")
+    return status
 
 
 if __name__ == "__main__":

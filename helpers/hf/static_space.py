@@ -47,6 +47,15 @@ def require_packages() -> None:
         )
 
 
+def space_address(repo: str) -> str:
+    """The static Space's own address (https://OWNER-NAME.static.hf.space) for repo "owner/name", as the Hub names it.
+
+    The Hub's subdomain: owner and name joined by "-", lower case, "_" and "." as "-". There the page
+    is cross-origin isolated (inside huggingface.co's page it depends on the iframe).
+    """
+    return "https://" + repo.strip().replace("/", "-").replace("_", "-").replace(".", "-").lower() + ".static.hf.space"
+
+
 def static_card(facts: dict) -> str:
     """README.md of the static Space: the card (sdk: static, the isolation headers) and the model card."""
     runtime = ", ".join(f"{name} {version}" for name, version in facts["runtime"].items())
@@ -87,10 +96,12 @@ def make_static_space(
     force: bool = False,
     dtype: str = "int8",
     title: str = "GPT-2 on Shakespeare",
+    repo: str = "",
 ) -> Path:
     """Write a static Space for the checkpoint (any kind, .pt or .safetensors) into out_dir.
 
     dtype int8: int8 ONNX for WebAssembly, float16 for WebGPU; float32: one float32 ONNX for both.
+    repo ("owner/name", when known) gives the page its Space's own address, to link to where it runs on all threads.
     """
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     if dtype not in EXPORTS:
@@ -106,6 +117,7 @@ def make_static_space(
         )
     tokenizer = gpt2_tokenizer_files()  # FileNotFoundError says why not: the page cannot work without it
     facts = space_facts(model, ckpt, checkpoint.name, dtype, title)
+    facts["space_url"] = space_address(repo) if repo.strip() else None
 
     def fill(folder: Path) -> None:
         models = export_models(model, folder, dtype)
