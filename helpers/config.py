@@ -156,7 +156,7 @@ class TrainConfig:
 # (16,384 tokens, 18.4 steps an epoch) for many updates per epoch, an exact validation loss every 4
 # steps (0.22 epoch) to see the minimum, early stopping once it has passed, and a budget of 20
 # epochs that a T4 finishes in about 10 minutes at most; a KV-cached best sample costs a fraction of
-# a second on a GPU. The reasons for each value are in the README. A preset lists what differs.
+# a second on a GPU. The reasons for each value are in docs/settings.md. A preset lists what differs.
 PRESETS: dict[str, dict] = {
     # A small model that learns visibly in a few minutes on two CPU cores (0.85 epoch).
     "cpu": dict(

@@ -31,7 +31,7 @@ STATIC = Path(__file__).resolve().parent / "space_template" / "static"
 # Each backend's file: the cache handed over as it suits the backend (helpers.hf.onnx_export.CACHES).
 FILES = {"wasm": ("model.onnx", "append"), "webgpu": ("model_webgpu.onnx", "full")}
 # --dtype -> the ONNX dtype each backend loads. int8 (the default): WebAssembly's fastest per byte
-# downloaded (README, "Static Space"), float16 on the GPU; float32: the exact model on both.
+# downloaded (docs/benchmarks.md, "The static Space"), float16 on the GPU; float32: the exact model on both.
 EXPORTS = {"int8": {"wasm": "int8", "webgpu": "float16"}, "float32": {"wasm": "float32", "webgpu": "float32"}}
 # What a GPU needs for each dtype (WebGPU feature names): the page falls back to WebAssembly without it.
 GPU_FEATURES = {"float16": ["shader-f16"], "float32": []}
