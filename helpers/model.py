@@ -270,9 +270,13 @@ class GPT(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         seed: int | None = None,
+        top_p: float | None = None,
+        repetition_penalty: float | None = None,
     ) -> torch.Tensor:
-        """Append max_new_tokens sampled tokens to idx (B, T); a seed makes it reproducible."""
-        for idx_next in self.generate_stream(idx, max_new_tokens, temperature, top_k, seed):
+        """Append max_new_tokens sampled tokens to idx (B, T); a seed makes it reproducible (see generate_stream)."""
+        for idx_next in self.generate_stream(
+            idx, max_new_tokens, temperature, top_k, seed, top_p=top_p, repetition_penalty=repetition_penalty
+        ):
             idx = torch.cat((idx, idx_next), dim=1)
         return idx
 
@@ -284,10 +288,17 @@ class GPT(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         seed: int | None = None,
+        top_p: float | None = None,
+        repetition_penalty: float | None = None,
     ) -> Iterator[torch.Tensor]:
-        """Yield generate's new tokens one at a time, each (B, 1), as soon as it is sampled."""
-        if temperature <= 0:
-            raise ValueError("temperature must be positive")
+        """Yield generate's new tokens one at a time, each (B, 1), as soon as it is sampled.
+
+        Each token's logits pass through transformers' processors in transformers' order: the
+        repetition penalty over every token of the prompt and of the text so far, then temperature,
+        top-k, top-p (next_token). top_k None or 0, top_p None or 1 and repetition_penalty None or
+        1 switch each off; top_k=1 is greedy.
+        """
+        check_sampling(temperature, top_k, top_p, repetition_penalty)
         generator = None
         if seed is not None:
             generator = torch.Generator(device=idx.device).manual_seed(seed)
@@ -296,6 +307,11 @@ class GPT(nn.Module):
         c = self.config
         size = min(c.block_size, idx.size(1) + max_new_tokens)  # the longest context this call needs
         past = [KVBuffer(size) for _ in range(c.n_layer)]
+        # Which tokens the text holds (B, vocab_size), for the penalty: every one since the prompt's
+        # start, as transformers sees them, even those the sliding context has left behind.
+        seen = None
+        if repetition_penalty not in (None, 1.0):
+            seen = torch.zeros(idx.size(0), c.vocab_size, dtype=torch.bool, device=idx.device).scatter_(1, idx, True)
         try:
             new = idx  # the tokens that the cache does not hold yet
             for _ in range(max_new_tokens):
@@ -307,21 +323,78 @@ class GPT(nn.Module):
                     for layer in past:
                         layer.n = 0
                 x, _ = self._hidden(new, past)
-                logits = self.lm_head(x[:, -1, :]).float() / temperature
-                if top_k == 1:  # greedy: the one token a draw among the likeliest one could give
-                    new = logits.argmax(dim=-1, keepdim=True)
-                elif top_k is not None and top_k < logits.size(-1):
-                    # Draw among the k likeliest tokens alone: the distribution of masking the
-                    # others to -inf, without a draw over all 50,257 (a millisecond on a CPU).
-                    logits, indices = torch.topk(logits, top_k)
-                    choice = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
-                    new = indices.gather(-1, choice)
-                else:
-                    new = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
+                logits = self.lm_head(x[:, -1, :]).float()
+                if seen is not None:
+                    logits = penalize_repeats(logits, seen, repetition_penalty)
+                new = next_token(logits, temperature, top_k, top_p, generator)
+                if seen is not None:
+                    seen.scatter_(1, new, True)
                 idx = torch.cat((idx, new), dim=1)
                 yield new
         finally:
             self.train(was_training)
+
+
+def check_sampling(
+    temperature: float, top_k: int | None, top_p: float | None, repetition_penalty: float | None
+) -> None:
+    """A ValueError naming the first sampling control out of its range (transformers' ranges)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, not {temperature}")
+    if top_k is not None and top_k < 0:
+        raise ValueError(f"top_k must be 0 (off) or more, not {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be above 0 and at most 1, not {top_p}")
+    if repetition_penalty is not None and not repetition_penalty > 0:
+        raise ValueError(f"repetition_penalty must be positive, not {repetition_penalty}")
+
+
+def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """transformers' RepetitionPenaltyLogitsProcessor: the logits of the seen tokens (a mask like logits)
+    divided by penalty where positive and multiplied by it where negative, so that above 1 they grow less likely."""
+    return torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
+
+
+def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """transformers' TopPLogitsWarper on logits sorted likeliest first: -inf for the unlikeliest tokens whose
+    probabilities add up to at most 1 - top_p, the likeliest always kept."""
+    ascending = logits.flip(-1)  # transformers sorts ascending: the same sums in the same order
+    remove = ascending.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p
+    remove[..., -1] = False
+    return logits.masked_fill(remove.flip(-1), float("-inf"))
+
+
+def warp(
+    logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """transformers' TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper, in that order: the logits
+    to draw from (-inf for those left out), and the token each column stands for (None: the vocabulary in order)."""
+    logits = logits / temperature
+    indices = None
+    if top_k and top_k < logits.size(-1):
+        # Draw among the k likeliest tokens alone: the distribution of masking the others to -inf,
+        # without a draw over all 50,257 (a millisecond on a CPU). topk sorts them, as top-p needs.
+        logits, indices = torch.topk(logits, top_k)
+    if top_p is not None and top_p < 1:
+        if indices is None:
+            logits, indices = torch.sort(logits, descending=True)
+        logits = nucleus(logits, top_p)
+    return logits, indices
+
+
+def next_token(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One token (B, 1) drawn from logits (B, vocab_size) after temperature, top-k and top-p (warp)."""
+    if top_k == 1:  # greedy: the one token a draw among the likeliest one could give
+        return logits.argmax(dim=-1, keepdim=True)
+    logits, indices = warp(logits, temperature, top_k, top_p)
+    choice = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
+    return choice if indices is None else indices.gather(-1, choice)
 
 
 def param_count(config: GPTConfig) -> int:

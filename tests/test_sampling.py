@@ -1,0 +1,154 @@
+"""The sampling controls: transformers' repetition penalty, temperature, top-k, top-p in generate; stop strings."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import Scripted, tiny_model
+from helpers.data import get_encoding
+from helpers.hf import tokenizer_files
+from helpers.hf.folders import export_hf_folder
+from helpers.model import GPT, GPTConfig, penalize_repeats, warp
+from helpers.sampling import parse_stops, text_stream
+from helpers.ui.playground import sample, sample_stream
+
+
+def varied_model(block_size: int) -> GPT:
+    """A small model whose greedy text changes token by token (its matrices scaled up), with a long context."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=block_size))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(5 if p.dim() == 2 else 1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def transformers():
+    return pytest.importorskip("transformers")
+
+
+@pytest.mark.parametrize(
+    "penalty, temperature, top_k, top_p",
+    [(1.3, 0.7, 50, 0.9), (0.8, 1.0, None, 0.5), (1.0, 1.3, 20, None), (2.0, 0.5, None, None), (1.0, 1.0, 0, 0.99)],
+)
+def test_processors_equal_transformers_on_random_logits(transformers, penalty, temperature, top_k, top_p):
+    """The logits each control leaves (-inf: left out) are those of transformers' own processors, in their order."""
+    from transformers.generation import logits_process as lp
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 1000) * 3
+    ids = torch.randint(0, 1000, (3, 40))
+    theirs = [lp.RepetitionPenaltyLogitsProcessor(penalty), lp.TemperatureLogitsWarper(temperature)]
+    if top_k:
+        theirs.append(lp.TopKLogitsWarper(top_k))
+    if top_p is not None:
+        theirs.append(lp.TopPLogitsWarper(top_p))
+    want = lp.LogitsProcessorList(theirs)(ids, logits.clone())
+    seen = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, ids, True)
+    kept, indices = warp(penalize_repeats(logits, seen, penalty), temperature, top_k, top_p)
+    got = kept if indices is None else torch.full_like(logits, float("-inf")).scatter(1, indices, kept)
+    assert torch.equal(got.isinf(), want.isinf()) and (got.isinf().sum() > 0) == bool(top_k or top_p)
+    assert torch.allclose(got[~got.isinf()], want[~want.isinf()])
+
+
+def test_greedy_with_a_repetition_penalty_is_transformers_past_100_tokens(transformers, tmp_path):
+    model = varied_model(block_size=160)
+    folder = export_hf_folder(model, tmp_path / "hf")
+    hf_model = transformers.GPT2LMHeadModel.from_pretrained(folder).eval()
+    prompt = torch.tensor([get_encoding().encode("ROMEO:\nWhat say you?")])
+    ours = model.generate(prompt, 120, top_k=1, repetition_penalty=1.3)
+    theirs = hf_model.generate(
+        prompt,
+        attention_mask=torch.ones_like(prompt),
+        max_new_tokens=120,
+        do_sample=False,
+        repetition_penalty=1.3,
+        pad_token_id=tokenizer_files.EOT_ID,
+    )
+    assert torch.equal(ours, theirs)
+    plain = model.generate(prompt, 120, top_k=1)[0, prompt.size(1) :].tolist()
+    assert ours[0, prompt.size(1) :].tolist() != plain  # the penalty changed the text
+    assert len(set(ours[0].tolist())) > len(set(plain))  # into one that repeats itself less
+
+
+@pytest.mark.parametrize("top_k", [None, 200])
+def test_top_p_so_small_that_one_token_is_left_is_greedy(top_k):
+    model, prompt = varied_model(block_size=64), torch.tensor([[1, 2, 3]])
+    greedy = model.generate(prompt, 40, top_k=1, repetition_penalty=1.2)
+    assert torch.equal(model.generate(prompt, 40, 0.8, top_k, seed=5, top_p=1e-6, repetition_penalty=1.2), greedy)
+    assert not torch.equal(model.generate(prompt, 40, 0.8, top_k, seed=5, top_p=0.9), greedy)  # a real draw
+
+
+def test_the_controls_switched_off_leave_the_seeded_draws_as_they_were():
+    model, prompt = varied_model(block_size=64), torch.tensor([[1, 2, 3]])
+    before = model.generate(prompt, 30, 0.8, 200, seed=7)
+    assert torch.equal(model.generate(prompt, 30, 0.8, 200, seed=7, top_p=1.0, repetition_penalty=1.0), before)
+    on = model.generate(prompt, 30, 0.8, 200, seed=7, top_p=0.8, repetition_penalty=1.3)
+    assert torch.equal(model.generate(prompt, 30, 0.8, 200, seed=7, top_p=0.8, repetition_penalty=1.3), on)
+
+
+@pytest.mark.parametrize(
+    "control, value, message",
+    [
+        ("top_p", 0.0, "top_p must be above 0"),
+        ("top_p", 1.5, "top_p must be above 0"),
+        ("repetition_penalty", 0.0, "repetition_penalty must be positive"),
+        ("top_k", -1, "top_k must be 0"),
+        ("temperature", 0.0, "temperature must be positive"),
+    ],
+)
+def test_controls_out_of_range_are_refused(control, value, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model().generate(torch.tensor([[1]]), 2, **{control: value})
+
+
+# ----------------------------------------------------------------------------- stop strings
+
+
+def pieces_until(tokens: list[int], stop: list[str], prompt: str = "A") -> list[str]:
+    enc = get_encoding()
+    return list(sample_stream(Scripted(tokens), enc, prompt, len(tokens), 1.0, "cpu", stop=stop))
+
+
+def test_the_text_ends_before_the_first_stop_string_even_across_tokens():
+    enc = get_encoding()
+    tokens = enc.encode(" to be, or not to be: that is the question")
+    # "or not" spans the tokens " or" and " not"; "be" comes earlier but is not a stop string here
+    pieces = pieces_until(tokens, ["not to", "question"])
+    assert "".join(pieces) == "A to be, or "
+    assert all("n" not in p for p in pieces)  # " not" was held back, never shown and then taken back
+    assert "".join(pieces_until(tokens, ["question", "that"])) == "A to be, or not to be: "  # the first of them
+    assert "".join(pieces_until(tokens, ["tobe"])) == "A to be, or not to be: that is the question"  # none
+
+
+def test_text_held_back_for_a_stop_string_that_does_not_come_is_shown_after_all():
+    enc = get_encoding()
+    tokens = enc.encode(" not then, nor now")
+    pieces = pieces_until(tokens, ["not now"])
+    assert "".join(pieces) == "A not then, nor now" and " not" not in pieces
+    pieces = pieces_until(enc.encode(" the end: no"), [": not"])  # the text ends inside the held-back part
+    assert "".join(pieces) == "A the end: no"
+
+
+def test_a_stop_string_in_the_prompt_does_not_count_and_generation_stops():
+    enc = get_encoding()
+    stream = Scripted(enc.encode("\nJULIET:\nAy me!\n\nROMEO:\nShe speaks."))
+    pieces = list(text_stream(enc.encode("ROMEO:\n\n"), stream.generate_stream(None, 100), enc.decode, ["\n\n"]))
+    assert "".join(pieces) == "ROMEO:\n\n\nJULIET:\nAy me!"
+    assert stream.yielded == 12  # "\n\n" ends with the 12th token: closed there, none drawn past it
+
+
+def test_generated_text_stops_in_pytorch_and_joins_up_to_the_sample():
+    model, enc = tiny_model(0), get_encoding()
+    full = sample(model, enc, "ROMEO:", 30, 1.0, "cpu", seed=3, top_k=None)
+    stop = full[len("ROMEO:") :][10:14]
+    cut = sample(model, enc, "ROMEO:", 30, 1.0, "cpu", seed=3, top_k=None, stop=[stop])
+    assert cut == full[: full.index(stop, len("ROMEO:"))] and len(cut) >= len("ROMEO:") + 10
+
+
+def test_stop_fields_read_one_per_line_with_escaped_newlines():
+    assert parse_stops("\\n\\n\nKING:\n\nEnd.") == ["\n\n", "KING:", "End."]
+    with pytest.raises(ValueError, match="stop string"):
+        list(text_stream([1], iter([2]), get_encoding().decode, [""]))
