@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
-from conftest import Scripted, tiny_model
+from conftest import Scripted, save_full, tiny_model
+from helpers.checkpoints.storage import load_checkpoint, load_model, save_checkpoint
+from helpers.commands.create_deployment_checkpoint import main as create_main
+from helpers.commands.sample import main as sample_main
 from helpers.data import get_encoding
 from helpers.hf import tokenizer_files
 from helpers.hf.folders import export_hf_folder
@@ -152,3 +158,75 @@ def test_stop_fields_read_one_per_line_with_escaped_newlines():
     assert parse_stops("\\n\\n\nKING:\n\nEnd.") == ["\n\n", "KING:", "End."]
     with pytest.raises(ValueError, match="stop string"):
         list(text_stream([1], iter([2]), get_encoding().decode, [""]))
+
+
+# ----------------------------------------------------------------------------- python -m helpers.sample
+
+SETTINGS = ["--prompt", "JULIET:", "--tokens", "20", "--top-p", "0.9", "--repetition-penalty", "1.2", "--seed", "4"]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict:
+    """The tiny model as a full checkpoint, a deployment one in .pt and .safetensors, and a transformers folder."""
+    root = tmp_path_factory.mktemp("sample")
+    full = save_full(root / "model_final_full.pt")
+    assert create_main([str(full), str(root / "model_final.pt")]) == 0
+    deploy = root / "model_final.pt"
+    safetensors = save_checkpoint(load_checkpoint(deploy), root / "model_final.safetensors")
+    folder = export_hf_folder(load_model(full)[0], root / "hf")
+    return {"full": full, "deploy": deploy, "safetensors": safetensors, "hf": folder}
+
+
+@pytest.mark.parametrize("kind", ["full", "deploy", "safetensors", "hf"])
+def test_sample_prints_the_text_of_any_checkpoint(checkpoints, kind, capsys):
+    model, _ = load_model(checkpoints["full"])
+    want = sample(model, get_encoding(), "JULIET:", 20, 0.8, "cpu", 4, top_k=200, top_p=0.9, repetition_penalty=1.2)
+    assert sample_main([str(checkpoints[kind]), *SETTINGS]) == 0
+    assert capsys.readouterr().out == want + "\n"
+
+
+def test_sample_stops_at_a_stop_string_with_escaped_newlines(checkpoints, capsys):
+    assert sample_main([str(checkpoints["deploy"]), *SETTINGS, "--tokens", "200"]) == 0
+    text = capsys.readouterr().out[len("JULIET:") : -1]
+    stop = text[30:33]
+    assert sample_main([str(checkpoints["deploy"]), *SETTINGS, "--tokens", "200", "--stop", "no such", stop]) == 0
+    assert capsys.readouterr().out == "JULIET:" + text[: text.index(stop)] + "\n"
+    assert sample_main([str(checkpoints["deploy"]), "--prompt", "A", "--stop", "\\n", "--seed", "1"]) == 0
+    assert "\n" not in capsys.readouterr().out[:-1]  # the first line alone
+
+
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        (["missing.pt"], "missing.pt: no such file"),
+        (["damaged.pt"], "damaged.pt"),
+        (["{deploy}", "--top-p", "0"], "--top-p must be above 0"),
+        (["{deploy}", "--repetition-penalty", "-1"], "--repetition-penalty must be positive"),
+        (["{deploy}", "--temperature", "0"], "--temperature must be positive"),
+        (["{deploy}", "--tokens", "0"], "--tokens 0: must be at least 1"),
+        (["{deploy}", "--stop", ""], "--stop: a stop string must be some text"),
+        (["{deploy}", "--device", "cuda:7"], "no CUDA GPU"),
+    ],
+)
+def test_sample_bad_input_is_one_line(checkpoints, tmp_path, monkeypatch, args, problem, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "damaged.pt").write_bytes(b"not a checkpoint")
+    try:
+        rc = sample_main([a.format(deploy=checkpoints["deploy"]) for a in args])
+    except SystemExit as e:  # argparse's own: usage, then the one line
+        rc = e.code
+    out, err = capsys.readouterr()
+    assert rc != 0 and out == "" and problem in err.strip().splitlines()[-1], err
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_sample_runs_as_a_module(checkpoints):
+    model, _ = load_model(checkpoints["deploy"])
+    want = sample(model, get_encoding(), "JULIET:", 20, 0.8, "cpu", 4, top_k=200, top_p=0.9, repetition_penalty=1.2)
+    run = subprocess.run(
+        [sys.executable, "-m", "helpers.sample", str(checkpoints["deploy"]), *SETTINGS, "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (run.returncode, run.stdout, run.stderr) == (0, want + "\n", "")
