@@ -31,6 +31,44 @@ def load(source: Path, device: str):
     return load_model(source, device)[0]
 
 
+def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """The sampling controls as options: --temperature --top-k --top-p --repetition-penalty --stop --seed."""
+    parser.add_argument("--temperature", type=float, default=0.8, help="above 0; lower is safer (default 0.8)")
+    parser.add_argument(
+        "--top-k", type=int, default=200, help="draw among the k likeliest tokens; 0: all (default 200)"
+    )
+    parser.add_argument(
+        "--top-p", type=float, default=None, help="draw among the likeliest tokens holding this much probability (0-1]"
+    )
+    parser.add_argument(
+        "--repetition-penalty", type=float, default=None, help="above 1 makes the tokens of the text so far less likely"
+    )
+    parser.add_argument(
+        "--stop", nargs="+", default=[], metavar="STR", help="end the text before any of these (\\n: a newline)"
+    )
+
+
+def sampling_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+    """The parsed controls as sample_stream's keyword arguments; a usage error (exit 2) for one out of range."""
+    from helpers.model import check_sampling
+
+    try:
+        check_sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty)
+    except ValueError as e:  # "top_p must be ...": named as the option is
+        name, problem = str(e).split(" ", 1)
+        parser.error(f"--{name.replace('_', '-')} {problem}")
+    stop = [s.replace("\\n", "\n") for s in args.stop]
+    if not all(stop):
+        parser.error("--stop: a stop string must be some text")
+    return dict(
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        stop=stop,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line: parse argv, print the sample as it comes, and return the exit status."""
     parser = argparse.ArgumentParser(
@@ -43,56 +81,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--prompt", default="\n", help="text to continue (default: a new line)")
     parser.add_argument("--tokens", type=int, default=500, help="most tokens to generate (default 500)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="above 0; lower is safer (default 0.8)")
-    parser.add_argument(
-        "--top-k", type=int, default=200, help="draw among the k likeliest tokens; 0: all (default 200)"
-    )
-    parser.add_argument(
-        "--top-p", type=float, default=None, help="draw among the likeliest tokens holding this much probability (0-1]"
-    )
-    parser.add_argument(
-        "--repetition-penalty", type=float, default=None, help="above 1 makes the tokens of the text so far less likely"
-    )
-    parser.add_argument("--stop", nargs="+", default=[], metavar="STR", help="end the text before any of these")
+    add_sampling_arguments(parser)
     parser.add_argument("--seed", type=int, default=None, help="the same seed gives the same text (default: random)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: the GPU if there is one)")
     args = parser.parse_args(argv)
     if args.tokens < 1:
         parser.error(f"--tokens {args.tokens}: must be at least 1")
+    options = sampling_options(parser, args)
     import torch
 
     from helpers.data import get_encoding
-    from helpers.model import check_sampling
     from helpers.training.hardware import detect_hardware
     from helpers.ui.playground import sample_stream
 
-    try:
-        check_sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty)
-    except ValueError as e:  # "top_p must be ...": named as the option is
-        name, problem = str(e).split(" ", 1)
-        parser.error(f"--{name.replace('_', '-')} {problem}")
-    stop = [s.replace("\\n", "\n") for s in args.stop]
-    if not all(stop):
-        parser.error("--stop: a stop string must be some text")
     try:
         device = detect_hardware(args.device, "float32").device
         model = load(args.checkpoint, device)
     except (PathError, SettingError, OSError) as e:
         return fail(e, args.checkpoint)
-    seed = args.seed if args.seed is not None else torch.seed() % 2**32
-    pieces = sample_stream(
-        model,
-        get_encoding(),
-        args.prompt,
-        args.tokens,
-        args.temperature,
-        device,
-        seed=seed,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty,
-        stop=stop,
-    )
+    seed = args.seed if args.seed is not None else torch.seed() % 2**32  # else every run would draw the same
+    pieces = sample_stream(model, get_encoding(), args.prompt, args.tokens, device=device, seed=seed, **options)
     try:
         for piece in pieces:
             print(piece, end="", flush=True)
