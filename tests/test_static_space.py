@@ -38,6 +38,7 @@ from helpers.hf.preview import card_headers, preview_server
 from helpers.hf.space import gradio_version, make_space
 from helpers.hf.static_space import STATIC, make_static_space
 from helpers.model import GPT, GPTConfig
+from helpers.sampling import text_stream
 
 STATIC_FILES = {
     ".gitattributes",
@@ -124,8 +125,9 @@ def browser():
     driver.quit()
 
 
-def run_page(driver, url: str, prompt: str, tokens: int, top_k: int, timeout: float = 120) -> dict:
-    """Open the page, wait for the model, type the prompt and settings, press Generate; the page's state and text."""
+def run_page(driver, url: str, prompt: str, tokens: int, top_k: int, timeout: float = 120, **fields: object) -> dict:
+    """Open the page, wait for the model, type the prompt and settings (fields: others, by id), press Generate; the
+    page's state and text."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -135,7 +137,7 @@ def run_page(driver, url: str, prompt: str, tokens: int, top_k: int, timeout: fl
     assert not button.is_enabled() or driver.execute_script("return window.gpt2.ready")  # disabled until ready
     wait.until(lambda d: d.execute_script("return window.gpt2 && (window.gpt2.ready || window.gpt2.error)"))
     assert driver.execute_script("return window.gpt2.error") is None
-    for name, value in (("prompt", prompt), ("tokens", tokens), ("top_k", top_k)):
+    for name, value in (("prompt", prompt), ("tokens", tokens), ("top_k", top_k), *fields.items()):
         field = driver.find_element(By.ID, name)
         field.clear()
         field.send_keys(str(value))
@@ -476,6 +478,49 @@ def test_browser_greedy_text_is_pytorchs_on_webgpu_and_webassembly(spaces, brows
             assert ("WebGPU (" if backend == "webgpu" else "WebAssembly, ") in state["status"]
             files, others = loaded_files(state, url), {"model.onnx", "model_webgpu.onnx", *WASM_FILES, *WEBGPU_FILES}
             assert {file, *runtime} <= files and not files & (others - {file, *runtime}), files
+
+
+def spanning_stop(prompt: list[int], tokens: list[int]) -> tuple[str, int]:
+    """A stop string made of the end of one of tokens and the start of the next, first met there; and that next
+    token's index."""
+    enc = get_encoding()
+    for j in range(3, len(tokens) - 1):
+        a, b = enc.decode(tokens[j : j + 1]), enc.decode(tokens[j + 1 : j + 2])
+        stop = a[-2:] + b[:2]
+        if len(a) >= 2 and len(b) >= 2 and stop.isprintable() and "\ufffd" not in stop:
+            before = enc.decode(prompt + tokens[: j + 1])[:-2]
+            if "".join(text_stream(prompt, tokens, enc.decode, [stop])) == before:
+                return stop, j + 1
+    raise AssertionError("no stop string spans two of these tokens")
+
+
+@pytest.mark.slow
+def test_browser_penalty_top_p_and_stop_strings_are_pytorchs(spaces, browser):
+    """WebAssembly, float32, top-k off: with a repetition penalty of 1.3 and top-p so small that one token is left,
+    the page's tokens and text are PyTorch's greedy ones with the penalty, past block_size; with a stop string that
+    spans two of those tokens (and one that never comes) it stops at the second and shows the text before the stop
+    string, as helpers.sampling does."""
+    checkpoint = spaces["varied"].parent / "varied.pt"
+    model, _ = load_model(checkpoint)
+    enc = get_encoding()
+    prompt = enc.encode(PROMPT)
+    tokens = model.config.block_size - len(prompt) + 6  # 6 past block_size
+    want = model.generate(torch.tensor([prompt]), tokens, top_k=1, repetition_penalty=1.3)[0, len(prompt) :].tolist()
+    assert want != greedy(checkpoint, PROMPT, tokens)  # the penalty changes the text
+    stop, last = spanning_stop(prompt, want)
+    controls = dict(top_p="0.000001", repetition_penalty="1.3")
+    with served(spaces["varied"], isolated=True) as url:
+        state = run_page(browser, url + "?backend=wasm", PROMPT, tokens, top_k=0, **controls)
+        assert (state["generated"], state["text"], state["stopped"]) == (want, enc.decode(prompt + want), False)
+        state = run_page(
+            browser, url + "?backend=wasm", PROMPT, tokens, top_k=0, stop=f"never comes\n{stop}", **controls
+        )
+        assert state["generated"] == want[: last + 1] and state["stopped"]
+        cut = enc.decode(prompt + want[:last])[:-2]  # the text before the stop string's first two characters
+        assert state["text"] == "".join(text_stream(prompt, want, enc.decode, [stop])) == cut
+        # a real draw through top-k and top-p: as many tokens as asked, none of them an error
+        state = run_page(browser, url + "?backend=wasm", PROMPT, 20, top_k=200, top_p="0.9", repetition_penalty="1.3")
+        assert len(state["generated"]) == 20 and not state["stopped"]
 
 
 @pytest.mark.slow
