@@ -37,7 +37,7 @@ from helpers.hf.onnx_export import empty_cache, export_onnx
 from helpers.hf.preview import card_headers, preview_server
 from helpers.hf.space import gradio_version, make_space
 from helpers.hf.static_space import STATIC, make_static_space
-from helpers.model import GPT, GPTConfig
+from helpers.model import GPT, GPTConfig, warp
 from helpers.sampling import text_stream
 
 STATIC_FILES = {
@@ -521,6 +521,33 @@ def test_browser_penalty_top_p_and_stop_strings_are_pytorchs(spaces, browser):
         # a real draw through top-k and top-p: as many tokens as asked, none of them an error
         state = run_page(browser, url + "?backend=wasm", PROMPT, 20, top_k=200, top_p="0.9", repetition_penalty="1.3")
         assert len(state["generated"]) == 20 and not state["stopped"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("top_k, top_p, temperature", [(0, 0.9, 0.8), (50, 0.7, 1.0)])
+def test_page_draws_from_the_distribution_of_pytorchs_top_k_and_top_p(browser, top_k, top_p, temperature):
+    """The page's sampling functions, run in the browser 100,000 times on fixed logits: the tokens they draw are
+    those PyTorch's warp keeps, as often as its probabilities say (within half a percentage point)."""
+    html = (STATIC / "index.html").read_text()
+    functions = html[html.index("function kthLargest") : html.index("// GPT-2's byte-level BPE")]
+    torch.manual_seed(0)
+    logits = torch.randn(1, 300) * 2
+    kept, indices = warp(logits, temperature, top_k, top_p)
+    want = torch.zeros(300).index_put_((indices[0],), torch.softmax(kept, dim=-1)[0])
+    counts = browser.execute_script(
+        functions
+        + """
+        const [values, temperature, k, topP] = arguments, counts = new Array(values.length).fill(0);
+        const logits = Float32Array.from(values), heap = k ? new Float32Array(k) : null;
+        for (let i = 0; i < 100000; i++) counts[sample(logits, temperature, heap, topP)]++;
+        return counts;""",
+        logits[0].tolist(),
+        temperature,
+        top_k,
+        top_p,
+    )
+    drawn = torch.tensor(counts, dtype=torch.float) / 100000
+    assert not (drawn[want == 0] > 0).any() and (drawn - want).abs().max() < 0.005  # none of those left out
 
 
 @pytest.mark.slow
