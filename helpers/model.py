@@ -307,11 +307,9 @@ class GPT(nn.Module):
         c = self.config
         size = min(c.block_size, idx.size(1) + max_new_tokens)  # the longest context this call needs
         past = [KVBuffer(size) for _ in range(c.n_layer)]
-        # Which tokens the text holds (B, vocab_size), for the penalty: every one since the prompt's
-        # start, as transformers sees them, even those the sliding context has left behind.
-        seen = None
-        if repetition_penalty not in (None, 1.0):
-            seen = torch.zeros(idx.size(0), c.vocab_size, dtype=torch.bool, device=idx.device).scatter_(1, idx, True)
+        # The penalty's tokens: every one since the prompt's start, as transformers sees them, even
+        # those the sliding context has left behind.
+        history = idx if repetition_penalty not in (None, 1.0) else None
         try:
             new = idx  # the tokens that the cache does not hold yet
             for _ in range(max_new_tokens):
@@ -324,11 +322,11 @@ class GPT(nn.Module):
                         layer.n = 0
                 x, _ = self._hidden(new, past)
                 logits = self.lm_head(x[:, -1, :]).float()
-                if seen is not None:
-                    logits = penalize_repeats(logits, seen, repetition_penalty)
+                if history is not None:
+                    logits = penalize_repeats(logits, history, repetition_penalty)
                 new = next_token(logits, temperature, top_k, top_p, generator)
-                if seen is not None:
-                    seen.scatter_(1, new, True)
+                if history is not None:
+                    history = torch.cat((history, new), dim=1)
                 idx = torch.cat((idx, new), dim=1)
                 yield new
         finally:
@@ -349,19 +347,31 @@ def check_sampling(
         raise ValueError(f"repetition_penalty must be positive, not {repetition_penalty}")
 
 
-def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    """transformers' RepetitionPenaltyLogitsProcessor: the logits of the seen tokens (a mask like logits)
+def penalize_repeats(logits: torch.Tensor, ids: torch.Tensor, penalty: float) -> torch.Tensor:
+    """transformers' RepetitionPenaltyLogitsProcessor: the logits (B, vocab_size) of the tokens in ids (B, T)
     divided by penalty where positive and multiplied by it where negative, so that above 1 they grow less likely."""
-    return torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
+    scores = logits.gather(1, ids)  # the T tokens' alone: no pass over the whole vocabulary
+    return logits.scatter(1, ids, torch.where(scores < 0, scores * penalty, scores / penalty))
 
 
-def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+def nucleus(logits: torch.Tensor, top_p: float, outside: torch.Tensor | None = None) -> torch.Tensor:
     """transformers' TopPLogitsWarper on logits sorted likeliest first: -inf for the unlikeliest tokens whose
-    probabilities add up to at most 1 - top_p, the likeliest always kept."""
+    probabilities add up to at most 1 - top_p, the likeliest always kept.
+
+    outside (B, 1): when logits are only the vocabulary's likeliest, the probability of the others, which
+    transformers counts first (they are the unlikeliest); logits are then log-probabilities.
+    """
     ascending = logits.flip(-1)  # transformers sorts ascending: the same sums in the same order
-    remove = ascending.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p
+    if outside is None:
+        cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
+    else:
+        cumulative = outside + ascending.exp().cumsum(dim=-1)
+    remove = cumulative <= 1 - top_p
     remove[..., -1] = False
     return logits.masked_fill(remove.flip(-1), float("-inf"))
+
+
+NUCLEUS_FIRST = 1024  # top-p without top-k looks at the likeliest this many first, rather than sort them all
 
 
 def warp(
@@ -375,18 +385,26 @@ def warp(
         # Draw among the k likeliest tokens alone: the distribution of masking the others to -inf,
         # without a draw over all 50,257 (a millisecond on a CPU). topk sorts them, as top-p needs.
         logits, indices = torch.topk(logits, top_k)
-    if top_p is not None and top_p < 1:
-        if indices is None:
-            logits, indices = torch.sort(logits, descending=True)
-        logits = nucleus(logits, top_p)
-    return logits, indices
+    if top_p is None or top_p >= 1:
+        return logits, indices
+    if indices is None and logits.size(-1) > NUCLEUS_FIRST:
+        # Sorting all 50,257 costs a CPU several milliseconds a token. The tokens past the likeliest
+        # NUCLEUS_FIRST are the unlikeliest, counted first, so when they hold at most 1 - top_p they
+        # are all left out: the likeliest alone then decide, as log-probabilities.
+        first, first_indices = torch.topk(logits.log_softmax(dim=-1), NUCLEUS_FIRST)
+        outside = 1 - first.exp().sum(dim=-1, keepdim=True)
+        if (outside <= 1 - top_p).all():
+            return nucleus(first, top_p, outside), first_indices
+    if indices is None:
+        logits, indices = torch.sort(logits, descending=True)
+    return nucleus(logits, top_p), indices
 
 
 def next_token(
     logits: torch.Tensor,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """One token (B, 1) drawn from logits (B, vocab_size) after temperature, top-k and top-p (warp)."""

@@ -30,7 +30,14 @@ import torch
 
 from helpers.checkpoints.storage import load_checkpoint
 from helpers.commands.bench_checkpoint_io import bench_checkpoint_io
-from helpers.commands.bench_generate import bench_generate, generate_model, generate_report
+from helpers.commands.bench_generate import (
+    CONTROLS,
+    bench_controls,
+    bench_generate,
+    controls_report,
+    generate_model,
+    generate_report,
+)
 from helpers.commands.bench_space import PROMPT, bench_space, cpu_note, space_report, speedups
 from helpers.commands.cli import fail
 from helpers.config import PRESETS, detect_preset, make_config
@@ -398,6 +405,14 @@ def run(args: argparse.Namespace) -> int:
                 f"{what}, {args.dtype} on {args.device} ({torch.get_num_threads()} threads), batch 1, "
                 f"prompt {args.prompt_tokens} tokens, greedy; median of {args.repeats} alternating runs; "
                 f"torch {torch.__version__}, transformers {transformers.__version__}",
+            )
+        )
+        print()
+        print(
+            controls_report(
+                bench_controls(model, args.tokens, args.prompt_tokens, args.repeats),
+                f"the sampling controls, seeded draws; median of {args.repeats} alternating runs; "
+                + "; ".join(f"{name}: {controls}" for name, controls in CONTROLS.items()),
             )
         )
     elif args.command == "space":
