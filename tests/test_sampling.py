@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import torch
 from conftest import Scripted, save_full, tiny_model
 from helpers.checkpoints.storage import load_checkpoint, load_model, save_checkpoint
 from helpers.commands.create_deployment_checkpoint import main as create_main
+from helpers.commands.sample import add_sampling_arguments, sampling_options
 from helpers.commands.sample import main as sample_main
 from helpers.data import get_encoding
 from helpers.hf import tokenizer_files
@@ -194,13 +196,14 @@ def test_sample_prints_the_text_of_any_checkpoint(checkpoints, kind, capsys):
 
 
 def test_sample_stops_at_a_stop_string_with_escaped_newlines(checkpoints, capsys):
-    assert sample_main([str(checkpoints["deploy"]), *SETTINGS, "--tokens", "200"]) == 0
+    assert sample_main([str(checkpoints["deploy"]), *SETTINGS, "--tokens", "60"]) == 0
     text = capsys.readouterr().out[len("JULIET:") : -1]
     stop = text[30:33]
-    assert sample_main([str(checkpoints["deploy"]), *SETTINGS, "--tokens", "200", "--stop", "no such", stop]) == 0
+    assert sample_main([str(checkpoints["deploy"]), *SETTINGS, "--tokens", "60", "--stop", "no such", stop]) == 0
     assert capsys.readouterr().out == "JULIET:" + text[: text.index(stop)] + "\n"
-    assert sample_main([str(checkpoints["deploy"]), "--prompt", "A", "--stop", "\\n", "--seed", "1"]) == 0
-    assert "\n" not in capsys.readouterr().out[:-1]  # the first line alone
+    parser = argparse.ArgumentParser()
+    add_sampling_arguments(parser)
+    assert sampling_options(parser, parser.parse_args(["--stop", "\\n\\n", "KING:"]))["stop"] == ["\n\n", "KING:"]
 
 
 @pytest.mark.parametrize(
