@@ -28,7 +28,7 @@ from test_make_space import chrome, full_checkpoint, keep_screenshot
 
 from conftest import TINY, FakeHfApi, full_ckpt
 from helpers.checkpoints.storage import load_model, save_checkpoint
-from helpers.commands.bench_space import OFFLINE, SOFTWARE_WEBGPU, measure_page, served
+from helpers.commands.bench_space import CONTROLS, OFFLINE, SOFTWARE_WEBGPU, measure_page, served
 from helpers.commands.make_space import main
 from helpers.data import get_batch, get_encoding, load_tokens
 from helpers.errors import PathError
@@ -584,11 +584,15 @@ def test_browser_falls_back_to_webassembly_by_itself(spaces, browser, tmp_path):
 
 @pytest.mark.slow
 def test_bench_reads_the_pages_numbers(spaces, browser):
-    """bench space's measure_page on the default page: ready time, backend, threads, tokens/s, ms per token."""
+    """bench space's measure_page on the default page: ready time, backend, threads, tokens/s, ms per token; and with
+    the sampling controls on (--controls)."""
     with served(spaces["int8"], isolated=True) as url:
         row = measure_page(browser, url + "?backend=wasm", [4, 16], repeats=1)
+        steered = measure_page(browser, url + "?backend=wasm", [16], repeats=1, controls=CONTROLS)  # --controls
+        assert browser.execute_script("return [top_p.value, repetition_penalty.value]") == ["0.9", "1.3"]
     assert row["error"] is None and row["backend"] == "wasm" and row["isolated"] and row["threads"] > 1
     assert row["ready"] > 0 and row["tps4"] > 0 and row["tps16"] > 0 and row["ms16"] > 0
+    assert steered["error"] is None and steered["tps16"] > 0 and steered["ms16"] > 0
 
 
 @pytest.mark.slow

@@ -223,7 +223,7 @@ def bench_space(
                     rows.append(dict(measure_page(driver, url + query, lengths, repeats), page=dtype))
                     if controls and dtype == dtypes[0]:
                         row = measure_page(driver, url + query, lengths, repeats, controls=CONTROLS)
-                        rows.append(dict(row, page=f"{dtype}, controls"))
+                        rows.append(dict(row, page=f"{dtype}, controls", controls_off=dtype))
             with served(folder, isolated=False) as url:
                 rows.append(dict(measure_page(driver, url + "?backend=wasm", lengths, repeats), page=dtype))
             if webgpu_tokens:
@@ -238,7 +238,8 @@ def bench_space(
         driver.quit()
     rows.append(dict(pytorch_speed(model, lengths, repeats), page="float32, KV cache"))
     if controls:
-        rows.append(dict(pytorch_speed(model, lengths, repeats, CONTROLS), page="float32, controls"))
+        row = pytorch_speed(model, lengths, repeats, CONTROLS)
+        rows.append(dict(row, page="float32, controls", controls_off="float32, KV cache"))
     lines.insert(0, f"Chromium {version} headless, onnxruntime-web {PACKAGES['onnxruntime-web'][0]}")
     return lines, rows
 
@@ -278,7 +279,7 @@ def speedups(rows: list[dict], lengths: list[int], default: str, compare: list[P
         return []
     best = max(ours, key=lambda r: r[f"tps{lengths[0]}"])
     others = [r for r in rows if r["backend"] == "PyTorch" or r["page"] in {str(c) for c in compare}]
-    others = [r for r in others if not r["page"].endswith(", controls")]
+    others = [r for r in others if "controls_off" not in r]
     threads = f"{best['threads']} thread{'s' if best['threads'] != 1 else ''}"
     return [
         f"{default}, {threads}, against {o['page']} ({o['backend']}, {o['threads']} thread"
@@ -292,15 +293,9 @@ def speedups(rows: list[dict], lengths: list[int], default: str, compare: list[P
 def controls_cost(rows: list[dict], lengths: list[int]) -> list[str]:
     """--controls: each page's (and PyTorch's) ms per token with CONTROLS on over its ms per token with them off."""
     lines = []
-    for on in [r for r in rows if r["page"].endswith(", controls") and not r.get("error")]:
-        off = next(
-            r
-            for r in rows
-            if r["page"] == on["page"].removesuffix(", controls")
-            and r["backend"] == on["backend"]
-            and r["threads"] == on["threads"]
-            and r["isolated"] == on["isolated"]
-        )
+    for on in [r for r in rows if "controls_off" in r and not r.get("error")]:
+        same = ("backend", "threads", "isolated")
+        off = next(r for r in rows if r["page"] == on["controls_off"] and all(r[k] == on[k] for k in same))
         lines.append(
             f"{on['page']} ({on['backend']}, {on['threads']} threads), ms/token with {CONTROLS} over without: "
             + ", ".join(f"{on[f'ms{n}'] / off[f'ms{n}']:.3f}x at {n} tokens" for n in lengths)
