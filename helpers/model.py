@@ -10,6 +10,9 @@ Generation keeps a KV cache: each layer's keys and values for the tokens so far,
 token costs one position's work instead of the whole context's (nanoGPT's loop re-runs it all).
 `forward_cached` is the cache as a pure function (tensors in, tensors out, for ONNX export);
 `generate` and `generate_stream` keep it in preallocated buffers (KVBuffer).
+
+Sampling follows transformers' logits processors, in their order: a repetition penalty, then
+temperature, top-k and top-p (penalize_repeats, warp, next_token; docs/sampling.md).
 """
 
 from __future__ import annotations
