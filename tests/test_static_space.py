@@ -28,7 +28,15 @@ from test_make_space import chrome, full_checkpoint, keep_screenshot
 
 from conftest import TINY, FakeHfApi, full_ckpt
 from helpers.checkpoints.storage import load_model, save_checkpoint
-from helpers.commands.bench_space import CONTROLS, OFFLINE, SOFTWARE_WEBGPU, measure_page, served
+from helpers.commands.bench_space import (
+    CONTROLS,
+    OFFLINE,
+    SOFTWARE_WEBGPU,
+    measure_page,
+    page_draw_ms,
+    page_sampling_script,
+    served,
+)
 from helpers.commands.make_space import main
 from helpers.data import get_batch, get_encoding, load_tokens
 from helpers.errors import PathError
@@ -528,8 +536,7 @@ def test_browser_penalty_top_p_and_stop_strings_are_pytorchs(spaces, browser):
 def test_page_draws_from_the_distribution_of_pytorchs_top_k_and_top_p(browser, top_k, top_p, temperature):
     """The page's sampling functions, run in the browser 100,000 times on fixed logits: the tokens they draw are
     those PyTorch's warp keeps, as often as its probabilities say (within half a percentage point)."""
-    html = (STATIC / "index.html").read_text()
-    functions = html[html.index("function kthLargest") : html.index("// GPT-2's byte-level BPE")]
+    functions = page_sampling_script()
     torch.manual_seed(0)
     logits = torch.randn(1, 300) * 2
     kept, indices = warp(logits, temperature, top_k, top_p)
@@ -593,6 +600,7 @@ def test_bench_reads_the_pages_numbers(spaces, browser):
     assert row["error"] is None and row["backend"] == "wasm" and row["isolated"] and row["threads"] > 1
     assert row["ready"] > 0 and row["tps4"] > 0 and row["tps16"] > 0 and row["ms16"] > 0
     assert steered["error"] is None and steered["tps16"] > 0 and steered["ms16"] > 0
+    assert 0 < page_draw_ms(browser, 1000, repeats=5) and 0 < page_draw_ms(browser, 1000, CONTROLS, repeats=5)
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ from helpers.checkpoints.storage import save_checkpoint
 from helpers.data import get_encoding
 from helpers.hf.js_runtime import PACKAGES
 from helpers.hf.preview import preview_server
-from helpers.hf.static_space import make_static_space
+from helpers.hf.static_space import STATIC, make_static_space
 from helpers.model import GPT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -151,6 +151,38 @@ def measure_page(
     return row
 
 
+def page_sampling_script() -> str:
+    """The page's sampling functions (index.html's sample, penalize, sampleTopP and their helpers), to run alone."""
+    html = (STATIC / "index.html").read_text()
+    return html[html.index("function kthLargest") : html.index("// GPT-2's byte-level BPE")]
+
+
+def page_draw_ms(driver, vocab_size: int, controls: dict | None = None, repeats: int = 300) -> float:
+    """Milliseconds per token of the page's sampling step alone (penalty, top-k 200, top-p, draw), in the browser,
+    on random logits (normal, scale 3)."""
+    script = (
+        page_sampling_script()
+        + """
+    const [n, topK, topP, penalty, repeats] = arguments;
+    const logits = new Float32Array(n), work = new Float32Array(n), heap = new Float32Array(topK), seen = [];
+    const normal = () => Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+    for (let i = 0; i < n; i++) logits[i] = 3 * normal();
+    for (let i = 0; i < 64; i++) seen.push(i * 13);
+    const step = () => {
+      work.set(logits);
+      if (penalty !== 1) penalize(work, seen, penalty);
+      return sample(work, 0.8, heap, topP);
+    };
+    for (let i = 0; i < 20; i++) step();
+    const start = performance.now();
+    for (let i = 0; i < repeats; i++) step();
+    return (performance.now() - start) / repeats;"""
+    )
+    controls = controls or {}
+    args = (vocab_size, TOP_K, controls.get("top_p", 1), controls.get("repetition_penalty", 1), repeats)
+    return driver.execute_script(script, *args)
+
+
 def pytorch_speed(model: GPT, lengths: list[int], repeats: int, controls: dict | None = None) -> dict:
     """PyTorch's generate_stream (KV cache) with the page's settings (and controls): tokens/s and ms/token near each
     length."""
@@ -216,6 +248,9 @@ def bench_space(
     rows = []
     driver = chromium(*OFFLINE, *SOFTWARE_WEBGPU)
     try:
+        if controls:
+            off, on = (page_draw_ms(driver, model.config.vocab_size, c) for c in (None, CONTROLS))
+            lines.append(f"the page's draw alone, top-k {TOP_K}: {off:.3f} ms a token, {on:.3f} ms with {CONTROLS}")
         for dtype, folder in folders.items():
             with served(folder, isolated=True) as url:
                 for n in threads or [None]:
