@@ -92,7 +92,7 @@ def test_generate_bench_prices_the_sampling_controls():
     """bench generate's second table on the tiny model: each of CONTROLS timed per length and for the draw alone."""
     from helpers.commands.bench_generate import CONTROLS, bench_controls, controls_report
 
-    rows = bench_controls(tiny_model(0), [4], prompt_tokens=3, repeats=1)
+    rows = bench_controls(tiny_model(0), [4], prompt_tokens=3, repeats=1, draws=3)
     assert [(r["tokens"], r["controls"]) for r in rows] == [(n, c) for n in (4, None) for c in CONTROLS]
     assert all(r["seconds"] > 0 for r in rows)
     lines = controls_report(rows, "title").splitlines()

@@ -214,8 +214,9 @@ def draw_seconds(vocab_size: int, device: str, controls: dict, prompt_tokens: in
     return (time.perf_counter() - start) / repeats
 
 
-def bench_controls(model: GPT, lengths: list[int], prompt_tokens: int, repeats: int) -> list[dict]:
-    """For each length and each of CONTROLS, the median seconds of repeats runs (the controls alternating)."""
+def bench_controls(model: GPT, lengths: list[int], prompt_tokens: int, repeats: int, draws: int = 200) -> list[dict]:
+    """For each length and each of CONTROLS, the median seconds of repeats runs (the controls alternating); then
+    the mean of draws sampling steps alone (tokens None)."""
     device = model.lm_head.weight.device
     prompt = torch.randint(0, model.config.vocab_size, (1, prompt_tokens), generator=torch.Generator().manual_seed(0))
     prompt = prompt.to(device)
@@ -234,7 +235,7 @@ def bench_controls(model: GPT, lengths: list[int], prompt_tokens: int, repeats: 
             dict(
                 tokens=None,
                 controls=name,
-                seconds=draw_seconds(model.config.vocab_size, str(device), controls, prompt_tokens),
+                seconds=draw_seconds(model.config.vocab_size, str(device), controls, prompt_tokens, draws),
             )
         )
     return rows
