@@ -10,6 +10,9 @@ Generation keeps a KV cache: each layer's keys and values for the tokens so far,
 token costs one position's work instead of the whole context's (nanoGPT's loop re-runs it all).
 `forward_cached` is the cache as a pure function (tensors in, tensors out, for ONNX export);
 `generate` and `generate_stream` keep it in preallocated buffers (KVBuffer).
+
+Sampling follows transformers' logits processors, in their order: a repetition penalty, then
+temperature, top-k and top-p (penalize_repeats, warp, next_token; docs/sampling.md).
 """
 
 from __future__ import annotations
@@ -270,9 +273,13 @@ class GPT(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         seed: int | None = None,
+        top_p: float | None = None,
+        repetition_penalty: float | None = None,
     ) -> torch.Tensor:
-        """Append max_new_tokens sampled tokens to idx (B, T); a seed makes it reproducible."""
-        for idx_next in self.generate_stream(idx, max_new_tokens, temperature, top_k, seed):
+        """Append max_new_tokens sampled tokens to idx (B, T); a seed makes it reproducible (see generate_stream)."""
+        for idx_next in self.generate_stream(
+            idx, max_new_tokens, temperature, top_k, seed, top_p=top_p, repetition_penalty=repetition_penalty
+        ):
             idx = torch.cat((idx, idx_next), dim=1)
         return idx
 
@@ -284,10 +291,17 @@ class GPT(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         seed: int | None = None,
+        top_p: float | None = None,
+        repetition_penalty: float | None = None,
     ) -> Iterator[torch.Tensor]:
-        """Yield generate's new tokens one at a time, each (B, 1), as soon as it is sampled."""
-        if temperature <= 0:
-            raise ValueError("temperature must be positive")
+        """Yield generate's new tokens one at a time, each (B, 1), as soon as it is sampled.
+
+        Each token's logits pass through transformers' processors in transformers' order: the
+        repetition penalty over every token of the prompt and of the text so far, then temperature,
+        top-k, top-p (next_token). top_k None or 0, top_p None or 1 and repetition_penalty None or
+        1 switch each off; top_k=1 is greedy.
+        """
+        check_sampling(temperature, top_k, top_p, repetition_penalty)
         generator = None
         if seed is not None:
             generator = torch.Generator(device=idx.device).manual_seed(seed)
@@ -296,6 +310,9 @@ class GPT(nn.Module):
         c = self.config
         size = min(c.block_size, idx.size(1) + max_new_tokens)  # the longest context this call needs
         past = [KVBuffer(size) for _ in range(c.n_layer)]
+        # The penalty's tokens: every one since the prompt's start, as transformers sees them, even
+        # those the sliding context has left behind.
+        history = idx if repetition_penalty not in (None, 1.0) else None
         try:
             new = idx  # the tokens that the cache does not hold yet
             for _ in range(max_new_tokens):
@@ -307,21 +324,98 @@ class GPT(nn.Module):
                     for layer in past:
                         layer.n = 0
                 x, _ = self._hidden(new, past)
-                logits = self.lm_head(x[:, -1, :]).float() / temperature
-                if top_k == 1:  # greedy: the one token a draw among the likeliest one could give
-                    new = logits.argmax(dim=-1, keepdim=True)
-                elif top_k is not None and top_k < logits.size(-1):
-                    # Draw among the k likeliest tokens alone: the distribution of masking the
-                    # others to -inf, without a draw over all 50,257 (a millisecond on a CPU).
-                    logits, indices = torch.topk(logits, top_k)
-                    choice = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
-                    new = indices.gather(-1, choice)
-                else:
-                    new = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
+                logits = self.lm_head(x[:, -1, :]).float()
+                if history is not None:
+                    logits = penalize_repeats(logits, history, repetition_penalty)
+                new = next_token(logits, temperature, top_k, top_p, generator)
+                if history is not None:
+                    history = torch.cat((history, new), dim=1)
                 idx = torch.cat((idx, new), dim=1)
                 yield new
         finally:
             self.train(was_training)
+
+
+def check_sampling(
+    temperature: float, top_k: int | None, top_p: float | None, repetition_penalty: float | None
+) -> None:
+    """A ValueError naming the first sampling control out of its range (transformers' ranges)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, not {temperature}")
+    if top_k is not None and top_k < 0:
+        raise ValueError(f"top_k must be 0 (off) or more, not {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be above 0 and at most 1, not {top_p}")
+    if repetition_penalty is not None and not repetition_penalty > 0:
+        raise ValueError(f"repetition_penalty must be positive, not {repetition_penalty}")
+
+
+def penalize_repeats(logits: torch.Tensor, ids: torch.Tensor, penalty: float) -> torch.Tensor:
+    """transformers' RepetitionPenaltyLogitsProcessor: the logits (B, vocab_size) of the tokens in ids (B, T)
+    divided by penalty where positive and multiplied by it where negative, so that above 1 they grow less likely."""
+    scores = logits.gather(1, ids)  # the T tokens' alone: no pass over the whole vocabulary
+    return logits.scatter(1, ids, torch.where(scores < 0, scores * penalty, scores / penalty))
+
+
+def nucleus(logits: torch.Tensor, top_p: float, outside: torch.Tensor | None = None) -> torch.Tensor:
+    """transformers' TopPLogitsWarper on logits sorted likeliest first: -inf for the unlikeliest tokens whose
+    probabilities add up to at most 1 - top_p, the likeliest always kept.
+
+    outside (B, 1): when logits are only the vocabulary's likeliest, the probability of the others, which
+    transformers counts first (they are the unlikeliest); logits are then log-probabilities.
+    """
+    ascending = logits.flip(-1)  # transformers sorts ascending: the same sums in the same order
+    if outside is None:
+        cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
+    else:
+        cumulative = outside + ascending.exp().cumsum(dim=-1)
+    remove = cumulative <= 1 - top_p
+    remove[..., -1] = False
+    return logits.masked_fill(remove.flip(-1), float("-inf"))
+
+
+NUCLEUS_FIRST = 1024  # top-p without top-k looks at the likeliest this many first, rather than sort them all
+
+
+def warp(
+    logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """transformers' TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper, in that order: the logits
+    to draw from (-inf for those left out), and the token each column stands for (None: the vocabulary in order)."""
+    logits = logits / temperature
+    indices = None
+    if top_k and top_k < logits.size(-1):
+        # Draw among the k likeliest tokens alone: the distribution of masking the others to -inf,
+        # without a draw over all 50,257 (a millisecond on a CPU). topk sorts them, as top-p needs.
+        logits, indices = torch.topk(logits, top_k)
+    if top_p is None or top_p >= 1:
+        return logits, indices
+    if indices is None and logits.size(-1) > NUCLEUS_FIRST:
+        # Sorting all 50,257 costs a CPU several milliseconds a token. The tokens past the likeliest
+        # NUCLEUS_FIRST are the unlikeliest, counted first, so when they hold at most 1 - top_p they
+        # are all left out: the likeliest alone then decide, as log-probabilities.
+        first, first_indices = torch.topk(logits.log_softmax(dim=-1), NUCLEUS_FIRST)
+        outside = 1 - first.exp().sum(dim=-1, keepdim=True)
+        if (outside <= 1 - top_p).all():
+            return nucleus(first, top_p, outside), first_indices
+    if indices is None:
+        logits, indices = torch.sort(logits, descending=True)
+    return nucleus(logits, top_p), indices
+
+
+def next_token(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One token (B, 1) drawn from logits (B, vocab_size) after temperature, top-k and top-p (warp)."""
+    if top_k == 1:  # greedy: the one token a draw among the likeliest one could give
+        return logits.argmax(dim=-1, keepdim=True)
+    logits, indices = warp(logits, temperature, top_k, top_p)
+    choice = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
+    return choice if indices is None else indices.gather(-1, choice)
 
 
 def param_count(config: GPTConfig) -> int:

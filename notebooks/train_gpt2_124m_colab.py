@@ -514,7 +514,10 @@ print(enc.decode(out[0].tolist()))
 # %% [markdown]
 # ## Play with the model
 # Type a prompt, pick a length and a temperature, press Generate. This uses `model_best.pt`,
-# the lowest validation loss of the run. (Run as a script, the cell prints one sample instead.)
+# the lowest validation loss of the run. Top-p, a repetition penalty (above 1: fewer loops) and
+# stop strings steer the text as transformers' `generate` does (docs/sampling.md); the same
+# controls are in `python -m helpers.sample` and in the Space. (Run as a script, the cell prints
+# one sample instead.)
 
 # %%
 from helpers.checkpoints.policy import FINAL

@@ -37,6 +37,19 @@ def tiny_model(seed: int = 0, model_config: GPTConfig = TINY) -> GPT:
     return GPT(model_config)
 
 
+class Scripted:
+    """A stand-in model whose generate_stream yields the given tokens, counting how many it has yielded."""
+
+    def __init__(self, tokens: list[int]):
+        self.tokens = tokens
+        self.yielded = 0
+
+    def generate_stream(self, idx, max_new_tokens, **_):
+        for t in self.tokens[:max_new_tokens]:
+            self.yielded += 1
+            yield torch.tensor([[t]])
+
+
 def trained_tiny(steps: int = 1, seed: int = 0, model_config: GPTConfig = TINY) -> tuple[GPT, torch.optim.AdamW, float]:
     """The model and its AdamW after `steps` steps on random tokens, so the optimizer has state; the last loss."""
     model = tiny_model(seed, model_config)

@@ -134,6 +134,17 @@ def test_generate_bench_compares_with_transformers_on_the_same_weights():
     assert report.count("speed-up") == 2 and report.splitlines()[0] == "title"
 
 
+def test_generate_bench_prices_the_sampling_controls():
+    """bench generate's second table on the tiny model: each of CONTROLS timed per length and for the draw alone."""
+    from helpers.commands.bench_generate import CONTROLS, bench_controls, controls_report
+
+    rows = bench_controls(tiny_model(0), [4], prompt_tokens=3, repeats=1, draws=3)
+    assert [(r["tokens"], r["controls"]) for r in rows] == [(n, c) for n in (4, None) for c in CONTROLS]
+    assert all(r["seconds"] > 0 for r in rows)
+    lines = controls_report(rows, "title").splitlines()
+    assert lines[0] == "title" and len(lines) == 2 + len(rows) and all(line.endswith("x") for line in lines[2:])
+
+
 def test_generate_bench_bad_input_is_one_line(tmp_path, capsys):
     missing = tmp_path / "nope.pt"
     assert main(["generate", "--checkpoint", str(missing), "--tokens", "2"]) == 1

@@ -24,6 +24,7 @@ import yaml
 
 from conftest import save_full
 from helpers import model as model_module
+from helpers import sampling as sampling_module
 from helpers.checkpoints.storage import load_model
 from helpers.commands.make_space import main
 from helpers.data import get_encoding
@@ -36,6 +37,7 @@ SPACE_FILES = {
     "app.py",
     "model.py",
     "model_final.pt",
+    "sampling.py",
     "requirements.txt",
     "space.json",
     "tiktoken_cache",
@@ -120,11 +122,11 @@ def app(space, tmp_path_factory):
             proc.kill()
 
 
-def expected_text(space: Path, prompt: str, tokens: int, seed: int) -> str:
+def expected_text(space: Path, prompt: str, tokens: int, seed: int, **controls: float) -> str:
     """What the app should answer: the Space's checkpoint, generated here with the same settings."""
-    model, _ = load_model(space / "model_final.pt")
+    model, _ = load_model(next(space.glob("model_final.*")))
     enc = get_encoding()
-    out = model.generate(torch.tensor([enc.encode(prompt)]), tokens, temperature=0.8, top_k=200, seed=seed)
+    out = model.generate(torch.tensor([enc.encode(prompt)]), tokens, temperature=0.8, top_k=200, seed=seed, **controls)
     return enc.decode(out[0].tolist())
 
 
@@ -134,6 +136,7 @@ def expected_text(space: Path, prompt: str, tokens: int, seed: int) -> str:
 def test_space_folder_is_complete(space):
     assert {p.name for p in space.iterdir()} == SPACE_FILES
     assert (space / "model.py").read_bytes() == Path(model_module.__file__).read_bytes()
+    assert (space / "sampling.py").read_bytes() == Path(sampling_module.__file__).read_bytes()
     header = re.match(r"---\n(.*?)\n---\n", (space / "README.md").read_text(), re.S)
     card = yaml.safe_load(header.group(1))
     assert {k: card[k] for k in ("sdk", "app_file", "license")} == {
@@ -164,7 +167,7 @@ def test_space_folder_is_complete(space):
 
 
 def test_space_code_imports_nothing_from_the_project(space):
-    for name in ("app.py", "model.py"):
+    for name in ("app.py", "model.py", "sampling.py"):
         tree = ast.parse((space / name).read_text())
         modules = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         modules |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
@@ -194,15 +197,15 @@ def test_safetensors_half_precision_space_loads_in_the_app(tmp_path, monkeypatch
 
     try:
         assert app.FACTS["dtype"] == "float16" and app.model.transformer.wte.weight.dtype == torch.float32
-        texts = list(
-            app.generate("ROMEO:", 10, 0.8, 200, 7)
-        )  # the text as it grows: the prompt, then a token more each time
-        assert (
-            texts[0] == "ROMEO:"
-            and len(texts) == 11
-            and all(b.startswith(a) or "\ufffd" in a for a, b in zip(texts, texts[1:]))
-        )
-        assert texts[-1] == list(app.generate("ROMEO:", 10, 0.8, 200, 7))[-1]
+        texts = list(app.generate("ROMEO:", 10, 0.8, 200, 7))  # the text as it grows, from the prompt
+        assert texts[0] == "ROMEO:" and len(texts) > 3 and all(b.startswith(a) for a, b in zip(texts, texts[1:]))
+        assert texts[-1] == list(app.generate("ROMEO:", 10, 0.8, 200, 7))[-1] == expected_text(folder, "ROMEO:", 10, 7)
+        # the other controls, as the notebook's sample: the text ends before the stop string (\n: a newline)
+        whole = expected_text(folder, "ROMEO:", 30, 7, top_p=0.9, repetition_penalty=1.3)
+        stop = whole[len("ROMEO:") :][5:8]
+        assert "\n" not in stop
+        texts = list(app.generate("ROMEO:", 30, 0.8, 200, 7, 0.9, 1.3, f"\\n\\nnever\n{stop}"))
+        assert "\n\nnever" not in whole and texts[-1] == whole[: whole.index(stop, len("ROMEO:"))]
     finally:
         sys.modules.pop("app", None)
         sys.modules.pop("model", None)
@@ -275,6 +278,8 @@ def test_app_serves_generated_text_to_gradio_client(app, space):
     assert client.predict("ROMEO:", 20, 0.8, 200, 1337, api_name="/generate") == text  # same seed, same text
     assert client.predict("ROMEO:", 20, 0.8, 200, 1338, api_name="/generate") != text
     assert text == expected_text(space, "ROMEO:", 20, 1337)  # the checkpoint's own model, not something else
+    steered = client.predict("ROMEO:", 20, 0.8, 200, 1337, 0.9, 1.3, "", api_name="/generate")  # top-p, penalty
+    assert steered == expected_text(space, "ROMEO:", 20, 1337, top_p=0.9, repetition_penalty=1.3) != text
 
 
 def chrome(*flags: str):

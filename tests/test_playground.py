@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from conftest import run_script, tiny_model
+from conftest import Scripted, run_script, tiny_model
 from helpers.data import get_encoding
 from helpers.ui import playground
 
@@ -21,16 +21,6 @@ def test_streamed_pieces_join_up_to_the_generated_text():
         == enc.decode(out[0].tolist())
         == playground.sample(model, enc, "ROMEO:", 12, 0.8, "cpu", seed=3)
     )
-
-
-class Scripted:
-    """A stand-in model whose generate_stream yields the given tokens."""
-
-    def __init__(self, tokens: list[int]):
-        self.tokens = tokens
-
-    def generate_stream(self, idx, max_new_tokens, **_):
-        yield from (torch.tensor([[t]]) for t in self.tokens[:max_new_tokens])
 
 
 def test_a_character_split_across_tokens_is_shown_whole():
@@ -49,8 +39,9 @@ def test_generate_button_prints_the_text_as_it_comes(monkeypatch):
     monkeypatch.setattr(playground, "in_notebook", lambda: True)
     monkeypatch.setattr("IPython.display.display", lambda *a: None)
     panel = playground.generation_panel(model, enc, "cpu")
-    prompt, length, temperature, button, _ = panel.children
-    prompt.value, length.value, temperature.value = "JULIET:", 10, 0.8
+    widget = {w.description: w for w in panel.children if hasattr(w, "description")}
+    widget["Prompt"].value, widget["Tokens"].value, widget["Temperature"].value = "JULIET:", 10, 0.8
+    button = widget["Generate"]
     writes = []
 
     class Recorder(io.StringIO):

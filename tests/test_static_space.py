@@ -28,7 +28,17 @@ from test_make_space import chrome, full_checkpoint, keep_screenshot
 
 from conftest import TINY, FakeHfApi, full_ckpt
 from helpers.checkpoints.storage import load_model, save_checkpoint
-from helpers.commands.bench_space import OFFLINE, SOFTWARE_WEBGPU, measure_page, open_page, served, wait_for
+from helpers.commands.bench_space import (
+    CONTROLS,
+    OFFLINE,
+    SOFTWARE_WEBGPU,
+    measure_page,
+    open_page,
+    page_draw_ms,
+    page_sampling_script,
+    served,
+    wait_for,
+)
 from helpers.commands.make_space import main
 from helpers.data import get_batch, get_encoding, load_tokens
 from helpers.errors import PathError
@@ -37,7 +47,8 @@ from helpers.hf.onnx_export import empty_cache, export_onnx
 from helpers.hf.preview import card_headers, preview_server
 from helpers.hf.space import gradio_version, make_space
 from helpers.hf.static_space import STATIC, make_static_space, space_address
-from helpers.model import GPT, GPTConfig
+from helpers.model import GPT, GPTConfig, warp
+from helpers.sampling import text_stream
 
 STATIC_FILES = {
     ".gitattributes",
@@ -130,8 +141,9 @@ def browser():
     driver.quit()
 
 
-def run_page(driver, url: str, prompt: str, tokens: int, top_k: int, timeout: float = 120) -> dict:
-    """Open the page, wait for the model, type the prompt and settings, press Generate; the page's state and text."""
+def run_page(driver, url: str, prompt: str, tokens: int, top_k: int, timeout: float = 120, **fields: object) -> dict:
+    """Open the page, wait for the model, type the prompt and settings (fields: others, by id), press Generate; the
+    page's state and text."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -141,7 +153,7 @@ def run_page(driver, url: str, prompt: str, tokens: int, top_k: int, timeout: fl
     assert not button.is_enabled() or driver.execute_script("return window.gpt2.ready")  # disabled until ready
     wait.until(lambda d: d.execute_script("return window.gpt2 && (window.gpt2.ready || window.gpt2.error)"))
     assert driver.execute_script("return window.gpt2.error") is None
-    for name, value in (("prompt", prompt), ("tokens", tokens), ("top_k", top_k)):
+    for name, value in (("prompt", prompt), ("tokens", tokens), ("top_k", top_k), *fields.items()):
         field = driver.find_element(By.ID, name)
         field.clear()
         field.send_keys(str(value))
@@ -525,6 +537,75 @@ def test_browser_greedy_text_is_pytorchs_on_webgpu_and_webassembly(spaces, brows
             assert {file, *runtime} <= files and not files & (others - {file, *runtime}), files
 
 
+def spanning_stop(prompt: list[int], tokens: list[int]) -> tuple[str, int]:
+    """A stop string made of the end of one of tokens and the start of the next, first met there; and that next
+    token's index."""
+    enc = get_encoding()
+    for j in range(3, len(tokens) - 1):
+        a, b = enc.decode(tokens[j : j + 1]), enc.decode(tokens[j + 1 : j + 2])
+        stop = a[-2:] + b[:2]
+        if len(a) >= 2 and len(b) >= 2 and stop.isprintable() and "\ufffd" not in stop:
+            before = enc.decode(prompt + tokens[: j + 1])[:-2]
+            if "".join(text_stream(prompt, tokens, enc.decode, [stop])) == before:
+                return stop, j + 1
+    raise AssertionError("no stop string spans two of these tokens")
+
+
+@pytest.mark.slow
+def test_browser_penalty_top_p_and_stop_strings_are_pytorchs(spaces, browser):
+    """WebAssembly, float32, top-k off: with a repetition penalty of 1.3 and top-p so small that one token is left,
+    the page's tokens and text are PyTorch's greedy ones with the penalty, past block_size; with a stop string that
+    spans two of those tokens (and one that never comes) it stops at the second and shows the text before the stop
+    string, as helpers.sampling does."""
+    checkpoint = spaces["varied"].parent / "varied.pt"
+    model, _ = load_model(checkpoint)
+    enc = get_encoding()
+    prompt = enc.encode(PROMPT)
+    tokens = model.config.block_size - len(prompt) + 6  # 6 past block_size
+    want = model.generate(torch.tensor([prompt]), tokens, top_k=1, repetition_penalty=1.3)[0, len(prompt) :].tolist()
+    assert want != greedy(checkpoint, PROMPT, tokens)  # the penalty changes the text
+    stop, last = spanning_stop(prompt, want)
+    controls = dict(top_p="0.000001", repetition_penalty="1.3")
+    with served(spaces["varied"], isolated=True) as url:
+        state = run_page(browser, url + "?backend=wasm", PROMPT, tokens, top_k=0, **controls)
+        assert (state["generated"], state["text"], state["stopped"]) == (want, enc.decode(prompt + want), False)
+        state = run_page(
+            browser, url + "?backend=wasm", PROMPT, tokens, top_k=0, stop=f"never comes\n{stop}", **controls
+        )
+        assert state["generated"] == want[: last + 1] and state["stopped"]
+        cut = enc.decode(prompt + want[:last])[:-2]  # the text before the stop string's first two characters
+        assert state["text"] == "".join(text_stream(prompt, want, enc.decode, [stop])) == cut
+        # a real draw through top-k and top-p: as many tokens as asked, none of them an error
+        state = run_page(browser, url + "?backend=wasm", PROMPT, 20, top_k=200, top_p="0.9", repetition_penalty="1.3")
+        assert len(state["generated"]) == 20 and not state["stopped"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("top_k, top_p, temperature", [(0, 0.9, 0.8), (50, 0.7, 1.0)])
+def test_page_draws_from_the_distribution_of_pytorchs_top_k_and_top_p(browser, top_k, top_p, temperature):
+    """The page's sampling functions, run in the browser 100,000 times on fixed logits: the tokens they draw are
+    those PyTorch's warp keeps, as often as its probabilities say (within half a percentage point)."""
+    functions = page_sampling_script()
+    torch.manual_seed(0)
+    logits = torch.randn(1, 300) * 2
+    kept, indices = warp(logits, temperature, top_k, top_p)
+    want = torch.zeros(300).index_put_((indices[0],), torch.softmax(kept, dim=-1)[0])
+    counts = browser.execute_script(
+        functions
+        + """
+        const [values, temperature, k, topP] = arguments, counts = new Array(values.length).fill(0);
+        const logits = Float32Array.from(values), heap = k ? new Float32Array(k) : null;
+        for (let i = 0; i < 100000; i++) counts[sample(logits, temperature, heap, topP)]++;
+        return counts;""",
+        logits[0].tolist(),
+        temperature,
+        top_k,
+        top_p,
+    )
+    drawn = torch.tensor(counts, dtype=torch.float) / 100000
+    assert not (drawn[want == 0] > 0).any() and (drawn - want).abs().max() < 0.005  # none of those left out
+
+
 @pytest.mark.slow
 def test_browser_falls_back_to_webassembly_by_itself(spaces, browser, tmp_path):
     """Where WebGPU cannot run the model, the page runs on WebAssembly and says why: no adapter, a GPU without the
@@ -559,11 +640,16 @@ def test_browser_falls_back_to_webassembly_by_itself(spaces, browser, tmp_path):
 
 @pytest.mark.slow
 def test_bench_reads_the_pages_numbers(spaces, browser):
-    """bench space's measure_page on the default page: ready time, backend, threads, tokens/s, ms per token."""
+    """bench space's measure_page on the default page: ready time, backend, threads, tokens/s, ms per token; and with
+    the sampling controls on (--controls)."""
     with served(spaces["int8"], isolated=True) as url:
         row = measure_page(browser, url + "?backend=wasm", [4, 16], repeats=1)
+        steered = measure_page(browser, url + "?backend=wasm", [16], repeats=1, controls=CONTROLS)  # --controls
+        assert browser.execute_script("return [top_p.value, repetition_penalty.value]") == ["0.9", "1.3"]
     assert row["error"] is None and row["backend"] == "wasm" and row["isolated"] and row["threads"] > 1
     assert row["ready"] > 0 and row["tps4"] > 0 and row["tps16"] > 0 and row["ms16"] > 0
+    assert steered["error"] is None and steered["tps16"] > 0 and steered["ms16"] > 0
+    assert 0 < page_draw_ms(browser, 1000, repeats=5) and 0 < page_draw_ms(browser, 1000, CONTROLS, repeats=5)
 
 
 @pytest.mark.slow

@@ -138,3 +138,23 @@ def test_verify_names_a_missing_tensor(tmp_path, run_tool):
     save_checkpoint(ckpt, out)
     proc = run_tool("helpers.test_deployment_checkpoint", out, "--full", full)
     assert proc.returncode == 1 and "transformer.ln_f.bias" in proc.stderr
+
+
+def test_verify_samples_with_the_sample_command_s_controls(tmp_path, run_tool, capsys):
+    from helpers.commands.sample import main as sample_main
+
+    full = save_full(tmp_path / "model_final_full.pt")
+    out = tmp_path / "d.pt"
+    run_tool("helpers.create_deployment_checkpoint", full, out)
+    controls = ["--prompt", "To be", "--tokens", "30", "--seed", "5", "--top-p", "0.9", "--repetition-penalty", "1.3"]
+    assert sample_main([str(out), *controls, "--stop", "no such text"]) == 0
+    want = capsys.readouterr().out[:-1]
+    proc = run_tool("helpers.test_deployment_checkpoint", out, *controls)
+    assert proc.returncode == 0 and f"--- sample (seed 5) ---\n{want}\n---" in proc.stdout
+    stop = want[len("To be") :][8:11]
+    proc = run_tool("helpers.test_deployment_checkpoint", out, *controls, "--stop", stop)  # ends early: no failure
+    assert proc.returncode == 0 and f"---\n{want[: want.index(stop, len('To be'))]}\n---" in proc.stdout
+    with pytest.raises(SystemExit) as exit:  # argparse's usage error
+        verify_main([str(out), "--top-p", "1.5"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit.value.code == 2 and err.endswith("--top-p must be above 0 and at most 1, not 1.5")

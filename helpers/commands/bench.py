@@ -30,8 +30,15 @@ import torch
 
 from helpers.checkpoints.storage import load_checkpoint
 from helpers.commands.bench_checkpoint_io import bench_checkpoint_io
-from helpers.commands.bench_generate import bench_generate, generate_model, generate_report
-from helpers.commands.bench_space import PROMPT, bench_space, cpu_note, space_report, speedups
+from helpers.commands.bench_generate import (
+    CONTROLS,
+    bench_controls,
+    bench_generate,
+    controls_report,
+    generate_model,
+    generate_report,
+)
+from helpers.commands.bench_space import PROMPT, bench_space, controls_cost, cpu_note, space_report, speedups
 from helpers.commands.cli import fail
 from helpers.config import PRESETS, detect_preset, make_config
 from helpers.errors import PathError
@@ -368,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     space.add_argument(
         "--dir", type=Path, help="where to build the folders (default: a temporary folder); removed after"
     )
+    space.add_argument(
+        "--controls",
+        action="store_true",
+        help="also measure the first export's isolated page and PyTorch with top-p 0.9 and repetition penalty 1.3 on",
+    )
 
     args = parser.parse_args(argv)
     counts = []
@@ -422,6 +434,14 @@ def run(args: argparse.Namespace) -> int:
                 f"torch {torch.__version__}, transformers {transformers.__version__}",
             )
         )
+        print()
+        print(
+            controls_report(
+                bench_controls(model, args.tokens, args.prompt_tokens, args.repeats),
+                f"the sampling controls, seeded draws; median of {args.repeats} alternating runs; "
+                + "; ".join(f"{name}: {controls}" for name, controls in CONTROLS.items()),
+            )
+        )
     elif args.command == "space":
         missing = [f for f in args.compare if not (f / "index.html").is_file()]
         if missing:  # before the minutes of building
@@ -431,14 +451,22 @@ def run(args: argparse.Namespace) -> int:
             args.dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="bench-space-", dir=args.dir) as tmp:
             lines, rows = bench_space(
-                model, args.dtypes, args.tokens, args.repeats, Path(tmp), args.compare, args.threads, args.webgpu_tokens
+                model,
+                args.dtypes,
+                args.tokens,
+                args.repeats,
+                Path(tmp),
+                args.compare,
+                args.threads,
+                args.webgpu_tokens,
+                args.controls,
             )
         title = (
             f"{what}; {cpu_note()}; prompt {PROMPT!r}, temperature 0.8, top-k 200 (the page's defaults); "
             f"tokens/s of whole generations, median of {args.repeats}; ms/tok: between tokens just before that count"
         )
         print(space_report(lines, rows, args.tokens, title))
-        for line in speedups(rows, args.tokens, args.dtypes[0], args.compare):
+        for line in speedups(rows, args.tokens, args.dtypes[0], args.compare) + controls_cost(rows, args.tokens):
             print(line)
     elif args.command == "gpu-check":
         if not torch.cuda.is_available():

@@ -5,6 +5,10 @@ project, transformers, this project, ...) so that a busy machine slows both alik
 length: tokens/s (the median run, the prompt's forward pass included), the time to the first new
 token, the memory the generation added at its peak (resident memory on a CPU, allocated memory on
 CUDA) and whether the two produced the same tokens.
+
+A second table prices the sampling controls of docs/sampling.md: this project's model sampling with
+them off (temperature 0.8, top-k 200: the defaults) and on (plus top-p 0.9 and a repetition penalty
+of 1.3; and top-p over the whole vocabulary, top-k off), alternating, and the draw alone per token.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 
 from helpers.checkpoints.storage import load_model
 from helpers.hf.convert import hf_config, to_hf_state_dict
-from helpers.model import GPT, GPTConfig
+from helpers.model import GPT, GPTConfig, next_token, penalize_repeats
 
 OURS, THEIRS = "this project", "transformers"
 
@@ -174,6 +178,80 @@ def generate_report(rows: list[dict], title: str) -> str:
                 f"{1000 * r['first']:>9.0f}ms  {r['memory'] / 1e6:>14.0f} MB  {r['agree']}"
             )
         lines.append(f"{'':>10}  {'speed-up':<12}  {ours['tokens_per_s'] / theirs['tokens_per_s']:>7.2f}x")
+    return "\n".join(lines)
+
+
+# The sampling controls priced by bench_controls: the defaults, then the defaults with the others on.
+CONTROLS = {
+    "off": dict(temperature=0.8, top_k=200),
+    "on": dict(temperature=0.8, top_k=200, top_p=0.9, repetition_penalty=1.3),
+    "on, top-k off": dict(temperature=0.8, top_k=None, top_p=0.9, repetition_penalty=1.3),
+}
+
+
+def run_sampled(model: GPT, prompt: torch.Tensor, tokens: int, controls: dict) -> float:
+    """Seconds for one seeded generation of tokens with these controls."""
+    start = time.perf_counter()
+    for _ in model.generate_stream(prompt, tokens, seed=0, **controls):
+        pass
+    sync(str(prompt.device))
+    return time.perf_counter() - start
+
+
+def draw_seconds(vocab_size: int, device: str, controls: dict, prompt_tokens: int, repeats: int = 200) -> float:
+    """Seconds per token of generate_stream's sampling step alone (penalty, warpers, draw) on random logits."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    logits = torch.randn(1, vocab_size, device=device, generator=generator)
+    history = torch.arange(prompt_tokens, device=device)[None]
+    penalty = controls.get("repetition_penalty")
+    warpers = {k: v for k, v in controls.items() if k != "repetition_penalty"}
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        scores = penalize_repeats(logits, history, penalty) if penalty else logits
+        history = torch.cat((history, next_token(scores, generator=generator, **warpers)), dim=1)
+    sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def bench_controls(model: GPT, lengths: list[int], prompt_tokens: int, repeats: int, draws: int = 200) -> list[dict]:
+    """For each length and each of CONTROLS, the median seconds of repeats runs (the controls alternating); then
+    the mean of draws sampling steps alone (tokens None)."""
+    device = model.lm_head.weight.device
+    prompt = torch.randint(0, model.config.vocab_size, (1, prompt_tokens), generator=torch.Generator().manual_seed(0))
+    prompt = prompt.to(device)
+    for controls in CONTROLS.values():
+        run_sampled(model, prompt, 2, controls)  # warm up
+    rows = []
+    for n in lengths:
+        runs = {name: [] for name in CONTROLS}
+        for _ in range(repeats):
+            for name, controls in CONTROLS.items():
+                runs[name].append(run_sampled(model, prompt, n, controls))
+        for name, seconds in runs.items():
+            rows.append(dict(tokens=n, controls=name, seconds=statistics.median(seconds)))
+    for name, controls in CONTROLS.items():
+        rows.append(
+            dict(
+                tokens=None,
+                controls=name,
+                seconds=draw_seconds(model.config.vocab_size, str(device), controls, prompt_tokens, draws),
+            )
+        )
+    return rows
+
+
+def controls_report(rows: list[dict], title: str) -> str:
+    """bench_controls' rows as a table: ms per token off and on, and on over off."""
+    off = {r["tokens"]: r["seconds"] for r in rows if r["controls"] == "off"}
+    lines = [title, f"{'new tokens':>10}  {'controls':<14}  {'ms/token':>9}  {'vs off':>7}"]
+    for r in rows:
+        n = r["tokens"]
+        per_token = r["seconds"] / (n or 1)
+        lines.append(
+            f"{n if n else 'draw alone':>10}  {r['controls']:<14}  {1000 * per_token:>9.3f}  "
+            f"{r['seconds'] / off[n]:>6.3f}x"
+        )
     return "\n".join(lines)
 
 

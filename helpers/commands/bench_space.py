@@ -30,7 +30,7 @@ from helpers.checkpoints.storage import save_checkpoint
 from helpers.data import get_encoding
 from helpers.hf.js_runtime import PACKAGES
 from helpers.hf.preview import preview_server
-from helpers.hf.static_space import make_static_space
+from helpers.hf.static_space import STATIC, make_static_space
 from helpers.model import GPT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -41,6 +41,7 @@ OFFLINE = ("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--proxy-
 # Chromium's WebGPU on its software adapter, which every machine has (headless Chromium has no other here).
 SOFTWARE_WEBGPU = ("--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader")
 PROMPT, TEMPERATURE, TOP_K = "ROMEO:", 0.8, 200  # the page's defaults
+CONTROLS = {"top_p": 0.9, "repetition_penalty": 1.3}  # --controls: the other sampling controls on, as bench generate's
 
 
 def chromium(*flags: str):
@@ -98,11 +99,13 @@ def open_page(driver, url: str, timeout: float = 600) -> dict:
     return driver.execute_script("return window.gpt2")
 
 
-def generate(driver, tokens: int, timeout: float = 900) -> dict:
-    """One generation of tokens new tokens with the page's Generate button; tokens/s and the per-token times."""
+def generate(driver, tokens: int, timeout: float = 900, controls: dict | None = None) -> dict:
+    """One generation of tokens new tokens with the page's Generate button (and controls, by field id); tokens/s
+    and the per-token times."""
     from selenium.webdriver.common.by import By
 
-    for name, value in (("prompt", PROMPT), ("temperature", TEMPERATURE), ("top_k", TOP_K), ("tokens", tokens)):
+    fields = (("prompt", PROMPT), ("temperature", TEMPERATURE), ("top_k", TOP_K), ("tokens", tokens))
+    for name, value in (*fields, *(controls or {}).items()):
         field = driver.find_element(By.ID, name)
         field.clear()
         field.send_keys(str(value))
@@ -122,7 +125,9 @@ def per_token_ms(times: list[float] | None, n: int, window: int = 10) -> float |
     return statistics.median(b - a for a, b in zip(times[n - window - 1 : n - 1], times[n - window : n]))
 
 
-def measure_page(driver, url: str, lengths: list[int], repeats: int, backend: str = "wasm") -> dict:
+def measure_page(
+    driver, url: str, lengths: list[int], repeats: int, backend: str = "wasm", controls: dict | None = None
+) -> dict:
     """The page at url: ready time, backend, threads; per length the median tokens/s and the ms/token near its end."""
     state = open_page(driver, url)
     row = dict(
@@ -135,7 +140,7 @@ def measure_page(driver, url: str, lengths: list[int], repeats: int, backend: st
     )
     if row["error"]:
         return row
-    runs = {n: [generate(driver, n) for _ in range(repeats)] for n in lengths}
+    runs = {n: [generate(driver, n, controls=controls) for _ in range(repeats)] for n in lengths}
     row["lengths"] = lengths
     longest = max(lengths)
     for n in lengths:
@@ -146,8 +151,41 @@ def measure_page(driver, url: str, lengths: list[int], repeats: int, backend: st
     return row
 
 
-def pytorch_speed(model: GPT, lengths: list[int], repeats: int) -> dict:
-    """PyTorch's generate_stream (KV cache) with the page's settings: tokens/s and ms/token near each length."""
+def page_sampling_script() -> str:
+    """The page's sampling functions (index.html's sample, penalize, sampleTopP and their helpers), to run alone."""
+    html = (STATIC / "index.html").read_text()
+    return html[html.index("function kthLargest") : html.index("// GPT-2's byte-level BPE")]
+
+
+def page_draw_ms(driver, vocab_size: int, controls: dict | None = None, repeats: int = 300) -> float:
+    """Milliseconds per token of the page's sampling step alone (penalty, top-k 200, top-p, draw), in the browser,
+    on random logits (normal, scale 3)."""
+    script = (
+        page_sampling_script()
+        + """
+    const [n, topK, topP, penalty, repeats] = arguments;
+    const logits = new Float32Array(n), work = new Float32Array(n), heap = new Float32Array(topK), seen = [];
+    const normal = () => Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+    for (let i = 0; i < n; i++) logits[i] = 3 * normal();
+    for (let i = 0; i < 64; i++) seen.push(i * 13);
+    const step = () => {
+      work.set(logits);
+      if (penalty !== 1) penalize(work, seen, penalty);
+      return sample(work, 0.8, heap, topP);
+    };
+    for (let i = 0; i < 20; i++) step();
+    const start = performance.now();
+    for (let i = 0; i < repeats; i++) step();
+    return (performance.now() - start) / repeats;"""
+    )
+    controls = controls or {}
+    args = (vocab_size, TOP_K, controls.get("top_p", 1), controls.get("repetition_penalty", 1), repeats)
+    return driver.execute_script(script, *args)
+
+
+def pytorch_speed(model: GPT, lengths: list[int], repeats: int, controls: dict | None = None) -> dict:
+    """PyTorch's generate_stream (KV cache) with the page's settings (and controls): tokens/s and ms/token near each
+    length."""
     ids = torch.tensor([get_encoding().encode(PROMPT)])
     row = dict(backend="PyTorch", threads=torch.get_num_threads(), isolated=None, ready=None, error=None, gpu=None)
     row["lengths"] = lengths
@@ -157,7 +195,7 @@ def pytorch_speed(model: GPT, lengths: list[int], repeats: int) -> dict:
         runs = []
         for _ in range(repeats):
             start, stamps = time.perf_counter(), []
-            for _ in model.generate_stream(ids, n, TEMPERATURE, TOP_K):
+            for _ in model.generate_stream(ids, n, TEMPERATURE, TOP_K, **(controls or {})):
                 stamps.append(1000 * (time.perf_counter() - start))
             runs.append(stamps)
         row[f"tps{n}"] = statistics.median(n / (r[-1] / 1000) for r in runs)
@@ -194,8 +232,12 @@ def bench_space(
     compare: list[Path] = (),
     threads: list[int] = (),
     webgpu_tokens: int = 3,
+    controls: bool = False,
 ) -> tuple[list[str], list[dict]]:
-    """Build each export's folder and measure its page per backend (and each compared folder); lines and rows."""
+    """Build each export's folder and measure its page per backend (and each compared folder); lines and rows.
+
+    controls: the first export's isolated WebAssembly page and PyTorch measured again with CONTROLS on.
+    """
     lines = []
     folders = {}
     checkpoint = random_checkpoint(model, work_dir)
@@ -206,11 +248,17 @@ def bench_space(
     rows = []
     driver = chromium(*OFFLINE, *SOFTWARE_WEBGPU)
     try:
+        if controls:
+            off, on = (page_draw_ms(driver, model.config.vocab_size, c) for c in (None, CONTROLS))
+            lines.append(f"the page's draw alone, top-k {TOP_K}: {off:.3f} ms a token, {on:.3f} ms with {CONTROLS}")
         for dtype, folder in folders.items():
             with served(folder, isolated=True) as url:
                 for n in threads or [None]:
                     query = "?backend=wasm" + (f"&threads={n}" if n else "")
                     rows.append(dict(measure_page(driver, url + query, lengths, repeats), page=dtype))
+                    if controls and dtype == dtypes[0]:
+                        row = measure_page(driver, url + query, lengths, repeats, controls=CONTROLS)
+                        rows.append(dict(row, page=f"{dtype}, controls", controls_off=dtype))
             with served(folder, isolated=False) as url:
                 rows.append(dict(measure_page(driver, url + "?backend=wasm", lengths, repeats), page=dtype))
             if webgpu_tokens:
@@ -224,6 +272,9 @@ def bench_space(
     finally:
         driver.quit()
     rows.append(dict(pytorch_speed(model, lengths, repeats), page="float32, KV cache"))
+    if controls:
+        row = pytorch_speed(model, lengths, repeats, CONTROLS)
+        rows.append(dict(row, page="float32, controls", controls_off="float32, KV cache"))
     lines.insert(0, f"Chromium {version} headless, onnxruntime-web {PACKAGES['onnxruntime-web'][0]}")
     return lines, rows
 
@@ -263,6 +314,7 @@ def speedups(rows: list[dict], lengths: list[int], default: str, compare: list[P
         return []
     best = max(ours, key=lambda r: r[f"tps{lengths[0]}"])
     others = [r for r in rows if r["backend"] == "PyTorch" or r["page"] in {str(c) for c in compare}]
+    others = [r for r in others if "controls_off" not in r]
     threads = f"{best['threads']} thread{'s' if best['threads'] != 1 else ''}"
     return [
         f"{default}, {threads}, against {o['page']} ({o['backend']}, {o['threads']} thread"
@@ -271,6 +323,19 @@ def speedups(rows: list[dict], lengths: list[int], default: str, compare: list[P
         for o in others
         if not o.get("error")
     ]
+
+
+def controls_cost(rows: list[dict], lengths: list[int]) -> list[str]:
+    """--controls: each page's (and PyTorch's) ms per token with CONTROLS on over its ms per token with them off."""
+    lines = []
+    for on in [r for r in rows if "controls_off" in r and not r.get("error")]:
+        same = ("backend", "threads", "isolated")
+        off = next(r for r in rows if r["page"] == on["controls_off"] and all(r[k] == on[k] for k in same))
+        lines.append(
+            f"{on['page']} ({on['backend']}, {on['threads']} threads), ms/token with {CONTROLS} over without: "
+            + ", ".join(f"{on[f'ms{n}'] / off[f'ms{n}']:.3f}x at {n} tokens" for n in lengths)
+        )
+    return lines
 
 
 def cpu_note() -> str:

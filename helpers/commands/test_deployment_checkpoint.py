@@ -5,8 +5,8 @@
 
 It loads the file the way the deployment snippet of docs/checkpoints.md does, compares every
 tensor with the full checkpoint's when --full is given (bit for bit in float32, to the dtype's
-rounding in half precision), generates text from a prompt, and prints sizes and load time.
-The exit status is 0 only when every check passed; each failed check is named.
+rounding in half precision), generates text from a prompt (with helpers.sample's controls), and
+prints sizes and load time. The exit status is 0 only when every check passed; each failed check is named.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from helpers.checkpoints.format import (
     model_config_of,
 )
 from helpers.checkpoints.storage import load_checkpoint, load_weights, read_checkpoint
+from helpers.commands.sample import add_sampling_arguments, sampling_options
 from helpers.errors import CheckpointError
 from helpers.model import GPT
 
@@ -50,9 +51,18 @@ def compare_weights(deploy: dict, full: dict) -> list[str]:
 
 
 def run_checks(
-    deploy_path: Path, full_path: Path | None, prompt: str, tokens: int, seed: int, failures: list[str]
+    deploy_path: Path,
+    full_path: Path | None,
+    prompt: str,
+    tokens: int,
+    seed: int,
+    failures: list[str],
+    sampling: dict | None = None,
 ) -> list[str]:
-    """Run every check, printing progress and adding each failed check to failures; return them."""
+    """Run every check, printing progress and adding each failed check to failures; return them.
+
+    sampling: generate's controls and stop (helpers.commands.sample.sampling_options); else temperature 0.8, top-k 200.
+    """
     t0 = time.perf_counter()
     # As the deployment snippet (docs/checkpoints.md): torch.load(path, map_location="cpu"), then GPT(GPTConfig(...)).
     # A .safetensors file: tensors and JSON metadata; the tied embedding comes back tied.
@@ -77,14 +87,18 @@ def run_checks(
         if not problems:
             print(f"all {len(state)} tensors equal the full checkpoint's")
     from helpers.data import get_encoding
+    from helpers.sampling import text_stream
 
     enc = get_encoding()
-    idx = torch.tensor([enc.encode(prompt or "\n")], dtype=torch.long)  # an empty prompt starts a new line
-    out = model.generate(idx, tokens, temperature=0.8, top_k=200, seed=seed)
-    text = enc.decode(out[0].tolist())
+    ids = enc.encode(prompt or "\n")  # an empty prompt starts a new line
+    controls = dict(temperature=0.8, top_k=200, stop=()) | (sampling or {})
+    stop = controls.pop("stop")
+    stream = model.generate_stream(torch.tensor([ids], dtype=torch.long), tokens, seed=seed, **controls)
+    drawn = []  # the tokens generated, counted on their way to the text
+    text = "".join(text_stream(ids, (drawn.append(t) or t for t in stream), enc.decode, stop))
     print(f"--- sample (seed {seed}) ---\n{text}\n---")
-    if out.shape[1] != idx.shape[1] + tokens:
-        failures.append(f"{deploy_path}: generated {out.shape[1] - idx.shape[1]} tokens, asked for {tokens}")
+    if len(drawn) != tokens and not stop:  # a stop string may end it sooner
+        failures.append(f"{deploy_path}: generated {len(drawn)} tokens, asked for {tokens}")
     return failures
 
 
@@ -100,12 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt", default="ROMEO:", help="text to continue (default ROMEO:)")
     parser.add_argument("--tokens", type=int, default=50, help="tokens to generate (default 50)")
     parser.add_argument("--seed", type=int, default=1337, help="sampling seed (default 1337)")
+    add_sampling_arguments(parser)
     args = parser.parse_args(argv)
     if args.tokens < 1:
         parser.error(f"--tokens {args.tokens}: must be at least 1")
+    sampling = sampling_options(parser, args)
     failures: list[str] = []
     try:
-        run_checks(args.deploy, args.full, args.prompt, args.tokens, args.seed, failures)
+        run_checks(args.deploy, args.full, args.prompt, args.tokens, args.seed, failures, sampling)
     except CheckpointError as e:  # a check that stops the rest; those that failed before still count
         failures.append(str(e))
     for failure in failures:

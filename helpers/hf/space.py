@@ -2,11 +2,12 @@
 
 The static kind (the default, free for every account) is helpers.hf.static_space.
 
-The folder holds the page (app.py, from helpers/hf/space_template/), the project's model.py (a byte
-copy of helpers/model.py), the deployment checkpoint (a full one is stripped of its optimizer
-state first), its facts (space.json), requirements.txt, the Space card (README.md), GPT-2's
-tokenizer files (so the app starts offline) and the .gitattributes that keeps the checkpoint in
-Git LFS. `cd OUT_DIR && python app.py` runs it as the Space will; nothing in it imports helpers.
+The folder holds the page (app.py, from helpers/hf/space_template/), the project's model.py and
+sampling.py (byte copies of helpers/model.py and helpers/sampling.py), the deployment checkpoint (a
+full one is stripped of its optimizer state first), its facts (space.json), requirements.txt, the
+Space card (README.md), GPT-2's tokenizer files (so the app starts offline) and the .gitattributes
+that keeps the checkpoint in Git LFS. `cd OUT_DIR && python app.py` runs it as the Space will;
+nothing in it imports helpers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from string import Template
 
 from helpers import model as model_module
+from helpers import sampling as sampling_module
 from helpers.checkpoints.format import DTYPES, to_deployment
 from helpers.checkpoints.storage import load_model, save_checkpoint
 from helpers.fileio import atomic_write_bytes, check_out_dir, write_folder
@@ -147,6 +149,7 @@ def make_space(
         for source, target in {**COPIED, HARDWARE[hardware]: "requirements.txt"}.items():
             shutil.copyfile(TEMPLATE / source, folder / target)
         shutil.copyfile(model_module.__file__, folder / "model.py")  # the same code, never edited by hand
+        shutil.copyfile(sampling_module.__file__, folder / "sampling.py")
         for path in tokenizer.values():  # under tiktoken's own cache names
             (folder / "tiktoken_cache").mkdir(exist_ok=True)
             shutil.copyfile(path, folder / "tiktoken_cache" / path.name)

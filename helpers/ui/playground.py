@@ -1,14 +1,15 @@
-"""A small panel to try the trained model: prompt, length, temperature, and a Generate button."""
+"""A small panel to try the trained model: prompt, length, the sampling controls, and a Generate button."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import tiktoken
 import torch
 
 from helpers.data import get_encoding
 from helpers.model import GPT
+from helpers.sampling import parse_stops, text_stream
 from helpers.training.hardware import Hardware, autocast
 from helpers.ui.display import in_notebook
 
@@ -21,23 +22,26 @@ def sample_stream(
     temperature: float,
     device: str,
     seed: int | None = None,
+    top_k: int | None = 200,
+    top_p: float | None = None,
+    repetition_penalty: float | None = None,
+    stop: Sequence[str] = (),
 ) -> Iterator[str]:
-    """The prompt, then the model's continuation piece by piece as it is generated (joined: sample's text)."""
+    """The prompt, then the model's continuation piece by piece as it is generated (joined: sample's text).
+
+    The continuation ends before the first of the stop strings in it (see helpers.sampling.text_stream).
+    """
     ids = enc.encode(prompt or "\n")
-    shown = text = enc.decode(ids)
-    yield shown
-    for token in model.generate_stream(
-        torch.tensor([ids], device=device), tokens, temperature=temperature, top_k=200, seed=seed
-    ):
-        ids.append(token.item())
-        text = enc.decode(ids)
-        # A character of several bytes can span tokens: wait for its last byte (tiktoken shows a
-        # part as U+FFFD) rather than print a replacement character that a later token mends.
-        if not text.endswith("\ufffd"):
-            yield text[len(shown) :]
-            shown = text
-    if text != shown:
-        yield text[len(shown) :]  # the text ends inside a character: show what there is
+    stream = model.generate_stream(
+        torch.tensor([ids], device=device),
+        tokens,
+        temperature=temperature,
+        top_k=top_k,
+        seed=seed,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+    )
+    yield from text_stream(ids, stream, enc.decode, stop)
 
 
 def sample(
@@ -48,9 +52,10 @@ def sample(
     temperature: float,
     device: str,
     seed: int | None = None,
+    **controls: object,
 ) -> str:
-    """The prompt continued by the model."""
-    return "".join(sample_stream(model, enc, prompt, tokens, temperature, device, seed))
+    """The prompt continued by the model; controls are sample_stream's (top_k, top_p, repetition_penalty, stop)."""
+    return "".join(sample_stream(model, enc, prompt, tokens, temperature, device, seed, **controls))
 
 
 def sample_line(model: GPT, tokens: int, hw: Hardware, seed: int) -> str:
@@ -75,17 +80,34 @@ def generation_panel(model: GPT, enc: tiktoken.Encoding, device: str, seed: int 
     prompt = widgets.Textarea(value="ROMEO:", description="Prompt")
     length = widgets.IntSlider(value=100, min=10, max=500, step=10, description="Tokens")
     temperature = widgets.FloatSlider(value=0.8, min=0.1, max=1.5, step=0.05, description="Temperature")
+    # The other controls of docs/sampling.md, each off at its end of the range but top-k (200, as sample's).
+    top_k = widgets.IntSlider(value=200, min=0, max=500, step=1, description="Top-k (0: all)")
+    top_p = widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="Top-p (1: off)")
+    penalty = widgets.FloatSlider(value=1.0, min=1.0, max=2.0, step=0.05, description="Repetition penalty")
+    stop = widgets.Textarea(value="", placeholder="one per line, \\n for a newline", description="Stop at")
     button = widgets.Button(description="Generate", button_style="primary")
     output = widgets.Output()
 
     def on_click(_) -> None:
         output.clear_output()
         with output:  # the text appears as it is generated
-            for piece in sample_stream(model, enc, prompt.value, length.value, temperature.value, device):
+            pieces = sample_stream(
+                model,
+                enc,
+                prompt.value,
+                length.value,
+                temperature.value,
+                device,
+                top_k=top_k.value,
+                top_p=top_p.value,
+                repetition_penalty=penalty.value,
+                stop=parse_stops(stop.value),
+            )
+            for piece in pieces:
                 print(piece, end="", flush=True)
             print()
 
     button.on_click(on_click)
-    panel = widgets.VBox([prompt, length, temperature, button, output])
+    panel = widgets.VBox([prompt, length, temperature, top_k, top_p, penalty, stop, button, output])
     display(panel)
     return panel

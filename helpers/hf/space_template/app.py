@@ -1,7 +1,7 @@
 """Try GPT-2 trained on tiny Shakespeare: a Gradio page for a Hugging Face Space.
 
-Written by `python -m helpers.make_space`; runs on its own with model.py, the checkpoint and
-space.json beside it (`python app.py`, then open http://127.0.0.1:7860). It runs on the CPU,
+Written by `python -m helpers.make_space`; runs on its own with model.py, sampling.py, the checkpoint
+and space.json beside it (`python app.py`, then open http://127.0.0.1:7860). It runs on the CPU,
 as a free Space has no GPU.
 """
 
@@ -33,6 +33,7 @@ import gradio as gr  # noqa: E402
 import tiktoken  # noqa: E402
 import torch  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402  (model.py beside this file)
+from sampling import parse_stops, text_stream  # noqa: E402  (the stop strings: sampling.py beside it)
 
 FACTS = json.loads((HERE / "space.json").read_text())
 EXAMPLES = ["ROMEO:", "JULIET:\nO Romeo, Romeo!", "First Citizen:\n", "KING RICHARD III:\nNow is the winter"]
@@ -65,20 +66,36 @@ enc = tiktoken.get_encoding("gpt2")
 
 
 @gpu
-def generate(prompt: str, tokens: float, temperature: float, top_k: float, seed: float | None) -> Iterator[str]:
-    """The prompt continued by the model, yielded as it grows; one seed gives one text, -1 or empty a new one."""
+def generate(
+    prompt: str,
+    tokens: float,
+    temperature: float,
+    top_k: float,
+    seed: float | None,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    stop: str = "",
+) -> Iterator[str]:
+    """The prompt continued by the model, yielded as it grows; one seed gives one text, -1 or empty a new one.
+
+    The controls act in transformers' order (model.py's generate_stream): the repetition penalty, then
+    temperature, top-k, top-p; the text ends before the first stop string (one per line, \\n for a newline).
+    """
     ids = enc.encode(prompt or "\n", allowed_special={"<|endoftext|>"})
     seed = None if seed is None or seed < 0 else int(seed)
-    yield enc.decode(ids)
-    for token in model.generate_stream(
+    stream = model.generate_stream(
         torch.tensor([ids], device=DEVICE),
         int(tokens),
         temperature=max(float(temperature), 1e-3),
         top_k=int(top_k) or None,
         seed=seed,
-    ):
-        ids.append(token.item())
-        yield enc.decode(ids)  # the whole text each time: Gradio replaces the box's content
+        top_p=min(max(float(top_p), 1e-6), 1.0),
+        repetition_penalty=max(float(repetition_penalty), 1e-3),
+    )
+    text = ""
+    for piece in text_stream(ids, stream, enc.decode, parse_stops(stop or "")):
+        text += piece
+        yield text  # the whole text each time: Gradio replaces the box's content
 
 
 def facts() -> str:
@@ -105,12 +122,15 @@ with gr.Blocks(title=FACTS["title"]) as demo:
             tokens = gr.Slider(10, 500, value=100, step=10, label="Length (tokens)")
             temperature = gr.Slider(0.1, 1.5, value=0.8, step=0.05, label="Temperature")
             top_k = gr.Slider(0, 500, value=200, step=1, label="Top-k (0: all tokens)")
+            top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (1: off)", elem_id="top_p")
+            penalty = gr.Slider(1.0, 2.0, value=1.0, step=0.05, label="Repetition penalty (1: off)")
+            stop = gr.Textbox("", label="Stop at (one per line, \\n for a newline)", lines=2, elem_id="stop")
             seed = gr.Number(value=1337, precision=0, label="Seed (-1: a new sample each time)")
             button = gr.Button("Generate", variant="primary", elem_id="generate")
         output = gr.Textbox(label="Generated text", lines=16, elem_id="output")
     gr.Examples(EXAMPLES, inputs=prompt)
     gr.Markdown(facts())
-    inputs = [prompt, tokens, temperature, top_k, seed]
+    inputs = [prompt, tokens, temperature, top_k, seed, top_p, penalty, stop]  # new ones last: old API calls work
     button.click(generate, inputs, output, api_name="generate")
 
 if __name__ == "__main__":
