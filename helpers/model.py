@@ -365,10 +365,14 @@ def nucleus(logits: torch.Tensor, top_p: float, outside: torch.Tensor | None = N
     transformers counts first (they are the unlikeliest); logits are then log-probabilities.
     """
     ascending = logits.flip(-1)  # transformers sorts ascending: the same sums in the same order
-    if outside is None:
-        cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
+    probs = ascending.softmax(dim=-1) if outside is None else ascending.exp()
+    if probs.is_cuda and torch.are_deterministic_algorithms_enabled():
+        # deterministic mode (GPT2_DETERMINISTIC) refuses CUDA's float cumsum, which has no deterministic kernel
+        cumulative = probs.cpu().cumsum(dim=-1).to(probs.device)
     else:
-        cumulative = outside + ascending.exp().cumsum(dim=-1)
+        cumulative = probs.cumsum(dim=-1)
+    if outside is not None:
+        cumulative = outside + cumulative
     remove = cumulative <= 1 - top_p
     remove[..., -1] = False
     return logits.masked_fill(remove.flip(-1), float("-inf"))
