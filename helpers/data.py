@@ -27,11 +27,10 @@ from helpers.config import SHAKESPEARE_URL  # the default data_url: a setting, s
 from helpers.data_source import (
     SHAKESPEARE_SHA256,
     copy_name,
-    data_label,
     download,
-    files_sha256,
     local_files,
     sha256_of,
+    text_identity,
 )
 from helpers.documents import SETTING, Reading, documents
 from helpers.errors import CheckpointError, DataError, describe
@@ -53,7 +52,7 @@ def get_encoding() -> tiktoken.Encoding:
     return tiktoken.get_encoding(ENCODING)
 
 
-def _why_stale(data_dir: Path, text_sha256: str, reading: Reading) -> str | None:
+def _why_stale(data_dir: Path, digest: str, reading: Reading) -> str | None:
     """Why the token files in data_dir cannot be reused for this text (None: they can), checked by hash."""
     meta_path = data_dir / "meta.json"
     if not meta_path.exists():
@@ -64,7 +63,7 @@ def _why_stale(data_dir: Path, text_sha256: str, reading: Reading) -> str | None
         return f"meta.json is not valid JSON ({describe(e)})"
     if not isinstance(meta, dict):
         return "meta.json does not hold a JSON object"
-    if meta.get("source_sha256") != text_sha256 or meta.get("encoding") != ENCODING:
+    if meta.get("source_sha256") != digest or meta.get("encoding") != ENCODING:
         return "input.txt has changed since the token files were made"
     if meta.get("reading", READ_BY_DEFAULT) != dataclasses.asdict(reading):  # (meta.json before folders had none)
         return f"the text was read otherwise (GPT2_TEXT_FIELD, GPT2_DATA_ENCODING: {meta.get('reading')})"
@@ -82,9 +81,12 @@ def _why_stale(data_dir: Path, text_sha256: str, reading: Reading) -> str | None
 Source = tuple  # (name in errors, a function that opens its bytes, its suffix)
 
 
-def _sources(url: str, data_dir: Path, shakespeare: bool) -> tuple[Path | str, list[Source], str, Source | None]:
+def _sources(
+    url: str, data_dir: Path, shakespeare: bool, digest: str | None
+) -> tuple[Path | str, list[Source], str, Source | None]:
     """(what data_url names, its files as Sources, the text's sha256, the Source to keep a copy of as input.*, if any).
 
+    digest is text_identity(url)'s, known already.
     A single file is kept in data_dir (a download fetched once, a local file copied whenever it
     changed), as nanoGPT keeps input.txt; a folder's or a glob's files are read where they are.
     """
@@ -98,14 +100,13 @@ def _sources(url: str, data_dir: Path, shakespeare: bool) -> tuple[Path | str, l
         return url, [source], hashlib.sha256(payload).hexdigest(), source
     root, files = found
     if files == [root]:
-        digest = sha256_of(root)
         source = (root, partial(open, root, "rb"), copy.suffix)
         same = copy.is_file() and copy.stat().st_size == root.stat().st_size and sha256_of(copy) == digest
         return root, [source], digest, None if same else source
     files = [f for f in files if f.stat().st_size]  # an empty file in a folder holds no document
     if not files:
         raise DataError(root, f"holds no text (every file is empty); {SETTING} names the text")
-    return root, [(f, partial(open, f, "rb"), f.suffix) for f in files], files_sha256(root, files), None
+    return root, [(f, partial(open, f, "rb"), f.suffix) for f in files], digest, None
 
 
 def _items(sources: list[Source], reading: Reading) -> Iterator[str | None]:
@@ -192,16 +193,18 @@ def prepare_data(
     """
     data_dir = Path(data_dir)
     text_path = data_dir / "input.txt"
-    shakespeare = data_label(url, reading) == ""
+    identity = text_identity(url)  # a local text's, read once (None: a download)
+    digest, listing = identity or (None, None)
+    shakespeare = reading == Reading() and (url == SHAKESPEARE_URL or digest == SHAKESPEARE_SHA256)
     if shakespeare and text_path.exists() and text_path.stat().st_size and sha256_of(text_path) != SHAKESPEARE_SHA256:
         raise DataError(
             text_path,
             f"is not tiny Shakespeare, which {SETTING} names; to train on this text, set "
             "data_url to its path; to train on Shakespeare, move it away",
         )
-    root, sources, text_sha256, to_copy = _sources(url, data_dir, shakespeare)
+    root, sources, text_digest, to_copy = _sources(url, data_dir, shakespeare, digest)
     text = data_dir / copy_name(url) if len(sources) == 1 else root
-    reason = _why_stale(data_dir, text_sha256, reading)
+    reason = _why_stale(data_dir, text_digest, reading)
     if reason is None:
         if to_copy is not None:
             _keep_copy(to_copy, data_dir / copy_name(url))
@@ -222,7 +225,7 @@ def prepare_data(
     if to_copy is not None:
         _keep_copy(to_copy, data_dir / copy_name(url))
     meta = {
-        "source_sha256": text_sha256,
+        "source_sha256": text_digest,
         "encoding": ENCODING,
         "vocab_size": enc.n_vocab,
         "data_url": url,
@@ -232,8 +235,8 @@ def prepare_data(
         "text": str(text),
         "reading": dataclasses.asdict(reading),
     }
-    if len(sources) > 1:
-        meta["files"] = [[Path(name).relative_to(root).as_posix(), sha256_of(Path(name))] for name, _, _ in sources]
+    if listing is not None:
+        meta["files"] = listing
     atomic_write_bytes(data_dir / "meta.json", json.dumps(meta, indent=2).encode())
     return dict(meta, reused=False)
 

@@ -79,19 +79,20 @@ def local_files(url: str) -> tuple[Path, list[Path]] | None:
     return path, [_local_file(url)]
 
 
-def files_sha256(root: Path, files: list[Path]) -> str:
-    """sha256 of files: of each one's path below root and sha256 (an added, removed or edited file changes it)."""
-    listing = "".join(f"{p.relative_to(root).as_posix()}\t{sha256_of(p)}\n" for p in files)
-    return hashlib.sha256(listing.encode()).hexdigest()
+def text_identity(url: str) -> tuple[str, list[list[str]] | None] | None:
+    """(the sha256 that names data_url's text, a folder's [path below it, sha256] of each file); None for a download.
 
-
-def text_sha256(url: str) -> str | None:
-    """The sha256 that names data_url's text: of a file's bytes, or of a folder's list of files; None for a download."""
+    A file's sha256 is of its bytes; a folder's (or a glob's) of its files' paths and sha256s, so
+    that an added, removed, renamed or edited file makes another text.
+    """
     found = local_files(url)
     if found is None:
         return None
     root, files = found
-    return sha256_of(files[0]) if root == files[0] else files_sha256(root, files)
+    if root == files[0]:
+        return sha256_of(root), None
+    listing = [[p.relative_to(root).as_posix(), sha256_of(p)] for p in files]
+    return hashlib.sha256("".join(f"{name}\t{digest}\n" for name, digest in listing).encode()).hexdigest(), listing
 
 
 def _slug(name: str) -> str:
@@ -108,7 +109,8 @@ def data_label(url: str, reading: Reading = Reading()) -> str:
     """
     if url == SHAKESPEARE_URL and reading == Reading():
         return ""
-    digest = text_sha256(url)
+    identity = text_identity(url)
+    digest = identity and identity[0]
     if digest is None:
         name, digest = Path(urllib.parse.urlparse(url).path).stem, hashlib.sha256(url.encode()).hexdigest()
     elif digest == SHAKESPEARE_SHA256 and reading == Reading():

@@ -250,3 +250,24 @@ def test_the_notebook_trains_on_a_folder_of_txt_jsonl_and_csv_in_latin1(tmp_path
     )
     assert load_tokens(data, "val").tolist() == joined(docs[12:])
     assert list(load_tokens(data, "train")).count(EOT) == 11
+
+
+def test_the_prepare_command_makes_the_files_a_run_finds_and_stops_bad_input_in_one_line(tmp_path, capsys):
+    from helpers.commands.prepare import main
+
+    write_folder(tmp_path / "poems")
+    assert main([str(tmp_path / "poems"), str(tmp_path / "data")]) == 0
+    folder = data_folder(tmp_path / "data", str(tmp_path / "poems"))
+    meta = read_meta(folder)
+    out = capsys.readouterr().out
+    assert out.startswith(f"{tmp_path / 'poems'}: train {meta['train_tokens']:,} tokens") and str(folder) in out
+    assert main([str(tmp_path / "poems"), str(tmp_path / "data")]) == 0 and "(reused)" in capsys.readouterr().out
+    (tmp_path / "bad.csv").write_text("id,body\n1,hi\n")
+    assert main([str(tmp_path / "bad.csv"), str(tmp_path / "other")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {tmp_path / 'bad.csv'}: has no column 'text' (its columns: 'id', 'body'); " + (
+        "GPT2_TEXT_FIELD names the text column\n"
+    )
+    assert main([str(tmp_path / "bad.csv"), str(tmp_path / "other"), "--text-field", "body"]) == 0
+    assert main([str(tmp_path / "bad.csv"), "--encoding", "utf-9"]) == 1
+    assert "GPT2_DATA_ENCODING='utf-9': not an encoding" in capsys.readouterr().err
