@@ -307,8 +307,11 @@ def load_splits(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The training (its first train_fraction) and validation tokens, each refused if under a window or not GPT-2's."""
     splits = []
-    meta_path = Path(data_dir) / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    try:  # only for the message below: how the text was split
+        meta = json.loads((Path(data_dir) / "meta.json").read_text())
+    except (OSError, ValueError):
+        meta = {}
+    meta = meta if isinstance(meta, dict) else {}
     text, how = meta.get("text", Path(data_dir) / "input.txt"), meta.get("split", "characters")
     for split, fraction in (("train", train_fraction), ("val", 1.0)):
         path = Path(data_dir) / f"{split}.bin"
