@@ -97,6 +97,8 @@ def encode_pieces(
     def encode(text: str | None) -> np.ndarray:
         if text is None:
             return eot
+        if not hasattr(enc, "encode_to_numpy"):  # tiktoken before 0.9
+            return np.array(enc.encode_ordinary(text), dtype=np.uint16)
         return enc.encode_to_numpy(text, disallowed_special=()).astype(np.uint16)  # = encode_ordinary; ids < 2**16
 
     with ThreadPoolExecutor(threads) as pool:

@@ -30,10 +30,10 @@ def encode(text):
     return get_encoding().encode_ordinary(text)
 
 
-def streamed(items, cut, piece_chars):
+def streamed(items, cut, piece_chars, enc=None):
     """The (train, val) token lists of split_pieces + encode_pieces, on two threads."""
     out = ([], [])
-    for split, tokens in encode_pieces(split_pieces(items, cut, piece_chars), get_encoding(), threads=2):
+    for split, tokens in encode_pieces(split_pieces(items, cut, piece_chars), enc or get_encoding(), threads=2):
         out[split].extend(tokens.tolist())
     return out
 
@@ -56,6 +56,14 @@ def test_awkward_text_is_cut_only_where_the_tokens_cannot_change():
     for piece_chars in (1, 7, 64):
         train, val = streamed([text, None], len(text), piece_chars)
         assert train == encode(text) and val == []
+
+    class OldTiktoken:  # before 0.9, without encode_to_numpy
+        encode_ordinary = staticmethod(get_encoding().encode_ordinary)
+
+    assert streamed([text, None], len(text) // 2, 64, OldTiktoken()) == (
+        encode(text[: len(text) // 2]),
+        encode(text[len(text) // 2 :]),
+    )
 
 
 def write_folder(root):
