@@ -64,7 +64,7 @@ def _why_stale(data_dir: Path, digest: str, reading: Reading) -> str | None:
     if not isinstance(meta, dict):
         return "meta.json does not hold a JSON object"
     if meta.get("source_sha256") != digest or meta.get("encoding") != ENCODING:
-        return "input.txt has changed since the token files were made"
+        return f"{'the text' if meta.get('files') else 'input.txt'} has changed since the token files were made"
     if meta.get("reading", READ_BY_DEFAULT) != dataclasses.asdict(reading):  # (meta.json before folders had none)
         return f"the text was read otherwise (GPT2_TEXT_FIELD, GPT2_DATA_ENCODING: {meta.get('reading')})"
     for split in SPLITS:
@@ -203,7 +203,7 @@ def prepare_data(
             "data_url to its path; to train on Shakespeare, move it away",
         )
     root, sources, text_digest, to_copy = _sources(url, data_dir, shakespeare, digest)
-    text = data_dir / copy_name(url) if len(sources) == 1 else root
+    text = root if listing is not None else data_dir / copy_name(url)  # what the messages name: a folder, or the copy
     reason = _why_stale(data_dir, text_digest, reading)
     if reason is None:
         if to_copy is not None:

@@ -279,3 +279,17 @@ def test_the_prepare_command_makes_the_files_a_run_finds_and_stops_bad_input_in_
     assert main([str(tmp_path / "bad.csv"), str(tmp_path / "other"), "--text-field", "body"]) == 0
     assert main([str(tmp_path / "bad.csv"), "--encoding", "utf-9"]) == 1
     assert "GPT2_DATA_ENCODING='utf-9': not an encoding" in capsys.readouterr().err
+
+
+def test_a_folder_edited_after_its_token_files_were_made_is_tokenised_again(tmp_path, capsys):
+    """One data folder, the text edited under it (as when data_dir is given by hand): noticed by the files' sha256s."""
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "only.txt").write_text(SONNET * 3)
+    (tmp_path / "t" / "empty.md").write_text("")
+    first = prepare_data(tmp_path / "data", str(tmp_path / "t"))
+    assert first["text"] == str(tmp_path / "t") and first["documents"] == 1
+    (tmp_path / "t" / "more.txt").write_text(SONNET.upper() * 3)
+    again = prepare_data(tmp_path / "data", str(tmp_path / "t"))
+    assert "the text has changed since the token files were made" in capsys.readouterr().out
+    assert again["documents"] == 2 and again["source_sha256"] != first["source_sha256"]
+    assert [name for name, _ in again["files"]] == ["empty.md", "more.txt", "only.txt"]
