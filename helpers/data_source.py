@@ -1,8 +1,8 @@
-"""Where the training text comes from: data_url as a download (http, https), a local path or a file:// URL.
+"""Where the training text comes from: data_url as a download (http, https) of a file, or a local file, folder or glob.
 
 Tiny Shakespeare is the default. Any other text gets a name of its own, `<name>-<8 hex>`, for its
 folder of token files (`data/<label>/`) and its run's checkpoint folder, so that runs on two
-texts never share either.
+texts never share either. docs/data.md says what data_url may name.
 """
 
 from __future__ import annotations
