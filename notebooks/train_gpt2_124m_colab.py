@@ -129,9 +129,9 @@ print0(f"project: {REPO_ROOT}  (Colab: {IN_COLAB})")
 # newer GPUs, `t4` for older ones, `cpu` without a GPU). `INIT_FROM = "gpt2"` fine-tunes OpenAI's
 # GPT-2 124M instead of training from scratch. `DATA_URL` is the text to train on: tiny
 # Shakespeare unless you change it to your own (an `https://` URL, a path, or the name of a file
-# uploaded to `/content` with the file pane on the left; a folder of text files, or a glob, too). `HUB_REPO` (`you/name`) uploads the
-# final model to the Hugging Face Hub. `DOWNLOAD` also sends `model_final.pt` through the browser
-# at the end. Every other setting is a field of `TrainConfig` (`helpers/config.py`): set
+# uploaded to `/content` with the file pane on the left; a folder of text files, or a glob, too).
+# `HUB_REPO` (`you/name`) uploads the final model to the Hugging Face Hub. `DOWNLOAD` also sends
+# `model_final.pt` through the browser at the end. Every other setting is a field of `TrainConfig` (`helpers/config.py`): set
 # `GPT2_<SETTING>` in the environment, e.g. `os.environ["GPT2_MAX_STEPS"] = "500"` in a cell
 # above; such a variable wins over the form too. A setting that cannot work stops here with one
 # line naming it.
@@ -215,8 +215,8 @@ print0(
 # last 10%). A folder, a `.jsonl` or a `.csv` holds documents (each file; each line's or row's
 # `text`), separated by `<|endoftext|>` as GPT-2 was trained; with ten or more, validation is the
 # last 10% of them. A big text is tokenised in a stream on every core (`python -m helpers.prepare`
-# does it ahead of a run; see `docs/data.md`). Made once and reused while their sha256 matches `meta.json`; every full checkpoint
-# records these hashes, so a run never resumes on other text. Batches are drawn by a seeded
+# does it ahead of a run; see `docs/data.md`). Made once and reused while their sha256 matches
+# `meta.json`; every full checkpoint records these hashes, so a run never resumes on other text. Batches are drawn by a seeded
 # generator whose state goes into every checkpoint, so a resumed run sees exactly the batches it
 # would have seen. One pass over the training tokens is an *epoch*: a 124M model memorises the
 # plays within a few, so the run is planned in epochs (printed below) and ends once the
