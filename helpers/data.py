@@ -148,9 +148,8 @@ def _write_splits(
         def fill_val(val: BinaryIO) -> None:
             digests, counts, files = [hashlib.sha256(), hashlib.sha256()], [0, 0], (train, val)
             for split, part in tokens:
-                payload = part.tobytes()
-                files[split].write(payload)
-                digests[split].update(payload)
+                files[split].write(part.data)  # the array's own bytes, not a copy
+                digests[split].update(part.data)
                 counts[split] += len(part)
             for i, split in enumerate(SPLITS):
                 if block_size is not None and counts[i] <= block_size:
