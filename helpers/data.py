@@ -16,7 +16,7 @@ import shutil
 from array import array
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
 import numpy as np
 import tiktoken
@@ -44,6 +44,7 @@ TRAIN_FRACTION = 0.9
 SPLITS = ("train", "val")
 MIN_DOCUMENTS_TO_SPLIT = 10  # with fewer documents, the validation split is the last 10% of the characters
 READ_BY_DEFAULT = dataclasses.asdict(Reading())
+T = TypeVar("T")
 IDENTITY = ("text_sha256", "train_sha256", "val_sha256")  # a run's data, in meta.json's terms: see data_identity
 
 
@@ -220,9 +221,9 @@ def prepare_data(
                 yield split, piece
 
         tokens = encode_pieces(counted(split_pieces(_items(sources, reading), cut)), enc, threads)
-        meta = _write_splits(data_dir, tokens, block_size, text, how)
+        meta = _written(data_dir, "the token files", lambda: _write_splits(data_dir, tokens, block_size, text, how))
     if to_copy is not None:
-        _keep_copy(to_copy, data_dir / copy_name(url))
+        _written(data_dir, copy_name(url), lambda: _keep_copy(to_copy, data_dir / copy_name(url)))
     meta = {
         "source_sha256": text_digest,
         "encoding": ENCODING,
@@ -236,8 +237,21 @@ def prepare_data(
     }
     if listing is not None:
         meta["files"] = listing
-    atomic_write_bytes(data_dir / "meta.json", json.dumps(meta, indent=2).encode())
+    payload = json.dumps(meta, indent=2).encode()
+    _written(data_dir, "meta.json", lambda: atomic_write_bytes(data_dir / "meta.json", payload))
     return dict(meta, reused=False)
+
+
+def _written(data_dir: Path, what: str, write: Callable[[], T]) -> T:
+    """write(), a failure to write (a full or read-only disk) as a DataError naming the folder; the old files stay."""
+    try:
+        return write()
+    except OSError as e:
+        raise DataError(
+            data_dir,
+            f"cannot write {what} ({e.strerror or describe(e)}); free some space, or set data_dir "
+            "(GPT2_DATA_DIR) to a folder on another disk",
+        ) from None
 
 
 def _keep_copy(source: Source, path: Path) -> None:

@@ -293,3 +293,42 @@ def test_a_folder_edited_after_its_token_files_were_made_is_tokenised_again(tmp_
     assert "the text has changed since the token files were made" in capsys.readouterr().out
     assert again["documents"] == 2 and again["source_sha256"] != first["source_sha256"]
     assert [name for name, _ in again["files"]] == ["empty.md", "more.txt", "only.txt"]
+
+
+def test_a_full_disk_while_writing_the_tokens_leaves_the_old_files_and_says_so_in_one_line(tmp_path, monkeypatch):
+    import small_disk
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "a.txt").write_text(SONNET * 20)
+    data = tmp_path / "data"
+    prepare_data(data, str(tmp_path / "t"))
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    (tmp_path / "t" / "b.txt").write_text(SONNET.upper() * 200)  # another text, with more tokens than fit
+    small_disk.install(data, sum(map(len, before.values())) + 1000, monkeypatch)
+    with pytest.raises(DataError) as info:
+        prepare_data(data, str(tmp_path / "t"))
+    assert one_line(info.value).startswith(f"{data}: cannot write the token files (No space left on device)")
+    assert "GPT2_DATA_DIR" in str(info.value)
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before  # no temporary file left either
+
+
+def test_an_interrupt_while_tokenising_leaves_the_old_files(tmp_path, monkeypatch):
+    """Ctrl-C half-way through the pieces: the old token files and meta.json as they were, no temporary file left."""
+    import helpers.data
+
+    (tmp_path / "a.txt").write_text(SONNET * 20)
+    data = tmp_path / "data"
+    prepare_data(data, str(tmp_path / "a.txt"))
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    (tmp_path / "a.txt").write_text(SONNET.upper() * 20)
+
+    def interrupted(items, cut, piece_chars=64):
+        for n, piece in enumerate(split_pieces(items, cut, piece_chars)):
+            if n == 5:
+                raise KeyboardInterrupt
+            yield piece
+
+    monkeypatch.setattr(helpers.data, "split_pieces", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_data(data, str(tmp_path / "a.txt"))
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
