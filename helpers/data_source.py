@@ -18,6 +18,7 @@ from helpers.documents import SETTING, TEXT_SUFFIXES, Reading
 from helpers.errors import DataError, describe
 
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+_IDENTITIES: dict[tuple, tuple[str, list[list[str]] | None]] = {}  # text_identity's answers in this process
 
 
 def sha256_of(path: Path) -> str:
@@ -89,10 +90,17 @@ def text_identity(url: str) -> tuple[str, list[list[str]] | None] | None:
     if found is None:
         return None
     root, files = found
-    if root == files[0]:
-        return sha256_of(root), None
-    listing = [[p.relative_to(root).as_posix(), sha256_of(p)] for p in files]
-    return hashlib.sha256("".join(f"{name}\t{digest}\n" for name, digest in listing).encode()).hexdigest(), listing
+    # A start asks three times (the data folder, the run folder, prepare_data): a big text is read
+    # once, and again only when a file's size, time or inode says it changed.
+    key = (root, tuple((str(p), s.st_size, s.st_mtime_ns, s.st_ino) for p in files for s in [p.stat()]))
+    if key not in _IDENTITIES:
+        if root == files[0]:
+            _IDENTITIES[key] = sha256_of(root), None
+        else:
+            listing = [[p.relative_to(root).as_posix(), sha256_of(p)] for p in files]
+            text = "".join(f"{name}\t{digest}\n" for name, digest in listing)
+            _IDENTITIES[key] = hashlib.sha256(text.encode()).hexdigest(), listing
+    return _IDENTITIES[key]
 
 
 def _slug(name: str) -> str:
