@@ -137,11 +137,13 @@ class TrainConfig:
             raise SettingError("GPT2_TEXT_FIELD='': must name the field or column that holds the text")
         if self.data_encoding:
             try:
-                codecs.lookup(self.data_encoding)
+                text_codec = getattr(codecs.lookup(self.data_encoding), "_is_text_encoding", True)  # not hex, rot13
             except LookupError:
+                text_codec = False
+            if not text_codec:
                 raise SettingError(
-                    f"GPT2_DATA_ENCODING={self.data_encoding!r}: not an encoding Python knows (e.g. latin-1, cp1252)"
-                ) from None
+                    f"GPT2_DATA_ENCODING={self.data_encoding!r}: not a text encoding Python knows (e.g. cp1252)"
+                )
         if not DEVICE.fullmatch(self.device):
             raise SettingError(f"GPT2_DEVICE={self.device!r}: expected auto, cpu, cuda or cuda:N")
         if self.n_embd % self.n_head:

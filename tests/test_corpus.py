@@ -278,7 +278,7 @@ def test_the_prepare_command_makes_the_files_a_run_finds_and_stops_bad_input_in_
     )
     assert main([str(tmp_path / "bad.csv"), str(tmp_path / "other"), "--text-field", "body"]) == 0
     assert main([str(tmp_path / "bad.csv"), "--encoding", "utf-9"]) == 1
-    assert "GPT2_DATA_ENCODING='utf-9': not an encoding" in capsys.readouterr().err
+    assert "GPT2_DATA_ENCODING='utf-9': not a text encoding" in capsys.readouterr().err
 
 
 def test_a_folder_edited_after_its_token_files_were_made_is_tokenised_again(tmp_path, capsys):
