@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import shutil
+import tempfile
 from array import array
 from functools import partial
 from pathlib import Path
@@ -83,11 +83,11 @@ Source = tuple  # (name in errors, a function that opens its bytes, its suffix)
 
 
 def _sources(
-    url: str, data_dir: Path, shakespeare: bool, digest: str | None
+    url: str, data_dir: Path, shakespeare: bool, digest: str | None, downloaded: BinaryIO
 ) -> tuple[Path | str, list[Source], str, Source | None]:
     """(what data_url names, its files as Sources, the text's sha256, the Source to keep a copy of as input.*, if any).
 
-    digest is text_identity(url)'s, known already.
+    digest is text_identity(url)'s, known already; a download goes into the temporary file downloaded.
     A single file is kept in data_dir (a download fetched once, a local file copied whenever it
     changed), as nanoGPT keeps input.txt; a folder's or a glob's files are read where they are.
     """
@@ -96,9 +96,9 @@ def _sources(
     if found is None:  # a download: once
         if copy.is_file() and copy.stat().st_size:
             return url, [(copy, partial(open, copy, "rb"), copy.suffix)], sha256_of(copy), None
-        payload = download(url, SHAKESPEARE_SHA256 if shakespeare else None)
-        source = (url, lambda: io.BytesIO(payload), copy.suffix)
-        return url, [source], hashlib.sha256(payload).hexdigest(), source
+        digest = download(url, downloaded, SHAKESPEARE_SHA256 if shakespeare else None)
+        source = (url, partial(open, downloaded.name, "rb"), copy.suffix)
+        return url, [source], digest, source
     root, files = found
     if files == [root]:
         source = (root, partial(open, root, "rb"), copy.suffix)
@@ -202,44 +202,45 @@ def prepare_data(
             f"is not tiny Shakespeare, which {SETTING} names; to train on this text, set "
             "data_url to its path; to train on Shakespeare, move it away",
         )
-    root, sources, text_digest, to_copy = _sources(url, data_dir, shakespeare, digest)
-    text = root if listing is not None else data_dir / copy_name(url)  # what the messages name: a folder, or the copy
-    reason = _why_stale(data_dir, text_digest, reading)
-    if reason is None:
+    with tempfile.NamedTemporaryFile(prefix="gpt2-download-") as downloaded:  # a download's bytes; removed at the end
+        root, sources, text_digest, to_copy = _sources(url, data_dir, shakespeare, digest, downloaded)
+        text = root if listing is not None else data_dir / copy_name(url)  # what messages name: a folder, or the copy
+        reason = _why_stale(data_dir, text_digest, reading)
+        if reason is None:
+            if to_copy is not None:
+                _keep_copy(to_copy, data_dir / copy_name(url))
+            return dict(read_meta(data_dir), reused=True, text=str(text))
+        if reason != "no meta.json":
+            print0(f"{data_dir}: {reason}: making the token files again")
+        n_docs, n_chars, cut, how = _split_point(root, sources, reading)
+        enc = get_encoding()
+        with tqdm(total=n_chars, unit="char", unit_scale=True, desc=f"tokenising {Path(str(root)).name}") as bar:
+
+            def counted(pieces: Iterator[tuple[int, str | None]]) -> Iterator[tuple[int, str | None]]:
+                for split, piece in pieces:
+                    bar.update(len(piece or ""))
+                    yield split, piece
+
+            tokens = encode_pieces(counted(split_pieces(_items(sources, reading), cut)), enc, threads)
+            meta = _written(data_dir, "the token files", lambda: _write_splits(data_dir, tokens, block_size, text, how))
         if to_copy is not None:
-            _keep_copy(to_copy, data_dir / copy_name(url))
-        return dict(read_meta(data_dir), reused=True, text=str(text))
-    if reason != "no meta.json":
-        print0(f"{data_dir}: {reason}: making the token files again")
-    n_docs, n_chars, cut, how = _split_point(root, sources, reading)
-    enc = get_encoding()
-    with tqdm(total=n_chars, unit="char", unit_scale=True, desc=f"tokenising {Path(str(root)).name}") as bar:
-
-        def counted(pieces: Iterator[tuple[int, str | None]]) -> Iterator[tuple[int, str | None]]:
-            for split, piece in pieces:
-                bar.update(len(piece or ""))
-                yield split, piece
-
-        tokens = encode_pieces(counted(split_pieces(_items(sources, reading), cut)), enc, threads)
-        meta = _written(data_dir, "the token files", lambda: _write_splits(data_dir, tokens, block_size, text, how))
-    if to_copy is not None:
-        _written(data_dir, copy_name(url), lambda: _keep_copy(to_copy, data_dir / copy_name(url)))
-    meta = {
-        "source_sha256": text_digest,
-        "encoding": ENCODING,
-        "vocab_size": enc.n_vocab,
-        "data_url": url,
-        **meta,
-        "documents": n_docs,
-        "split": how,  # "characters": the first 90% of them; "documents": the last 10% of them for validation
-        "text": str(text),
-        "reading": dataclasses.asdict(reading),
-    }
-    if listing is not None:
-        meta["files"] = listing
-    payload = json.dumps(meta, indent=2).encode()
-    _written(data_dir, "meta.json", lambda: atomic_write_bytes(data_dir / "meta.json", payload))
-    return dict(meta, reused=False)
+            _written(data_dir, copy_name(url), lambda: _keep_copy(to_copy, data_dir / copy_name(url)))
+        meta = {
+            "source_sha256": text_digest,
+            "encoding": ENCODING,
+            "vocab_size": enc.n_vocab,
+            "data_url": url,
+            **meta,
+            "documents": n_docs,
+            "split": how,  # "characters": the first 90% of them; "documents": the last 10% of them for validation
+            "text": str(text),
+            "reading": dataclasses.asdict(reading),
+        }
+        if listing is not None:
+            meta["files"] = listing
+        payload = json.dumps(meta, indent=2).encode()
+        _written(data_dir, "meta.json", lambda: atomic_write_bytes(data_dir / "meta.json", payload))
+        return dict(meta, reused=False)
 
 
 def _written(data_dir: Path, what: str, write: Callable[[], T]) -> T:

@@ -12,6 +12,7 @@ import hashlib
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO
 
 from helpers.config import SHAKESPEARE_URL  # the default data_url: a setting, so the settings own it
 from helpers.documents import SETTING, TEXT_SUFFIXES, Reading
@@ -137,19 +138,26 @@ def data_folder(data_dir: str | Path, url: str, reading: Reading = Reading()) ->
     return Path(data_dir) / label if label else Path(data_dir)
 
 
-def download(url: str, expected_sha256: str | None = None) -> bytes:
-    """The bytes at an http(s) data_url, checked against expected_sha256 when given; a DataError naming url if not."""
+def download(url: str, into: BinaryIO, expected_sha256: str | None = None) -> str:
+    """Write the bytes at an http(s) data_url into a file, a megabyte at a time; their sha256 (or a DataError).
+
+    expected_sha256, when given, must match (tiny Shakespeare's).
+    """
+    digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
-            payload = response.read()
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                digest.update(chunk)
+                into.write(chunk)
     except (OSError, ValueError) as e:  # URLError, HTTPError, timeouts: OSErrors; a malformed URL: ValueError
         raise DataError(
             url,
             f"could not download ({describe(e)}); check the address and the network, or set {SETTING} to a local file",
         ) from None
-    if expected_sha256 is not None and hashlib.sha256(payload).hexdigest() != expected_sha256:
+    if expected_sha256 is not None and digest.hexdigest() != expected_sha256:
         raise DataError(url, "the text does not match tiny Shakespeare's sha256 (a changed or partial download?)")
-    return payload
+    into.flush()
+    return digest.hexdigest()
 
 
 def copy_name(url: str) -> str:

@@ -332,3 +332,39 @@ def test_an_interrupt_while_tokenising_leaves_the_old_files(tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         prepare_data(data, str(tmp_path / "a.txt"))
     assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A folder served over HTTP on localhost: its URL, until the test ends."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "site"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_jsonl_url_is_downloaded_once_and_read_as_documents(served, tmp_path):
+    root, base = served
+    rows = [{"text": f"Document {i}: {LINE}"} for i in range(12)]
+    (root / "corpus.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (root / "bad.csv").write_text("id,body\n1,hi\n")
+    url = f"{base}/corpus.jsonl"
+    folder = data_folder(tmp_path / "data", url)
+    meta = prepare_data(folder, url)
+    assert (folder / "input.jsonl").read_bytes() == (root / "corpus.jsonl").read_bytes()
+    assert (meta["documents"], meta["text"]) == (12, str(folder / "input.jsonl"))
+    assert load_tokens(folder, "val").tolist() == encode(rows[11]["text"])
+    (root / "corpus.jsonl").unlink()  # fetched once: the copy is what is read from now on
+    assert prepare_data(folder, url)["reused"]
+    with pytest.raises(DataError, match=rf"^{base}/bad.csv: has no column 'text'"):
+        prepare_data(tmp_path / "other", f"{base}/bad.csv")
+    assert not (tmp_path / "other").exists()

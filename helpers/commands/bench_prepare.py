@@ -30,7 +30,10 @@ def make_corpus(path: Path, size_mb: float, seed: int = 0) -> int:
 
     url = os.environ.get("GPT2_DATA_URL", SHAKESPEARE_URL)
     local = local_source(url)
-    plays = (local.read_bytes() if local is not None else download(url)).decode()
+    if local is None:
+        with open(path, "wb") as f:
+            download(url, f)
+    plays = (local or path).read_text(encoding="utf-8")
     lines = np.array(plays.splitlines(keepends=True), dtype=object)
     rng, written = np.random.default_rng(seed), 0
     with open(path, "w", encoding="utf-8") as f:
