@@ -2,8 +2,8 @@
 
 Memory holds a few pieces of text and their tokens, never the corpus: the text comes in chunks,
 is cut into pieces of about PIECE_CHARS characters, and the pieces are encoded by tiktoken on a
-pool of threads (its batch encoding's way, with encode_to_numpy, which skips a Python list of
-ints per token) while the next ones are read. A cut is made only before a space that follows a
+thread per core, this one included (its batch encoding's way, with encode_to_numpy, which skips
+a Python list of ints per token), a few pieces ahead of the writer. A cut is made only before a space that follows a
 character other than whitespace: no pre-token of GPT-2's pattern runs across such a point, so
 the pieces' tokens are those of the whole text (tests/test_token_stream.py checks it).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -90,7 +90,11 @@ def split_pieces(
 def encode_pieces(
     pieces: Iterable[tuple[int, str | None]], enc: tiktoken.Encoding, threads: int | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """(split, uint16 tokens) of each piece, in order, encoded on threads threads (default: every core) ahead of use."""
+    """(split, uint16 tokens) of each piece, in order, encoded on threads threads (default: every core) ahead of use.
+
+    The calling thread is one of them: it takes every threads-th piece itself (tiktoken spends
+    about a third more CPU time on a text in any other thread, so one thread means no pool at all).
+    """
     threads = threads or os.cpu_count() or 1
     eot = np.array([EOT], np.uint16)
 
@@ -101,13 +105,16 @@ def encode_pieces(
             return np.array(enc.encode_ordinary(text), dtype=np.uint16)
         return enc.encode_to_numpy(text, disallowed_special=()).astype(np.uint16)  # = encode_ordinary; ids < 2**16
 
-    with ThreadPoolExecutor(threads) as pool:
-        window: collections.deque = collections.deque()
-        for split, text in pieces:
-            window.append((split, pool.submit(encode, text)))
-            if len(window) > 2 * threads:  # enough in flight to keep every thread busy, no more
-                split, done = window.popleft()
-                yield split, done.result()
+    def done(job: Future | str | None) -> np.ndarray:
+        return job.result() if isinstance(job, Future) else encode(job)  # the calling thread's own piece: now
+
+    with ThreadPoolExecutor(max(1, threads - 1)) as pool:
+        window: collections.deque = collections.deque()  # (split, a Future, or the text this thread encodes)
+        for n, (split, text) in enumerate(pieces):
+            window.append((split, pool.submit(encode, text) if n % threads else text))
+            if len(window) > 2 * threads:  # enough ahead to keep every thread busy, no more
+                split, job = window.popleft()
+                yield split, done(job)
         while window:
-            split, done = window.popleft()
-            yield split, done.result()
+            split, job = window.popleft()
+            yield split, done(job)
