@@ -7,6 +7,7 @@ any field, e.g. `GPT2_MAX_STEPS=20 GPT2_CHECKPOINT_DIR=/some/dir`.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import math
 import os
@@ -46,7 +47,9 @@ class TrainConfig:
     init_from: str = "scratch"  # "scratch", or "gpt2": OpenAI's weights (a hub name or a local folder)
     # data
     data_dir: str = "data"
-    data_url: str = SHAKESPEARE_URL  # the training text: an http(s) or file:// URL, or a path
+    data_url: str = SHAKESPEARE_URL  # the training text: an http(s) or file:// URL, or a path (a file, folder or glob)
+    text_field: str = "text"  # the JSON Lines field or CSV/TSV column that holds each document's text
+    data_encoding: str = ""  # the text files' encoding, any Python codec (latin-1, cp1252); empty: UTF-8, UTF-16 by BOM
     # optimisation: tokens per step = batch_size * block_size * grad_accum_steps
     batch_size: int = 8  # micro-batch, per process
     grad_accum_steps: int = 2  # micro-batches per optimizer step, over all processes
@@ -131,6 +134,17 @@ class TrainConfig:
             raise SettingError(f"GPT2_TRAIN_FRACTION={self.train_fraction}: must be above 0 and at most 1")
         if not self.data_url.strip():
             raise SettingError(f"GPT2_DATA_URL={self.data_url!r}: must name the training text (a URL or a path)")
+        if not self.text_field:
+            raise SettingError("GPT2_TEXT_FIELD='': must name the field or column that holds the text")
+        if self.data_encoding:
+            try:
+                text_codec = getattr(codecs.lookup(self.data_encoding), "_is_text_encoding", True)  # not hex, rot13
+            except LookupError:
+                text_codec = False
+            if not text_codec:
+                raise SettingError(
+                    f"GPT2_DATA_ENCODING={self.data_encoding!r}: not a text encoding Python knows (e.g. cp1252)"
+                )
         if not DEVICE.fullmatch(self.device):
             raise SettingError(f"GPT2_DEVICE={self.device!r}: expected auto, cpu, cuda or cuda:N")
         if self.n_embd % self.n_head:

@@ -8,24 +8,43 @@ Shakespeare lives in `data/` itself; any other text in a folder of its own below
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import shutil
+import tempfile
+from array import array
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
 import numpy as np
 import tiktoken
 import torch
+from tqdm.auto import tqdm
 
 from helpers.config import SHAKESPEARE_URL  # the default data_url: a setting, so the settings own it
-from helpers.data_source import SETTING, SHAKESPEARE_SHA256, data_label, decoded, fetch_text, sha256_of
+from helpers.data_source import (
+    SHAKESPEARE_SHA256,
+    copy_name,
+    download,
+    local_files,
+    sha256_of,
+    text_identity,
+)
+from helpers.documents import SETTING, Reading, documents
 from helpers.errors import CheckpointError, DataError, describe
-from helpers.fileio import atomic_write_bytes
+from helpers.fileio import atomic_write, atomic_write_bytes
+from helpers.token_stream import encode_pieces, split_pieces
 from helpers.training.distributed import print0
 
 ENCODING = "gpt2"
 VOCAB_SIZE = 50257  # GPT-2's token ids are 0 to 50,256
 TRAIN_FRACTION = 0.9
 SPLITS = ("train", "val")
+MIN_DOCUMENTS_TO_SPLIT = 10  # with fewer documents, the validation split is the last 10% of the characters
+READ_BY_DEFAULT = dataclasses.asdict(Reading())
+T = TypeVar("T")
 IDENTITY = ("text_sha256", "train_sha256", "val_sha256")  # a run's data, in meta.json's terms: see data_identity
 
 
@@ -34,7 +53,7 @@ def get_encoding() -> tiktoken.Encoding:
     return tiktoken.get_encoding(ENCODING)
 
 
-def _why_stale(data_dir: Path, text_sha256: str) -> str | None:
+def _why_stale(data_dir: Path, digest: str, reading: Reading) -> str | None:
     """Why the token files in data_dir cannot be reused for this text (None: they can), checked by hash."""
     meta_path = data_dir / "meta.json"
     if not meta_path.exists():
@@ -45,8 +64,10 @@ def _why_stale(data_dir: Path, text_sha256: str) -> str | None:
         return f"meta.json is not valid JSON ({describe(e)})"
     if not isinstance(meta, dict):
         return "meta.json does not hold a JSON object"
-    if meta.get("source_sha256") != text_sha256 or meta.get("encoding") != ENCODING:
-        return "input.txt has changed since the token files were made"
+    if meta.get("source_sha256") != digest or meta.get("encoding") != ENCODING:
+        return f"{'the text' if meta.get('files') else 'input.txt'} has changed since the token files were made"
+    if meta.get("reading", READ_BY_DEFAULT) != dataclasses.asdict(reading):  # (meta.json before folders had none)
+        return f"the text was read otherwise (GPT2_TEXT_FIELD, GPT2_DATA_ENCODING: {meta.get('reading')})"
     for split in SPLITS:
         recorded = meta.get(f"{split}_sha256")
         if recorded is None:
@@ -58,39 +79,186 @@ def _why_stale(data_dir: Path, text_sha256: str) -> str | None:
     return None
 
 
-def prepare_data(data_dir: str | Path, url: str = SHAKESPEARE_URL) -> dict:
+Source = tuple  # (name in errors, a function that opens its bytes, its suffix)
+
+
+def _sources(
+    url: str, data_dir: Path, shakespeare: bool, digest: str | None, downloaded: BinaryIO
+) -> tuple[Path | str, list[Source], str, Source | None]:
+    """(what data_url names, its files as Sources, the text's sha256, the Source to keep a copy of as input.*, if any).
+
+    digest is text_identity(url)'s, known already; a download goes into the temporary file downloaded.
+    A single file is kept in data_dir (a download fetched once, a local file copied whenever it
+    changed), as nanoGPT keeps input.txt; a folder's or a glob's files are read where they are.
+    """
+    copy = data_dir / copy_name(url)
+    found = local_files(url)
+    if found is None:  # a download: once
+        if copy.is_file() and copy.stat().st_size:
+            return url, [(copy, partial(open, copy, "rb"), copy.suffix)], sha256_of(copy), None
+        digest = download(url, downloaded, SHAKESPEARE_SHA256 if shakespeare else None)
+        source = (url, partial(open, downloaded.name, "rb"), copy.suffix)
+        return url, [source], digest, source
+    root, files = found
+    if files == [root]:
+        source = (root, partial(open, root, "rb"), copy.suffix)
+        same = copy.is_file() and copy.stat().st_size == root.stat().st_size and sha256_of(copy) == digest
+        return root, [source], digest, None if same else source
+    files = [f for f in files if f.stat().st_size]  # an empty file in a folder holds no document
+    if not files:
+        raise DataError(root, f"holds no text (every file is empty); {SETTING} names the text")
+    return root, [(f, partial(open, f, "rb"), f.suffix) for f in files], digest, None
+
+
+def _items(sources: list[Source], reading: Reading) -> Iterator[str | None]:
+    """The documents of every source in order: their text in chunks, None after each."""
+    for name, open_binary, suffix in sources:
+        yield from documents(name, open_binary, reading, suffix)
+
+
+def _split_point(root: Path | str, sources: list[Source], reading: Reading) -> tuple[int, int, int, str]:
+    """(documents, characters, training characters, how split), reading every source once: bad input stops here."""
+    lengths, current = array("q"), 0
+    for item in _items(sources, reading):
+        if item is None:
+            if current:
+                lengths.append(current)
+            current = 0
+        else:
+            current += len(item)
+    total = sum(lengths)
+    if not total:
+        raise DataError(root, f"holds no text (every document is empty); {SETTING} names the text")
+    if len(lengths) >= MIN_DOCUMENTS_TO_SPLIT:  # the last 10% of the documents, none cut in two
+        n_val = max(1, round(len(lengths) * (1 - TRAIN_FRACTION)))
+        return len(lengths), total, sum(lengths[: len(lengths) - n_val]), "documents"
+    return len(lengths), total, int(total * TRAIN_FRACTION), "characters"
+
+
+def _write_splits(
+    data_dir: Path, tokens: Iterator[tuple[int, np.ndarray]], block_size: int | None, text: Path | str, how: str
+) -> dict:
+    """Write train.bin and val.bin from (split, tokens) as they come; their counts and sha256s.
+
+    Both are written to temporary files and renamed into place only when both are complete (and,
+    with block_size, each holds a window): a failure leaves the old files, or none.
+    """
+    meta = {}
+
+    def fill_train(train: BinaryIO) -> None:
+        def fill_val(val: BinaryIO) -> None:
+            digests, counts, files = [hashlib.sha256(), hashlib.sha256()], [0, 0], (train, val)
+            for split, part in tokens:
+                files[split].write(part.data)  # the array's own bytes, not a copy
+                digests[split].update(part.data)
+                counts[split] += len(part)
+            for i, split in enumerate(SPLITS):
+                if block_size is not None and counts[i] <= block_size:
+                    raise DataError(data_dir / f"{split}.bin", window_problem(split, counts[i], block_size, text, how))
+                meta.update({f"{split}_tokens": counts[i], f"{split}_sha256": digests[i].hexdigest()})
+
+        atomic_write(data_dir / "val.bin", fill_val)
+
+    atomic_write(data_dir / "train.bin", fill_train)
+    return meta
+
+
+def window_problem(
+    split: str, n_tokens: int, block_size: int, text: Path | str, how: str = "characters", fraction: float = 1.0
+) -> str:
+    """Why a split of n_tokens cannot train at block_size, and what to change."""
+    part = f"with train_fraction {fraction}, " if fraction < 1 else ""
+    share = "the first 90%" if split == "train" else "the last 10%"
+    share += " of the documents" if how == "documents" else ""
+    return (
+        f"{part}{n_tokens} tokens, too few for one window of block_size + 1 = {block_size + 1} ({split} is "
+        f"{share} of {text}); use a longer text or a smaller block_size (GPT2_BLOCK_SIZE)"
+    )
+
+
+def prepare_data(
+    data_dir: str | Path,
+    url: str = SHAKESPEARE_URL,
+    reading: Reading = Reading(),
+    block_size: int | None = None,
+    threads: int | None = None,
+) -> dict:
     """Make train.bin and val.bin in data_dir from data_url's text, reusing them only when their hashes match meta.json.
 
+    The text is read twice, never whole: once to check it and count its documents (bad input
+    stops here, before anything is written), once to tokenise it on threads threads (default:
+    every core). With block_size, a split too short for one window is refused before it is written.
     The folder of tiny Shakespeare (see data_folder) must hold tiny Shakespeare: another text
     found there is refused, never overwritten. A cache that does not match is reported and made again.
     """
     data_dir = Path(data_dir)
     text_path = data_dir / "input.txt"
-    shakespeare = data_label(url) == ""
+    identity = text_identity(url)  # a local text's, read once (None: a download)
+    digest, listing = identity or (None, None)
+    shakespeare = reading == Reading() and (url == SHAKESPEARE_URL or digest == SHAKESPEARE_SHA256)
     if shakespeare and text_path.exists() and text_path.stat().st_size and sha256_of(text_path) != SHAKESPEARE_SHA256:
         raise DataError(
             text_path,
             f"is not tiny Shakespeare, which {SETTING} names; to train on this text, set "
             "data_url to its path; to train on Shakespeare, move it away",
         )
-    fetch_text(url, text_path, SHAKESPEARE_SHA256 if shakespeare else None)
-    text_sha256 = sha256_of(text_path)
-    reason = _why_stale(data_dir, text_sha256)
-    if reason is None:
-        return dict(read_meta(data_dir), reused=True)
-    if reason != "no meta.json":
-        print0(f"{data_dir}: {reason}: making the token files again")
-    text = decoded(text_path.read_bytes(), text_path)
-    cut = int(len(text) * TRAIN_FRACTION)
-    enc = get_encoding()
-    meta = {"source_sha256": text_sha256, "encoding": ENCODING, "vocab_size": enc.n_vocab, "data_url": url}
-    for split, part in (("train", text[:cut]), ("val", text[cut:])):
-        payload = np.array(enc.encode_ordinary(part), dtype=np.uint16).tobytes()  # GPT-2 ids fit in 16 bits
-        atomic_write_bytes(data_dir / f"{split}.bin", payload)
-        meta[f"{split}_tokens"] = len(payload) // 2
-        meta[f"{split}_sha256"] = hashlib.sha256(payload).hexdigest()
-    atomic_write_bytes(data_dir / "meta.json", json.dumps(meta, indent=2).encode())
-    return dict(meta, reused=False)
+    with tempfile.NamedTemporaryFile(prefix="gpt2-download-") as downloaded:  # a download's bytes; removed at the end
+        root, sources, text_digest, to_copy = _sources(url, data_dir, shakespeare, digest, downloaded)
+        text = root if listing is not None else data_dir / copy_name(url)  # what messages name: a folder, or the copy
+        reason = _why_stale(data_dir, text_digest, reading)
+        if reason is None:
+            if to_copy is not None:
+                _keep_copy(to_copy, data_dir / copy_name(url))
+            return dict(read_meta(data_dir), reused=True, text=str(text))
+        if reason != "no meta.json":
+            print0(f"{data_dir}: {reason}: making the token files again")
+        n_docs, n_chars, cut, how = _split_point(root, sources, reading)
+        enc = get_encoding()
+        with tqdm(total=n_chars, unit="char", unit_scale=True, desc=f"tokenising {Path(str(root)).name}") as bar:
+
+            def counted(pieces: Iterator[tuple[int, str | None]]) -> Iterator[tuple[int, str | None]]:
+                for split, piece in pieces:
+                    bar.update(len(piece or ""))
+                    yield split, piece
+
+            tokens = encode_pieces(counted(split_pieces(_items(sources, reading), cut)), enc, threads)
+            meta = _written(data_dir, "the token files", lambda: _write_splits(data_dir, tokens, block_size, text, how))
+        if to_copy is not None:
+            _written(data_dir, copy_name(url), lambda: _keep_copy(to_copy, data_dir / copy_name(url)))
+        meta = {
+            "source_sha256": text_digest,
+            "encoding": ENCODING,
+            "vocab_size": enc.n_vocab,
+            "data_url": url,
+            **meta,
+            "documents": n_docs,
+            "split": how,  # "characters": the first 90% of them; "documents": the last 10% of them for validation
+            "text": str(text),
+            "reading": dataclasses.asdict(reading),
+        }
+        if listing is not None:
+            meta["files"] = listing
+        payload = json.dumps(meta, indent=2).encode()
+        _written(data_dir, "meta.json", lambda: atomic_write_bytes(data_dir / "meta.json", payload))
+        return dict(meta, reused=False)
+
+
+def _written(data_dir: Path, what: str, write: Callable[[], T]) -> T:
+    """write(), a failure to write (a full or read-only disk) as a DataError naming the folder; the old files stay."""
+    try:
+        return write()
+    except OSError as e:
+        raise DataError(
+            data_dir,
+            f"cannot write {what} ({e.strerror or describe(e)}); free some space, or set data_dir "
+            "(GPT2_DATA_DIR) to a folder on another disk",
+        ) from None
+
+
+def _keep_copy(source: Source, path: Path) -> None:
+    """A single file's copy in its data folder (input.txt), written whole or not at all."""
+    with source[1]() as f:
+        atomic_write(path, lambda out: shutil.copyfileobj(f, out, 1 << 20))
 
 
 def read_meta(data_dir: str | Path) -> dict:
@@ -153,19 +321,18 @@ def load_splits(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The training (its first train_fraction) and validation tokens, each refused if under a window or not GPT-2's."""
     splits = []
+    try:  # only for the message below: how the text was split
+        meta = json.loads((Path(data_dir) / "meta.json").read_text())
+    except (OSError, ValueError):
+        meta = {}
+    meta = meta if isinstance(meta, dict) else {}
+    text, how = meta.get("text", Path(data_dir) / "input.txt"), meta.get("split", "characters")
     for split, fraction in (("train", train_fraction), ("val", 1.0)):
         path = Path(data_dir) / f"{split}.bin"
         tokens = load_tokens(data_dir, split) if path.stat().st_size else np.zeros(0, np.uint16)  # mmap refuses 0 bytes
         tokens = tokens[: int(len(tokens) * fraction)]
         if len(tokens) <= block_size:
-            part = f"with train_fraction {fraction}, " if fraction < 1 else ""
-            share = "the first 90%" if split == "train" else "the last 10%"
-            raise DataError(
-                path,
-                f"{part}{len(tokens)} tokens, too few for one window of block_size + 1 = "
-                f"{block_size + 1} ({split} is {share} of {Path(data_dir) / 'input.txt'}); "
-                "use a longer text or a smaller block_size (GPT2_BLOCK_SIZE)",
-            )
+            raise DataError(path, window_problem(split, len(tokens), block_size, text, how, fraction))
         if int(tokens.max()) >= vocab_size:  # one pass (under a millisecond for the plays); else an IndexError later
             raise DataError(
                 path,

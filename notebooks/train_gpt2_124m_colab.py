@@ -129,10 +129,11 @@ print0(f"project: {REPO_ROOT}  (Colab: {IN_COLAB})")
 # newer GPUs, `t4` for older ones, `cpu` without a GPU). `INIT_FROM = "gpt2"` fine-tunes OpenAI's
 # GPT-2 124M instead of training from scratch. `DATA_URL` is the text to train on: tiny
 # Shakespeare unless you change it to your own (an `https://` URL, a path, or the name of a file
-# uploaded to `/content` with the file pane on the left). `HUB_REPO` (`you/name`) uploads the
-# final model to the Hugging Face Hub; `SPACE_REPO` (`you/name`) makes a static Space of it, a page
-# that runs the model in the visitor's browser (both need the `HF_TOKEN` secret). `DOWNLOAD` also sends `model_final.pt` through the browser
-# at the end. Every other setting is a field of `TrainConfig` (`helpers/config.py`): set
+# uploaded to `/content` with the file pane on the left; a folder of text files, or a glob, too).
+# `HUB_REPO` (`you/name`) uploads the final model to the Hugging Face Hub; `SPACE_REPO`
+# (`you/name`) makes a static Space of it, a page that runs the model in the visitor's browser
+# (both need the `HF_TOKEN` secret). `DOWNLOAD` also sends `model_final.pt` through the browser at
+# the end. Every other setting is a field of `TrainConfig` (`helpers/config.py`): set
 # `GPT2_<SETTING>` in the environment, e.g. `os.environ["GPT2_MAX_STEPS"] = "500"` in a cell
 # above; such a variable wins over the form too. A setting that cannot work stops here with one
 # line naming it.
@@ -140,9 +141,9 @@ print0(f"project: {REPO_ROOT}  (Colab: {IN_COLAB})")
 # The cell then readies the hardware: it joins the other processes when started by `torchrun`
 # (one process per GPU), turns on TF32 matrix multiplies on GPUs that have them, with
 # `GPT2_DETERMINISTIC=1` makes every kernel repeat itself bit for bit (docs/checkpoints.md, "What
-# is exact where"), and says loudly when there is no GPU. Last it chooses the checkpoint folder. `USE_DRIVE` keeps checkpoints on
-# Google Drive: a runtime reset wipes `/content`, and with the files on Drive, running all cells
-# again resumes training instead of starting over. Mounting asks for permission; if Drive says no
+# is exact where"), and says loudly when there is no GPU. Last it chooses the checkpoint folder.
+# `USE_DRIVE` keeps checkpoints on Google Drive: a runtime reset wipes `/content`, and with the
+# files on Drive, running all cells again resumes training instead of starting over. Mounting asks for permission; if Drive says no
 # (declined, a permission left unticked, nobody there to click within two minutes), training goes
 # on with local checkpoints and a warning. Each kind of run (model size, from scratch or
 # fine-tuned, the text) has its own folder, shown in the table.
@@ -165,6 +166,7 @@ import torch
 from helpers.checkpoints.runs import local_checkpoint_dir, run_folder
 from helpers.config import make_config
 from helpers.data_source import data_folder
+from helpers.documents import Reading
 from helpers.model import param_count
 from helpers.training.distributed import init_processes
 from helpers.training.hardware import detect_hardware, enable_tf32, make_deterministic
@@ -193,7 +195,8 @@ if not torch.cuda.is_available():
 checkpoint_dir, on_drive = local_checkpoint_dir(cfg, REPO_ROOT), False
 if IN_COLAB and cfg.use_drive:
     checkpoint_dir, on_drive = colab.checkpoints_on_drive(cfg.drive_dir, run_folder(cfg), fallback=checkpoint_dir)
-data_dir = data_folder(REPO_ROOT / cfg.data_dir, cfg.data_url)  # tiny Shakespeare's, or a folder of this text's own
+reading = Reading(cfg.text_field, cfg.data_encoding)  # how a .jsonl or .csv holds its text, the files' encoding
+data_dir = data_folder(REPO_ROOT / cfg.data_dir, cfg.data_url, reading)  # tiny Shakespeare's, or this text's own
 where = " (Google Drive)" if on_drive else " (this runtime only)" if IN_COLAB else ""
 print0(
     table(
@@ -216,10 +219,13 @@ print0(
 # ## Data
 # Tiny Shakespeare (1.1 MB of plays), or your text (`DATA_URL`), tokenised with GPT-2's own BPE:
 # for the plays, 301,966 training and 36,059 validation tokens (the first 90% of the text and the
-# last 10%). Made once and reused while their sha256 matches `meta.json`; every full checkpoint
-# records these hashes, so a run never resumes on other text. Batches are drawn by a seeded
-# generator whose state goes into every checkpoint, so a resumed run sees exactly the batches it
-# would have seen. One pass over the training tokens is an *epoch*: a 124M model memorises the
+# last 10%). A folder, a `.jsonl` or a `.csv` holds documents (each file; each line's or row's
+# `text`), separated by `<|endoftext|>` as GPT-2 was trained; with ten or more, validation is the
+# last 10% of them. A big text is tokenised in a stream on every core (`python -m helpers.prepare`
+# does it ahead of a run; see `docs/data.md`). Made once and reused while their sha256 matches
+# `meta.json`; every full checkpoint records these hashes, so a run never resumes on other text.
+# Batches are drawn by a seeded generator whose state goes into every checkpoint, so a resumed run
+# sees exactly the batches it would have seen. One pass over the training tokens is an *epoch*: a 124M model memorises the
 # plays within a few, so the run is planned in epochs (printed below) and ends once the
 # validation loss stops improving.
 
@@ -228,9 +234,10 @@ from helpers.data import data_identity, load_splits, prepare_data
 from helpers.training.distributed import main_process_first
 
 with main_process_first(procs):  # under torchrun the others wait, then reuse the files process 0 made
-    meta = prepare_data(data_dir, cfg.data_url)
+    meta = prepare_data(data_dir, cfg.data_url, reading, cfg.block_size)
+in_documents = f", {meta['documents']:,} documents" if meta.get("documents", 1) > 1 else ""
 print0(
-    f"{data_dir / 'input.txt'}: train {meta['train_tokens']:,} tokens, val {meta['val_tokens']:,} tokens"
+    f"{meta['text']}: train {meta['train_tokens']:,} tokens, val {meta['val_tokens']:,} tokens{in_documents}"
     f"{' (reused)' if meta['reused'] else ''}"
 )
 data_id = data_identity(meta)  # what this run trains on, in every full checkpoint

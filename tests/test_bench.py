@@ -164,3 +164,14 @@ def test_space_bench_bad_input_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["space", "--threads", "0"])
     assert "at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_prepare_bench_measures_both_ways_on_the_same_text(capsys):
+    """bench prepare on half a megabyte: both ways in fresh processes, the same token files, each figure a number."""
+    assert main(["prepare", "--mb", "0.5"]) == 0
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in capsys.readouterr().out.splitlines())
+    assert "the same token files both ways" in rows["corpus"]
+    for way in ("this project", "nanoGPT prepare.py"):
+        for figure in ("time", "peak RSS"):
+            assert float(rows[f"{way}: {figure}"].split()[0].replace(",", "")) > 0, rows

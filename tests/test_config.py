@@ -78,6 +78,9 @@ def test_config_is_plain_data():
         ("GPT2_DROPOUT", "NaN", "nan: must be a finite number"),
         ("GPT2_DEVICE", "mps", "'mps': expected auto, cpu, cuda or cuda:N"),
         ("GPT2_DATA_URL", " ", "' ': must name the training text"),
+        ("GPT2_DATA_ENCODING", "latin-9x", "'latin-9x': not a text encoding Python knows"),
+        ("GPT2_DATA_ENCODING", "hex", "'hex': not a text encoding Python knows"),
+        ("GPT2_TEXT_FIELD", "", "'': must name the field or column"),
     ],
 )
 def test_wrong_type_or_out_of_range_is_an_error(var, value, expected):

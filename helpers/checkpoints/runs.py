@@ -16,6 +16,7 @@ from pathlib import Path
 
 from helpers.config import MODEL_FIELDS, PRESETS, TrainConfig
 from helpers.data_source import data_label
+from helpers.documents import Reading
 from helpers.model import ARCHITECTURE, GPTConfig, param_count
 
 SHAPE = tuple(name for name in ARCHITECTURE if name in MODEL_FIELDS)  # the architecture a run sets
@@ -29,7 +30,7 @@ def size_label(n: int) -> str:
 
 def run_folder(cfg: TrainConfig) -> str:
     """The checkpoint subfolder for what cfg trains, and on which text: different models or texts never share one."""
-    label = data_label(cfg.data_url)
+    label = data_label(cfg.data_url, Reading(cfg.text_field, cfg.data_encoding))
     return f"{model_folder(cfg)}-{label}" if label else model_folder(cfg)
 
 

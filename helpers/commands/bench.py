@@ -6,6 +6,7 @@
     python -m helpers.bench checkpoint-io             # GPT-2 124M: strip, load, and the stall of a save
     python -m helpers.bench generate                  # GPT-2 124M at batch 1, beside transformers' generate
     python -m helpers.bench space                     # GPT-2 124M's static Space in headless Chromium, beside PyTorch
+    python -m helpers.bench prepare                   # a 100 MB text's token files, beside nanoGPT's prepare.py way
 
 `train`, `outcome` and `gpu-check` run `notebooks/train_gpt2_124m_colab.py` as a plain script with
 GPT2_* settings and read the `run_summary.json` it writes: what they measure is the code a user
@@ -38,6 +39,7 @@ from helpers.commands.bench_generate import (
     generate_model,
     generate_report,
 )
+from helpers.commands.bench_prepare import bench_prepare
 from helpers.commands.bench_space import PROMPT, bench_space, controls_cost, cpu_note, space_report, speedups
 from helpers.commands.cli import fail
 from helpers.config import PRESETS, detect_preset, make_config
@@ -381,7 +383,17 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure the first export's isolated page and PyTorch with top-p 0.9 and repetition penalty 1.3 on",
     )
 
+    prep = sub.add_parser(
+        "prepare", help="a generated text's token files: time and peak memory, this project's and nanoGPT's prepare.py"
+    )
+    prep.add_argument("--mb", type=float, default=100, help="the generated text's size in MB (default 100)")
+    prep.add_argument("--threads", type=int, help="this project's tokenising threads (default: every core)")
+    prep.add_argument("--repeats", type=int, default=1, help="runs of each way, taking turns; the median counts")
+    prep.add_argument("--dir", type=Path, help="where to write the text (default: a temporary folder); removed after")
+
     args = parser.parse_args(argv)
+    if args.command == "prepare" and (args.mb <= 0 or (args.threads is not None and args.threads < 1)):
+        parser.error("--mb must be above 0 and --threads at least 1")
     counts = []
     if args.command == "generate":
         counts = args.tokens + [args.prompt_tokens] + ([args.threads] if args.threads is not None else [])
@@ -468,6 +480,11 @@ def run(args: argparse.Namespace) -> int:
         print(space_report(lines, rows, args.tokens, title))
         for line in speedups(rows, args.tokens, args.dtypes[0], args.compare) + controls_cost(rows, args.tokens):
             print(line)
+    elif args.command == "prepare":
+        if args.dir:
+            args.dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="bench-prepare-", dir=args.dir) as tmp:
+            print(table(bench_prepare(Path(tmp), args.mb, args.threads, args.repeats)))
     elif args.command == "gpu-check":
         if not torch.cuda.is_available():
             print("gpu-check needs a CUDA GPU; on a CPU try: python -m helpers.bench train --preset cpu")
