@@ -181,12 +181,12 @@ def prepare_data(
     url: str = SHAKESPEARE_URL,
     reading: Reading = Reading(),
     block_size: int | None = None,
-    threads: int | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Make train.bin and val.bin in data_dir from data_url's text, reusing them only when their hashes match meta.json.
 
     The text is read twice, never whole: once to check it and count its documents (bad input
-    stops here, before anything is written), once to tokenise it on threads threads (default:
+    stops here, before anything is written), once to tokenise it in workers processes (default:
     every core). With block_size, a split too short for one window is refused before it is written.
     The folder of tiny Shakespeare (see data_folder) must hold tiny Shakespeare: another text
     found there is refused, never overwritten. A cache that does not match is reported and made again.
@@ -221,7 +221,7 @@ def prepare_data(
                     bar.update(len(piece or ""))
                     yield split, piece
 
-            tokens = encode_pieces(counted(split_pieces(_items(sources, reading), cut)), enc, threads)
+            tokens = encode_pieces(counted(split_pieces(_items(sources, reading), cut)), enc, workers)
             meta = _written(data_dir, "the token files", lambda: _write_splits(data_dir, tokens, block_size, text, how))
         if to_copy is not None:
             _written(data_dir, copy_name(url), lambda: _keep_copy(to_copy, data_dir / copy_name(url)))

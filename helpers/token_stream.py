@@ -1,24 +1,25 @@
 """GPT-2's tokens of a stream of documents: cut where the tokens cannot change, encoded on all cores, in order.
 
 Memory holds a few pieces of text and their tokens, never the corpus: the text comes in chunks,
-is cut into pieces of about PIECE_CHARS characters, and the pieces are encoded by tiktoken on a
-thread per core, this one included (its batch encoding's way, with encode_to_numpy, which skips
-a Python list of ints per token), a few pieces ahead of the writer. A cut is made only before a space that follows a
+is cut into pieces of about PIECE_CHARS characters, and the pieces are encoded by tiktoken in a
+worker process per core (with encode_to_numpy, which skips a Python list of ints per token), a
+few pieces ahead of the writer. A cut is made only before a space that follows a
 character other than whitespace: no pre-token of GPT-2's pattern runs across such a point, so
-the pieces' tokens are those of the whole text (tests/test_token_stream.py checks it).
+the pieces' tokens are those of the whole text (tests/test_corpus.py checks it).
 """
 
 from __future__ import annotations
 
 import collections
+import multiprocessing
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from typing import Iterable, Iterator
 
 import numpy as np
 import tiktoken
 
-PIECE_CHARS = 1 << 18  # 256 K characters: 64 K tokens or so, enough to keep a thread busy
+PIECE_CHARS = 1 << 18  # 256 K characters: 64 K tokens or so, enough to keep a worker busy
 EOT = 50256  # <|endoftext|>, between two documents, as GPT-2 was trained
 TRAIN, VAL = 0, 1
 
@@ -88,33 +89,49 @@ def split_pieces(
 
 
 def encode_pieces(
-    pieces: Iterable[tuple[int, str | None]], enc: tiktoken.Encoding, threads: int | None = None
+    pieces: Iterable[tuple[int, str | None]], enc: tiktoken.Encoding, workers: int | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """(split, uint16 tokens) of each piece, in order, encoded on threads threads (default: every core) ahead of use.
+    """(split, uint16 tokens) of each piece, in order, encoded in workers processes (default: every core) ahead of use.
 
-    The calling thread is one of them: it takes every threads-th piece itself (tiktoken spends
-    about a third more CPU time on a text in any other thread, so one thread means no pool at all).
+    Processes, not threads: tiktoken holds the GIL while it encodes, so two threads are no faster
+    than one (docs/data.md). The workers are forked, as PyTorch's DataLoader forks its workers on
+    Linux: they inherit the loaded encoding and run tiktoken alone. One worker, or a system that
+    cannot fork, encodes in this process.
     """
-    threads = threads or os.cpu_count() or 1
-    eot = np.array([EOT], np.uint16)
-
-    def encode(text: str | None) -> np.ndarray:
-        if text is None:
-            return eot
-        if not hasattr(enc, "encode_to_numpy"):  # tiktoken before 0.9
-            return np.array(enc.encode_ordinary(text), dtype=np.uint16)
-        return enc.encode_to_numpy(text, disallowed_special=()).astype(np.uint16)  # = encode_ordinary; ids < 2**16
-
-    def done(job: Future | str | None) -> np.ndarray:
-        return job.result() if isinstance(job, Future) else encode(job)  # the calling thread's own piece: now
-
-    with ThreadPoolExecutor(max(1, threads - 1)) as pool:
-        window: collections.deque = collections.deque()  # (split, a Future, or the text this thread encodes)
-        for n, (split, text) in enumerate(pieces):
-            window.append((split, pool.submit(encode, text) if n % threads else text))
-            if len(window) > 2 * threads:  # enough ahead to keep every thread busy, no more
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for split, text in pieces:
+            yield split, _encode(enc, text)
+        return
+    fork = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=fork, initializer=_start_worker, initargs=(enc,)) as pool:
+        window: collections.deque = collections.deque()  # (split, the Future of its tokens)
+        for split, text in pieces:
+            window.append((split, pool.submit(_encode_in_worker, text)))
+            if len(window) > 2 * workers:  # enough ahead to keep every worker busy, no more
                 split, job = window.popleft()
-                yield split, done(job)
+                yield split, job.result()
         while window:
             split, job = window.popleft()
-            yield split, done(job)
+            yield split, job.result()
+
+
+def _encode(enc: tiktoken.Encoding, text: str | None) -> np.ndarray:
+    """A piece's tokens as uint16 (GPT-2's ids are below 2**16); <|endoftext|> for None."""
+    if text is None:
+        return np.array([EOT], np.uint16)
+    if not hasattr(enc, "encode_to_numpy"):  # tiktoken before 0.9
+        return np.array(enc.encode_ordinary(text), dtype=np.uint16)
+    return enc.encode_to_numpy(text, disallowed_special=()).astype(np.uint16)  # = encode_ordinary, no list of ints
+
+
+_worker_enc: tiktoken.Encoding | None = None  # the encoding a worker process uses
+
+
+def _start_worker(enc: tiktoken.Encoding) -> None:
+    global _worker_enc
+    _worker_enc = enc
+
+
+def _encode_in_worker(text: str | None) -> np.ndarray:
+    return _encode(_worker_enc, text)

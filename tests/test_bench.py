@@ -173,5 +173,5 @@ def test_prepare_bench_measures_both_ways_on_the_same_text(capsys):
     rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in capsys.readouterr().out.splitlines())
     assert "the same token files both ways" in rows["corpus"]
     for way in ("this project", "nanoGPT prepare.py"):
-        for figure in ("time", "peak RSS"):
+        for figure in ("time", "peak memory"):
             assert float(rows[f"{way}: {figure}"].split()[0].replace(",", "")) > 0, rows

@@ -31,9 +31,9 @@ def encode(text):
 
 
 def streamed(items, cut, piece_chars, enc=None):
-    """The (train, val) token lists of split_pieces + encode_pieces, on two threads."""
+    """The (train, val) token lists of split_pieces + encode_pieces, in two worker processes."""
     out = ([], [])
-    for split, tokens in encode_pieces(split_pieces(items, cut, piece_chars), enc or get_encoding(), threads=2):
+    for split, tokens in encode_pieces(split_pieces(items, cut, piece_chars), enc or get_encoding(), workers=2):
         out[split].extend(tokens.tolist())
     return out
 

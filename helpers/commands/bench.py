@@ -387,13 +387,13 @@ def main(argv: list[str] | None = None) -> int:
         "prepare", help="a generated text's token files: time and peak memory, this project's and nanoGPT's prepare.py"
     )
     prep.add_argument("--mb", type=float, default=100, help="the generated text's size in MB (default 100)")
-    prep.add_argument("--threads", type=int, help="this project's tokenising threads (default: every core)")
+    prep.add_argument("--workers", type=int, help="this project's tokenising processes (default: one per core)")
     prep.add_argument("--repeats", type=int, default=1, help="runs of each way, taking turns; the median counts")
     prep.add_argument("--dir", type=Path, help="where to write the text (default: a temporary folder); removed after")
 
     args = parser.parse_args(argv)
-    if args.command == "prepare" and (args.mb <= 0 or (args.threads is not None and args.threads < 1)):
-        parser.error("--mb must be above 0 and --threads at least 1")
+    if args.command == "prepare" and (args.mb <= 0 or (args.workers is not None and args.workers < 1)):
+        parser.error("--mb must be above 0 and --workers at least 1")
     counts = []
     if args.command == "generate":
         counts = args.tokens + [args.prompt_tokens] + ([args.threads] if args.threads is not None else [])
@@ -484,7 +484,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dir:
             args.dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="bench-prepare-", dir=args.dir) as tmp:
-            print(table(bench_prepare(Path(tmp), args.mb, args.threads, args.repeats)))
+            print(table(bench_prepare(Path(tmp), args.mb, args.workers, args.repeats)))
     elif args.command == "gpu-check":
         if not torch.cuda.is_available():
             print("gpu-check needs a CUDA GPU; on a CPU try: python -m helpers.bench train --preset cpu")

@@ -4,7 +4,9 @@ This project's prepare_data (read and tokenised in a stream, on every core) besi
 prepare.py method (the whole text read, one encode_ordinary per split, a Python list of every
 token, then np.array), each in a fresh process (this module's child-ours and child-nanogpt), so
 that its time and peak memory are its own: wall time from the process's start to its end (the
-imports included), and peak resident memory (VmHWM). Both must write the same token files.
+imports included), and peak memory: the process tree's proportional set size (PSS, pages shared
+between a process and its forked workers counted once), sampled every 50 ms, beside the main
+process's peak resident memory (VmHWM). Both must write the same token files.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,8 +53,6 @@ def peak_rss() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # macOS and others: kilobytes on Linux
 
 
@@ -71,29 +73,50 @@ def nanogpt_prepare(text_path: Path, out_dir: Path) -> float:
     return imported
 
 
-def ours_prepare(text_path: Path, out_dir: Path, threads: int | None) -> float:
+def ours_prepare(text_path: Path, out_dir: Path, workers: int | None) -> float:
     """This project's way: prepare_data, as the Data cell and python -m helpers.prepare run it (torch imported)."""
     os.environ["TQDM_DISABLE"] = "1"  # no bar in a measurement
     from helpers.data import prepare_data
 
     imported = time.perf_counter()
-    prepare_data(out_dir, str(text_path), threads=threads)
+    prepare_data(out_dir, str(text_path), workers=workers)
     return imported
 
 
-def run_child(way: str, text_path: Path, out_dir: Path, threads: int | None) -> dict:
+def run_child(way: str, text_path: Path, out_dir: Path, workers: int | None) -> dict:
     """Run one way in a fresh interpreter; its wall time, peak RSS and the sha256 of the token files it wrote."""
     out_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    args = [sys.executable, "-m", __spec__.name, f"child-{way}", str(text_path), str(out_dir), str(threads or 0)]
+    args = [sys.executable, "-m", __spec__.name, f"child-{way}", str(text_path), str(out_dir), str(workers or 0)]
     started = time.perf_counter()
-    proc = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - started
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=out, stderr=err, text=True)
+        peak_pss = 0
+        while proc.poll() is None:  # the whole process tree's memory, its workers' included
+            peak_pss = max(peak_pss, tree_pss(proc.pid))
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
-        raise RuntimeError(f"{__spec__.name} child-{way} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{__spec__.name} child-{way} exited {proc.returncode}: {stderr.strip()[-2000:]}")
+    result = json.loads(stdout.strip().splitlines()[-1])
     digests = {split: hashlib.sha256((out_dir / f"{split}.bin").read_bytes()).hexdigest() for split in ("train", "val")}
-    return dict(result, seconds=seconds, digests=digests)
+    return dict(result, seconds=seconds, digests=digests, peak_pss=peak_pss)
+
+
+def tree_pss(pid: int) -> int:
+    """The proportional set size of a process and its descendants, in bytes: memory they share counted once (Linux)."""
+    total, pending = 0, [pid]
+    while pending:
+        pid = pending.pop()
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            pending += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except (OSError, ValueError):  # gone meanwhile, or not Linux
+            continue
+        total += next((int(line.split()[1]) * 1024 for line in rollup.splitlines() if line.startswith("Pss:")), 0)
+    return total
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -102,7 +125,7 @@ def median_run(runs: list[dict]) -> dict:
 
 
 def bench_prepare(
-    work_dir: Path, size_mb: float, threads: int | None = None, repeats: int = 1
+    work_dir: Path, size_mb: float, workers: int | None = None, repeats: int = 1
 ) -> list[tuple[str, str]]:
     """The table's rows: the corpus, then time and peak memory of each way (median of repeats runs), and their ratios.
 
@@ -113,7 +136,7 @@ def bench_prepare(
     runs: dict[str, list[dict]] = {"ours": [], "nanogpt": []}
     for _ in range(repeats):
         for way in runs:
-            runs[way].append(run_child(way, text_path, work_dir / f"{way}-{len(runs[way])}", threads))
+            runs[way].append(run_child(way, text_path, work_dir / f"{way}-{len(runs[way])}", workers))
             if runs[way][-1]["digests"] != runs["ours"][0]["digests"]:
                 raise RuntimeError("the two ways wrote different token files")
     ours, theirs = median_run(runs["ours"]), median_run(runs["nanogpt"])
@@ -121,7 +144,7 @@ def bench_prepare(
     tokens = meta["train_tokens"] + meta["val_tokens"]
     return [
         ("corpus", f"{size / MB:.1f} MB, {tokens:,} tokens; the same token files both ways"),
-        ("cores", f"{os.cpu_count()} (threads: {threads or os.cpu_count()}); median of {repeats} turns each"),
+        ("cores", f"{os.cpu_count()} (workers: {workers or os.cpu_count()}); median of {repeats} turns each"),
         ("this project: time", f"{ours['seconds']:.1f} s ({ours['work_seconds']:.1f} s after its imports)"),
         ("nanoGPT prepare.py: time", f"{theirs['seconds']:.1f} s ({theirs['work_seconds']:.1f} s after its imports)"),
         (
@@ -129,16 +152,19 @@ def bench_prepare(
             f"{theirs['seconds'] / ours['seconds']:.2f}x ({theirs['work_seconds'] / ours['work_seconds']:.2f}x "
             "after the imports; goal: at least 1.5x)",
         ),
-        ("this project: peak RSS", f"{ours['peak_rss'] / MB:,.0f} MB"),
-        ("nanoGPT prepare.py: peak RSS", f"{theirs['peak_rss'] / MB:,.0f} MB"),
-        ("memory", f"{ours['peak_rss'] / theirs['peak_rss']:.2f} of nanoGPT's (goal: at most 0.5)"),
+        (
+            "this project: peak memory",
+            f"{ours['peak_pss'] / MB:,.0f} MB ({ours['peak_rss'] / MB:,.0f} MB main process)",
+        ),
+        ("nanoGPT prepare.py: peak memory", f"{theirs['peak_pss'] / MB:,.0f} MB ({theirs['peak_rss'] / MB:,.0f} MB)"),
+        ("memory", f"{ours['peak_pss'] / theirs['peak_pss']:.2f} of nanoGPT's (goal: at most 0.5)"),
     ]
 
 
-def child(way: str, text_path: str, out_dir: str, threads: str) -> None:
+def child(way: str, text_path: str, out_dir: str, workers: str) -> None:
     """In a fresh process: make the token files one way, then print its peak RSS and time after imports as JSON."""
     if way == "child-ours":
-        imported = ours_prepare(Path(text_path), Path(out_dir), int(threads) or None)
+        imported = ours_prepare(Path(text_path), Path(out_dir), int(workers) or None)
     else:
         imported = nanogpt_prepare(Path(text_path), Path(out_dir))
     print(json.dumps({"peak_rss": peak_rss(), "work_seconds": time.perf_counter() - imported}))

@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--text-field", help="the JSON Lines field or CSV column of the text (default: text)")
     parser.add_argument("--encoding", help="the files' encoding, any Python codec (default: UTF-8, UTF-16 by BOM)")
-    parser.add_argument("--threads", type=int, help="tokenising threads (default: every core)")
+    parser.add_argument("--workers", type=int, help="tokenising processes (default: one per core)")
     args = parser.parse_args(argv)
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads {args.threads}: must be at least 1")
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers {args.workers}: must be at least 1")
     env = {"GPT2_DATA_URL": args.data}
     for name, value in (("GPT2_TEXT_FIELD", args.text_field), ("GPT2_DATA_ENCODING", args.encoding)):
         if value is not None or name in os.environ:
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         reading = Reading(cfg.text_field, cfg.data_encoding)
         data_dir = REPO / (args.data_dir or os.environ.get("GPT2_DATA_DIR", "data"))  # an absolute path stays
         folder = data_folder(data_dir, cfg.data_url, reading)
-        meta = prepare_data(folder, cfg.data_url, reading, threads=args.threads)
+        meta = prepare_data(folder, cfg.data_url, reading, workers=args.workers)
     except (PathError, SettingError, OSError) as e:
         return fail(e, args.data)
     print(
