@@ -153,6 +153,15 @@ def data_dir() -> Path:
     return path
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: for tiny models, two threads on a busy machine wait on each other (ten times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def ci_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """One full ci-preset run of the notebook's .py, shared by the tests that only read its files."""

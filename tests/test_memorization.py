@@ -13,6 +13,7 @@ from helpers.data import get_encoding
 from helpers.memorization import copied_spans, memorization, sample_copying, window_sizes, window_starts
 from helpers.model import GPTConfig
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 WORDS = ["\n"] + [f"w{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(63)]  # 64 "words", each one token
 MEMORISER = GPTConfig(n_layer=1, n_head=4, n_embd=64, block_size=32, vocab_size=len(WORDS))
 
@@ -25,15 +26,6 @@ class WordEncoding:
 
     def decode(self, ids: list[int]) -> str:
         return " ".join(WORDS[i] for i in ids).replace(" \n ", "\n")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: these models are tiny, and two threads on a busy machine wait on each other (10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_words(n: int, seed: int) -> np.ndarray:

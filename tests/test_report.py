@@ -1,0 +1,147 @@
+"""The run's report card, python -m helpers.report, TensorBoard's event files and runs side by side."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+
+from conftest import run_script, save_full
+from helpers.checkpoints.storage import read_checkpoint
+from helpers.commands.report import main
+from helpers.run_comparison import find_runs, runs_table
+from helpers.ui.tensorboard import LOG_DIR
+
+MEMORIZATION_KEYS = {
+    "prefix_tokens",
+    "suffix_tokens",
+    "windows",
+    "train_extracted",
+    "val_extracted",
+    "sample_copied",
+    "longest_copied_chars",
+}
+
+
+def events(folder):
+    """TensorBoard's own reader over a run's tensorboard/: {tag: [(step, value), ...]} and the text tags' steps."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder / LOG_DIR), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    texts = {tag: [e.step for e in acc.Tensors(tag)] for tag in acc.Tags()["tensors"]}
+    return scalars, texts
+
+
+def assert_same_curve(logged, history):
+    assert [s for s, _ in logged] == [s for s, _ in history]
+    assert [v for _, v in logged] == pytest.approx([v for _, v in history], rel=1e-6)  # stored as float32
+
+
+@pytest.mark.slow
+def test_a_run_writes_its_report_card_summary_and_tensorboard_curves(ci_run):
+    folder, proc = ci_run
+    summary = json.loads((folder / "run_summary.json").read_text())
+    assert summary["val_perplexity"] == pytest.approx(math.exp(summary["final_val_loss"]), rel=1e-4)
+    assert set(summary["memorization"]) >= MEMORIZATION_KEYS
+    for key in ("train_extracted", "val_extracted", "sample_copied"):
+        assert 0.0 <= summary["memorization"][key] <= 1.0
+    report = (folder / "report.md").read_text()
+    assert "| extracted:" in report and "![training and validation loss](loss.png)" in report
+    assert f"{summary['val_perplexity']:,.2f}" in report and summary["stop_reason"] in report
+    run = read_checkpoint(folder / "model_final.pt")
+    assert run["samples"] and [s[0] for s in run["samples"]] == sorted({s[0] for s in run["samples"]})
+    for step, _, text in run["samples"]:  # the samples as it trained, in the report
+        assert f"step {step}," in report and text.split(" / ")[0] in report
+
+    scalars, texts = events(folder)
+    assert_same_curve(scalars["val/loss"], run["history"]["val"])
+    assert_same_curve(scalars["train/loss"], run["history"]["train"])
+    assert [s for s, _ in scalars["train/lr"]] == [s for s, _ in run["history"]["train"]]
+    assert all(v > 0 for _, v in scalars["train/tokens_per_s"])
+    assert texts["samples/text_summary"] == [s[0] for s in run["samples"]]
+
+
+@pytest.mark.slow
+def test_a_resumed_run_writes_each_step_once(tmp_path):
+    """Stopped at step 12, then resumed from step 10: steps 11 and 12 are written again, and read once."""
+    run_script(tmp_path, stop_after_steps=12)
+    run_script(tmp_path, resume=tmp_path / "model_step_10.pt")
+    run = read_checkpoint(tmp_path / "model_final_full.pt")
+    scalars, _ = events(tmp_path)
+    assert_same_curve(scalars["val/loss"], run["history"]["val"])  # 0, 5, ..., 20, each once
+    assert_same_curve(scalars["train/loss"], run["history"]["train"])
+    assert [s for s, _ in scalars["train/loss"]] == list(range(1, 21))
+
+
+@pytest.mark.slow
+def test_without_tensorboard_the_run_says_how_to_get_it_and_trains_on(tmp_path):
+    blocker = tmp_path / "site"
+    blocker.mkdir()
+    (blocker / "tensorboard.py").write_text("raise ImportError('no tensorboard here')\n")
+    proc = run_script(tmp_path / "run", max_steps=5, extra_env={"PYTHONPATH": str(blocker)})
+    assert "TensorBoard logs off: tensorboard is not installed (pip install tensorboard)" in proc.stdout
+    assert (tmp_path / "run" / "model_final.pt").exists() and not (tmp_path / "run" / LOG_DIR).exists()
+
+
+@pytest.mark.slow
+def test_the_report_command_measures_a_checkpoint_against_its_text(ci_run, capsys, one_thread):
+    folder, _ = ci_run
+    assert main([str(folder / "model_final.pt"), "--json", "--windows", "8"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    summary = json.loads((folder / "run_summary.json").read_text())
+    assert out["val_loss"] == pytest.approx(summary["final_val_loss"], abs=0.05)
+    assert out["val_perplexity"] == pytest.approx(torch.tensor(out["val_loss"]).exp().item(), rel=1e-5)
+    assert set(out["memorization"]) >= MEMORIZATION_KEYS and out["memorization"]["windows"] == 8
+    assert out["train_loss"] > 0 and len(out["samples"]) == 4
+    assert main([str(folder / "model_final_full.pt"), "--windows", "4"]) == 0  # a full checkpoint too; the table
+    assert "| extracted:" in capsys.readouterr().out
+
+
+def test_the_report_command_refuses_bad_input_in_one_line(tmp_path, data_dir, capsys):
+    not_ckpt = tmp_path / "notes.pt"
+    not_ckpt.write_text("hello")
+    other = tmp_path / "other.txt"
+    other.write_text("Some other text entirely. " * 400)
+    trained = save_full(tmp_path / "model.pt", data={"text_sha256": "0" * 64})
+    cases = [
+        ([str(not_ckpt)], "notes.pt: not a torch checkpoint"),
+        ([str(tmp_path / "missing.pt")], "missing.pt: no such file"),
+        ([str(trained), "--data", str(tmp_path / "gone.txt")], "gone.txt: no such file"),
+        ([str(trained), "--data", str(other)], "is not the text model.pt was trained on"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_runs_side_by_side_lists_finished_and_unfinished_runs(tmp_path):
+    finished, unfinished, empty = tmp_path / "a-finished", tmp_path / "b-unfinished", tmp_path / "c-empty"
+    empty.mkdir()
+    config = {"preset": "ci", "batch_size": 4, "block_size": 32, "grad_accum_steps": 2}
+    history = {"train": [[1, 9.0], [2, 8.0]], "val": [[0, 10.0], [2, 8.5]]}
+    finished.mkdir()
+    save_full(finished / "model_final.pt", step=2, config=config, history=history, best_val_loss=8.5)
+    summary = dict(steps=2, epochs=0.5, best_val_loss=8.5, session_seconds=60, device="cpu", val_perplexity=4900.0)
+    (finished / "run_summary.json").write_text(
+        json.dumps(dict(summary, memorization=dict(train_extracted=0.25, val_extracted=0.0)))
+    )
+    unfinished.mkdir()
+    save_full(unfinished / "model_step_2.pt", step=2, config=config, history=history, best_val_loss=8.5)
+    runs = find_runs(tmp_path)
+    assert [r["folder"] for r in runs] == ["a-finished", "b-unfinished"]
+    assert runs[0]["finished"] and not runs[1]["finished"]
+    assert runs[0]["val_curve"] == [[0, 10.0], [2, 8.5]] and runs[0]["tokens_per_step"] == 256
+    table = runs_table(runs).splitlines()
+    assert "25% / 0%" in table[1] and "4,900.0" in table[1] and "1.0" in table[1]
+    assert "b-unfinished (unfinished)" in table[2]
+    assert main(["--runs", str(tmp_path), "--chart", str(tmp_path / "runs.png")]) == 0
+    assert (tmp_path / "runs.png").stat().st_size > 0
+    shutil.rmtree(finished)
+    (unfinished / "model_step_2.pt").write_bytes(b"damaged")
+    assert "unreadable" in runs_table(find_runs(tmp_path))
