@@ -22,6 +22,7 @@ from helpers.model import GPT
 
 REPORT = "report.md"
 SUMMARY = "run_summary.json"
+FIGURES = ("train_loss", "val_loss", "train_perplexity", "val_perplexity", "memorization")  # what figures_table shows
 
 
 @torch.no_grad()
@@ -141,10 +142,21 @@ def run_report(title: str, figures: dict, summary: dict, samples: list, chart: s
 
 
 def write_run_report(folder: str | Path, figures: dict, summary: dict, samples: list) -> Path:
-    """Write report.md in a finished run's folder and add val_perplexity and memorization to its run_summary.json."""
+    """Write report.md in a finished run's folder, and its figures (val_perplexity, memorization...) in its summary."""
     folder = Path(folder)
-    summary = dict(summary, val_perplexity=figures["val_perplexity"], memorization=figures["memorization"])
+    summary = dict(summary, **{k: v for k, v in figures.items() if k != "samples"})
     atomic_write_bytes(folder / SUMMARY, json.dumps(summary, indent=2).encode())
     chart = "loss.png" if (folder / "loss.png").exists() else None
     text = run_report(f"Run report: {folder.name}", figures, summary, samples, chart)
     return atomic_write_bytes(folder / REPORT, text.encode())
+
+
+def figures_beside(checkpoint: str | Path, step: object) -> dict | None:
+    """The report's figures of the run a checkpoint comes from (run_summary.json beside it), if they are its step's."""
+    try:
+        summary = json.loads((Path(checkpoint).parent / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or "memorization" not in summary or summary.get("final_step") != step:
+        return None
+    return summary

@@ -145,3 +145,31 @@ def test_runs_side_by_side_lists_finished_and_unfinished_runs(tmp_path):
     shutil.rmtree(finished)
     (unfinished / "model_step_2.pt").write_bytes(b"damaged")
     assert "unreadable" in runs_table(find_runs(tmp_path))
+
+
+@pytest.mark.slow
+def test_the_hub_card_and_the_static_space_card_hold_the_report_table(ci_run, tmp_path):
+    from helpers.checkpoints.storage import load_model
+    from helpers.hf.folders import export_hf
+    from helpers.hf.space import space_facts
+    from helpers.hf.static_space import static_card
+    from helpers.report_card import FIGURES, figures_beside, figures_table
+
+    folder, _ = ci_run
+    summary = json.loads((folder / "run_summary.json").read_text())
+    table = figures_table(summary)
+    assert "| extracted:" in table and f"{summary['val_perplexity']:,.2f}" in table
+    assert table in (export_hf(folder / "model_final.pt", tmp_path / "hf") / "README.md").read_text()
+    # a checkpoint of another step than the run's final one: no table that is not its own
+    shutil.copyfile(folder / "run_summary.json", tmp_path / "run_summary.json")
+    save_full(tmp_path / "model_step_1.pt", step=1)
+    assert figures_beside(tmp_path / "model_step_1.pt", 1) is None
+    assert "Report card" not in (export_hf(tmp_path / "model_step_1.pt", tmp_path / "hf1") / "README.md").read_text()
+
+    model, ckpt = load_model(folder / "model_final.pt")
+    facts = space_facts(model, ckpt, "model_final.pt", "int8", "A title")
+    model_file = dict(file="model.onnx", dtype="int8", bytes=1000)
+    facts.update(models=dict(wasm=model_file, webgpu=model_file), runtime={}, file_bytes=2000)
+    assert "Report card" not in static_card(facts)
+    facts["report"] = {k: figures_beside(folder / "model_final.pt", ckpt["step"])[k] for k in FIGURES}
+    assert table in static_card(facts)

@@ -8,6 +8,7 @@ so each step appears once (docs/report.md).
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from helpers.ui.display import in_notebook
@@ -57,8 +58,12 @@ class TensorBoardLog:
 
 
 def show_tensorboard(logdir: str | Path) -> None:
-    """TensorBoard inline in a notebook (Colab's %tensorboard, through its API); in a script, the command to run."""
-    if not in_notebook():
+    """TensorBoard inline in Colab (its %tensorboard, through the API it calls); elsewhere the command to run.
+
+    Only in Colab: a local Jupyter (or a test's kernel) would be left with a server it did not ask for.
+    """
+    in_colab = importlib.util.find_spec("google") is not None and importlib.util.find_spec("google.colab") is not None
+    if not (in_notebook() and in_colab):
         print(f"to see the runs in TensorBoard: tensorboard --logdir {logdir}")
         return
     try:
