@@ -334,8 +334,9 @@ if procs.world_size > 1:
 # cosine). Every `eval_every` steps the validation loss is measured over the whole validation
 # split (under torchrun each process measures its share of it); a new lowest loss is kept in
 # memory as the best state (`files.keep_best()`; a line of `best_sample_tokens` generated
-# tokens shows it, kept in the run's samples for its report). The same figures go to TensorBoard's
-# files in the folder's `tensorboard/` (`helpers/ui/tensorboard.py`; see *Runs side by side*). What the loop counts and decides lives in `run`. A full checkpoint
+# tokens shows it, kept in the run's samples for its report). The losses, the learning rate, the
+# speed and the samples also go to TensorBoard's files in the folder's `tensorboard/`
+# (`helpers/ui/tensorboard.py`). What the loop counts and decides lives in `run`. A full checkpoint
 # `model_step_{step}.pt` is written in the background every `save_every` steps or every
 # `save_every_minutes`, whichever comes first (`files.save()`), with the best pair
 # (`model_best.pt`, `model_best_full.pt`) brought up to date just before it; periodic files

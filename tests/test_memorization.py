@@ -108,3 +108,14 @@ def test_window_sizes_and_starts():
     assert starts[0] == 0 and starts[-1] == 1000 - 64 and len(starts) == 8
     assert len(window_starts(70, 64, 64)) == 7  # a short split: fewer, distinct windows
     assert len(window_starts(60, 64, 8)) == 0
+
+
+def test_bench_memorization_times_each_part_beside_transformers(data_dir):
+    from helpers.commands.bench_memorization import bench_memorization
+    from helpers.data import load_splits
+
+    train, val = load_splits(data_dir, 32)
+    rows = dict(bench_memorization(tiny_model(0), train[:20000], val, windows=4, samples=1, sample_tokens=8, batch=4))
+    assert rows["  extracted (train, val): ours / theirs"] == "0.000, 0.000 / 0.000, 0.000"
+    for name in ("extraction, 8 windows of 16+16 tokens", "  the same by transformers' generate", "the whole measure"):
+        assert float(rows[name].split()[0]) >= 0, rows[name]

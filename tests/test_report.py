@@ -173,3 +173,33 @@ def test_the_hub_card_and_the_static_space_card_hold_the_report_table(ci_run, tm
     assert "Report card" not in static_card(facts)
     facts["report"] = {k: figures_beside(folder / "model_final.pt", ckpt["step"])[k] for k in FIGURES}
     assert table in static_card(facts)
+
+
+# TensorBoard's writer thread also prints its error as it dies (threading's excepthook): its own, not ours
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_full_disk_turns_the_tensorboard_log_off_in_one_line_not_training(tmp_path, monkeypatch, capsys):
+    """Event files are written by TensorBoard's own thread and file layer (not open/os.fdopen, which
+    tests/small_disk.py bounds): its record writer fails as on a full disk, after the first records."""
+    import errno
+
+    from tensorboard.summary.writer import record_writer
+
+    from helpers.ui.tensorboard import TensorBoardLog
+
+    real_write, written = record_writer.RecordWriter.write, []
+
+    def write(self, data):
+        written.append(data)
+        if len(written) > 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(record_writer.RecordWriter, "write", write)
+    board = TensorBoardLog(tmp_path, 0)
+    for step in range(1, 200):
+        board.train(step, 1.0, 1e-3, 1000.0)
+        board.val(step, 2.0)
+    board.sample(200, "text")
+    board.close()
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("TensorBoard logs off: OSError") and "training goes on" in out[0], out

@@ -6,6 +6,7 @@
     python -m helpers.bench checkpoint-io             # GPT-2 124M: strip, load, and the stall of a save
     python -m helpers.bench generate                  # GPT-2 124M at batch 1, beside transformers' generate
     python -m helpers.bench space                     # GPT-2 124M's static Space in headless Chromium, beside PyTorch
+    python -m helpers.bench memorization              # GPT-2 124M: the memorization measure's cost, beside transformers
 
 `train`, `outcome` and `gpu-check` run `notebooks/train_gpt2_124m_colab.py` as a plain script with
 GPT2_* settings and read the `run_summary.json` it writes: what they measure is the code a user
@@ -31,6 +32,7 @@ import torch
 from helpers.checkpoints.storage import load_checkpoint
 from helpers.commands.bench_checkpoint_io import bench_checkpoint_io
 from helpers.commands.bench_generate import bench_generate, generate_model, generate_report
+from helpers.commands.bench_memorization import bench_memorization
 from helpers.commands.bench_space import PROMPT, bench_space, cpu_note, space_report, speedups
 from helpers.commands.cli import fail
 from helpers.config import PRESETS, detect_preset, make_config
@@ -347,6 +349,14 @@ def main(argv: list[str] | None = None) -> int:
         "--dir", type=Path, help="where to build the folders (default: a temporary folder); removed after"
     )
 
+    memo = sub.add_parser("memorization", help="GPT-2 124M: the memorization measure's cost, beside transformers")
+    memo.add_argument("--windows", type=int, default=64, help="windows from each split (default 64)")
+    memo.add_argument("--samples", type=int, default=4, help="free samples (default 4)")
+    memo.add_argument("--sample-tokens", type=int, default=256, help="tokens per free sample (default 256)")
+    memo.add_argument("--batch", type=int, default=32, help="windows continued at once (default 32)")
+    memo.add_argument("--checkpoint", type=Path, help="a checkpoint's weights (default: GPT-2 124M, random weights)")
+    memo.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+
     args = parser.parse_args(argv)
     counts = []
     if args.command == "generate":
@@ -418,6 +428,19 @@ def run(args: argparse.Namespace) -> int:
         print(space_report(lines, rows, args.tokens, title))
         for line in speedups(rows, args.tokens, args.dtypes[0], args.compare):
             print(line)
+    elif args.command == "memorization":
+        from helpers.data import SHAKESPEARE_URL, load_splits, prepare_data
+
+        for name in ("windows", "samples", "sample_tokens", "batch"):
+            if getattr(args, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+        model, what = generate_model(args.checkpoint, args.device, "float32")
+        data_dir = Path(os.environ.get("GPT2_DATA_DIR", REPO / "data"))
+        prepare_data(data_dir, os.environ.get("GPT2_DATA_URL", SHAKESPEARE_URL))
+        train, val = load_splits(data_dir, model.config.block_size)
+        rows = bench_memorization(model, train, val, args.windows, args.samples, args.sample_tokens, args.batch)
+        print(f"{what} on {args.device} ({torch.get_num_threads()} threads), float32, tiny Shakespeare")
+        print(table(rows))
     elif args.command == "gpu-check":
         if not torch.cuda.is_available():
             print("gpu-check needs a CUDA GPU; on a CPU try: python -m helpers.bench train --preset cpu")

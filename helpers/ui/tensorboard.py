@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
+from helpers.errors import describe
 from helpers.ui.display import in_notebook
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 LOG_DIR = "tensorboard"  # inside the run's checkpoint folder
 NOT_INSTALLED = "TensorBoard logs off: tensorboard is not installed (pip install tensorboard); training goes on"
@@ -31,30 +36,39 @@ class TensorBoardLog:
             return
         # Resumed at `step`: events after it came from the session that was interrupted, and are
         # written again now; purge_step makes TensorBoard drop them (0: a fresh run drops all).
-        self.writer = SummaryWriter(log_dir=str(Path(folder) / LOG_DIR), purge_step=step + 1 if step else 0)
+        try:
+            self.writer = SummaryWriter(log_dir=str(Path(folder) / LOG_DIR), purge_step=step + 1 if step else 0)
+        except OSError as e:
+            print(f"TensorBoard logs off: {describe(e)}; training goes on")
+
+    def _write(self, write: Callable[[SummaryWriter], object]) -> None:
+        """write(writer), unless off; a failed write (a full disk, say) turns the log off in a line, not training."""
+        if self.writer is None:
+            return
+        try:
+            write(self.writer)
+        except OSError as e:  # its background thread's errors surface in the next call
+            print(f"TensorBoard logs off: {describe(e)}; training goes on")
+            self.writer = None
 
     def train(self, step: int, loss: float, lr: float, tokens_per_s: float) -> None:
         """A logged training step: its loss, learning rate and speed."""
-        if self.writer:
-            self.writer.add_scalar("train/loss", loss, step)
-            self.writer.add_scalar("train/lr", lr, step)
-            self.writer.add_scalar("train/tokens_per_s", tokens_per_s, step)
+        for tag, value in (("train/loss", loss), ("train/lr", lr), ("train/tokens_per_s", tokens_per_s)):
+            self._write(lambda w: w.add_scalar(tag, value, step))
 
     def val(self, step: int, loss: float) -> None:
         """An evaluation's validation loss; flushed, so a crash loses at most the steps since."""
-        if self.writer:
-            self.writer.add_scalar("val/loss", loss, step)
-            self.writer.flush()
+        self._write(lambda w: w.add_scalar("val/loss", loss, step))
+        self._write(lambda w: w.flush())
 
     def sample(self, step: int, text: str) -> None:
         """A sample of the model's text at this step."""
-        if self.writer:
-            self.writer.add_text("samples", text, step)
+        self._write(lambda w: w.add_text("samples", text, step))
 
     def close(self) -> None:
         """Write what is pending and close the files."""
-        if self.writer:
-            self.writer.close()
+        self._write(lambda w: w.close())
+        self.writer = None
 
 
 def show_tensorboard(logdir: str | Path) -> None:
