@@ -83,7 +83,15 @@ def find_runs(root: str | Path) -> list[dict]:
     if not root.is_dir():
         raise PathError(root, "no such folder of runs")
     folders = [root] + sorted(p for p in root.iterdir() if p.is_dir())
-    return [run for run in map(read_run, folders) if run is not None]
+    runs = []
+    for folder in folders:
+        try:
+            run = read_run(folder)
+        except OSError:  # a folder this user may not read (a shared /tmp, say): not a run of theirs
+            continue
+        if run is not None:
+            runs.append(run)
+    return runs
 
 
 def _cell(value: object, fmt: str) -> str:
