@@ -151,7 +151,7 @@ def memorization(
     return {
         "prefix_tokens": prefix,
         "suffix_tokens": suffix,
-        "windows": windows,
+        "windows": len(window_starts(len(train_tokens), prefix + suffix, windows)),  # fewer from a short text
         "train_extracted": train_rate,
         "val_extracted": val_rate,
         "sample_copied": copied,

@@ -488,7 +488,7 @@ with autocast(hw):
     figures = evaluate_model(
         raw_model, train_tokens, val_tokens, losses, sample_tokens=cfg.sample_tokens, seed=cfg.seed
     )
-print(f"the final model:\n{figures_table(figures)}")
+print(f"the final model: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}\n{figures_table(figures)}")
 if final_ckpt is not None and files.writable:
     print(f"wrote {write_run_report(checkpoint_dir, figures, summary, run.samples)}")
 

@@ -60,7 +60,7 @@ def test_rerun_after_finishing_trains_nothing(ci_run, tmp_path):
 
 def test_starting_over_never_overwrites_another_run(ci_run, tmp_path):
     run_script(tmp_path, max_steps=10)
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     refused = run_script(tmp_path, max_steps=10, resume="never", check=False)
     assert refused.returncode != 0
     last = refused.stderr.strip().splitlines()[-1]
@@ -72,7 +72,7 @@ def test_starting_over_never_overwrites_another_run(ci_run, tmp_path):
         f"{tmp_path}: holds 2 full checkpoint(s), none of which fits this model"
         in other.stderr.strip().splitlines()[-1]
     )
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_damaged_newest_checkpoint_is_skipped(ci_run, tmp_path):

@@ -60,8 +60,8 @@ def report(path: Path, data_url: str | None, windows: int) -> dict:
     if model.config.vocab_size != VOCAB_SIZE:
         raise CheckpointError(path, f"has a vocabulary of {model.config.vocab_size} tokens, not GPT-2's {VOCAB_SIZE}")
     train, val, url = training_text(path, ckpt, model.config.block_size, data_url)
-    seed = (ckpt.get("config") or {}).get("seed", 1337) if isinstance(ckpt.get("config"), dict) else 1337
-    figures = evaluate_model(model, train, val, windows=windows, seed=int(seed))
+    config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    figures = evaluate_model(model, train, val, windows=windows, seed=int(config.get("seed", 1337)))
     return dict(checkpoint=str(path), step=ckpt.get("step"), data_url=url, **figures)
 
 
