@@ -191,6 +191,17 @@ def overfit_run(tmp_path_factory) -> tuple[Path, dict]:
     return checkpoint_dir, json.loads((checkpoint_dir / "run_summary.json").read_text())
 
 
+def tensorboard_events(folder: Path) -> tuple[dict, dict]:
+    """TensorBoard's own reader over a run folder's tensorboard/: {tag: [(step, value)]}, {text tag: [step]}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    texts = {tag: [e.step for e in acc.Tensors(tag)] for tag in acc.Tags()["tensors"]}
+    return scalars, texts
+
+
 class FakeHfApi:
     """huggingface_hub.HfApi's stand-in: records each call in FakeHfApi.calls, reaches no network.
 

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import OVERFIT, REPO, SCRIPT, run_script, script_env, sitecustomize_env
+from conftest import (
+    OVERFIT,
+    REPO,
+    SCRIPT,
+    run_script,
+    script_env,
+    sitecustomize_env,
+    tensorboard_events,
+)
 from helpers.checkpoints.storage import load_checkpoint
 from helpers.fileio import TMP_MARK
 
@@ -208,6 +216,11 @@ def test_kill_at_random_moments_and_resume(overfit_run, tmp_path):
     reference, resumed = (load_checkpoint(d / "model_final_full.pt") for d in (reference_dir, out))
     for key in ("history", "step", "early_stopping", "stop_reason", "best_step"):
         assert resumed[key] == reference[key], key
+    # TensorBoard's curves are the uninterrupted run's: each step once, though kills left events
+    # after the checkpoints resumed from
+    ours, theirs = (tensorboard_events(d)[0] for d in (out, reference_dir))
+    for tag in ("train/loss", "train/lr", "val/loss"):
+        assert ours[tag] == theirs[tag], tag
 
 
 def test_a_damaged_best_pair_is_found_at_resume(overfit_run, tmp_path):

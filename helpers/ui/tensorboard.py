@@ -36,6 +36,8 @@ class TensorBoardLog:
             return
         # Resumed at `step`: events after it came from the session that was interrupted, and are
         # written again now; purge_step makes TensorBoard drop them (0: a fresh run drops all).
+        # Each step's events are flushed before its checkpoint is written (train and val below),
+        # so a kill at any moment loses none that the resumed run does not write again.
         try:
             self.writer = SummaryWriter(log_dir=str(Path(folder) / LOG_DIR), purge_step=step + 1 if step else 0)
         except OSError as e:
@@ -55,9 +57,10 @@ class TensorBoardLog:
         """A logged training step: its loss, learning rate and speed."""
         for tag, value in (("train/loss", loss), ("train/lr", lr), ("train/tokens_per_s", tokens_per_s)):
             self._write(lambda w: w.add_scalar(tag, value, step))
+        self._write(lambda w: w.flush())
 
     def val(self, step: int, loss: float) -> None:
-        """An evaluation's validation loss; flushed, so a crash loses at most the steps since."""
+        """An evaluation's validation loss."""
         self._write(lambda w: w.add_scalar("val/loss", loss, step))
         self._write(lambda w: w.flush())
 
