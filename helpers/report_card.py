@@ -50,19 +50,21 @@ def evaluate_model(
     windows: int = 64,
     sample_tokens: int = 256,
     batch_size: int = 8,
+    eval_batches: int = 0,
     seed: int = 1337,
 ) -> dict:
     """The report's figures of a model: train_loss, val_loss, val_perplexity, memorization, samples.
 
     losses ({"train": ..., "val": ...}) where the caller has measured them already (the notebook,
-    under torchrun, over every process); else they are measured here over the validation split
-    and as many training windows.
+    under torchrun, over every process); else they are measured here as the notebook measures
+    them: over the validation split's consecutive windows (all, or the first eval_batches
+    batches of batch_size) and as many training windows.
     """
     was_training = model.training
     model.eval()
     if losses is None:
-        val_batches = len(eval_offsets(len(val_tokens), model.config.block_size, batch_size))
-        losses = {"val": split_loss(model, val_tokens, batch_size)}
+        val_batches = len(eval_offsets(len(val_tokens), model.config.block_size, batch_size, eval_batches))
+        losses = {"val": split_loss(model, val_tokens, batch_size, eval_batches)}
         losses["train"] = split_loss(model, train_tokens, batch_size, val_batches)
     m = memorization(model, train_tokens, val_tokens, get_encoding(), windows, sample_tokens=sample_tokens, seed=seed)
     model.train(was_training)

@@ -54,14 +54,26 @@ def training_text(path: Path, ckpt: dict, block_size: int, data_url: str | None)
     return train, val, url
 
 
-def report(path: Path, data_url: str | None, windows: int) -> dict:
-    """The figures of the checkpoint at path against its text: the --json object."""
+def report(path: Path, data_url: str | None, windows: int, batches: int | None = None) -> dict:
+    """The figures of the checkpoint at path against its text: the --json object.
+
+    The losses are measured as its run measured them (its batch_size and eval_iters), unless
+    batches (0: the whole validation split) says otherwise.
+    """
     model, ckpt = load_model(path)
     if model.config.vocab_size != VOCAB_SIZE:
         raise CheckpointError(path, f"has a vocabulary of {model.config.vocab_size} tokens, not GPT-2's {VOCAB_SIZE}")
     train, val, url = training_text(path, ckpt, model.config.block_size, data_url)
     config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
-    figures = evaluate_model(model, train, val, windows=windows, seed=int(config.get("seed", 1337)))
+    figures = evaluate_model(
+        model,
+        train,
+        val,
+        windows=windows,
+        batch_size=int(config.get("batch_size", 8)),
+        eval_batches=int(config.get("eval_iters", 0) if batches is None else batches),
+        seed=int(config.get("seed", 1337)),
+    )
     return dict(checkpoint=str(path), step=ckpt.get("step"), data_url=url, **figures)
 
 
@@ -76,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", metavar="DATA_URL", help="the text it was trained on (default: the checkpoint's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--windows", type=int, default=64, help="windows from each split for extraction (default 64)")
+    parser.add_argument(
+        "--batches",
+        type=int,
+        metavar="N",
+        help="measure the losses on the first N batches of the validation text (0: all of it; default: as its run did)",
+    )
     parser.add_argument("--runs", type=Path, metavar="CHECKPOINTS_ROOT", help="list every run folder under it instead")
     parser.add_argument("--chart", type=Path, metavar="PNG", help="with --runs: save the validation curves there")
     args = parser.parse_args(argv)
@@ -83,12 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give a CHECKPOINT or --runs CHECKPOINTS_ROOT")
     if args.windows < 1:
         parser.error(f"--windows {args.windows}: must be at least 1")
+    if args.batches is not None and args.batches < 0:
+        parser.error(f"--batches {args.batches}: must not be negative")
     try:
         if args.runs is not None:
             compare_runs(args.runs, args.chart)
             return 0
         with torch.no_grad():
-            figures = report(args.checkpoint, args.data, args.windows)
+            figures = report(args.checkpoint, args.data, args.windows, args.batches)
     except (PathError, OSError) as e:
         return fail(e, args.runs or args.checkpoint)
     if args.json:
