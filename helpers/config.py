@@ -89,7 +89,9 @@ class TrainConfig:
     seed: int = 1337
     log_every: int = 4
     sample_tokens: int = 200
-    best_sample_tokens: int = 24  # print a line of this many generated tokens at each new best validation loss; 0: none
+    best_sample_tokens: int = (
+        24  # a line of this many generated tokens at each new best validation loss, kept in the run's samples; 0: none
+    )
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):  # nan or inf would pass every range check below
@@ -194,7 +196,6 @@ PRESETS: dict[str, dict] = {
         save_every_minutes=0.0,
         keep_last=3,
         log_every=10,
-        best_sample_tokens=0,
     ),
     # GPT-2 124M on a 16 GB T4: float16, 2 micro-batches of 8 x 1024 a step: TrainConfig's defaults.
     "t4": dict(),
@@ -225,7 +226,7 @@ PRESETS: dict[str, dict] = {
         keep_last=2,
         log_every=1,
         sample_tokens=20,
-        best_sample_tokens=0,
+        best_sample_tokens=8,
         async_save=False,
         use_drive=False,
     ),

@@ -346,8 +346,10 @@ if procs.world_size > 1:
 # clip the gradient norm, take an AdamW step at the scheduled learning rate (warm-up, then
 # cosine). Every `eval_every` steps the validation loss is measured over the whole validation
 # split (under torchrun each process measures its share of it); a new lowest loss is kept in
-# memory as the best state (`files.keep_best()`; on a GPU a line of `best_sample_tokens`
-# generated tokens shows it). What the loop counts and decides lives in `run`. A full checkpoint
+# memory as the best state (`files.keep_best()`; a line of `best_sample_tokens` generated
+# tokens shows it, kept in the run's samples for its report). The losses, the learning rate, the
+# speed and the samples also go to TensorBoard's files in the folder's `tensorboard/`
+# (`helpers/ui/tensorboard.py`). What the loop counts and decides lives in `run`. A full checkpoint
 # `model_step_{step}.pt` is written in the background every `save_every` steps or every
 # `save_every_minutes`, whichever comes first (`files.save()`), with the best pair
 # (`model_best.pt`, `model_best_full.pt`) brought up to date just before it; periodic files
@@ -366,6 +368,7 @@ from helpers.training.distributed import mean_over_processes, sum_over_processes
 from helpers.training.hardware import autocast
 from helpers.ui.display import LossChart
 from helpers.ui.progress import TrainingProgress
+from helpers.ui.tensorboard import TensorBoardLog
 
 
 def get_lr(step: int) -> float:
@@ -401,11 +404,12 @@ def estimate_loss(tokens: np.ndarray, max_batches: int) -> float:
 
 
 chart = LossChart(checkpoint_dir / "loss.png", steps_per_epoch)  # shown live in a notebook
-progress = TrainingProgress(cfg, run, steps_per_epoch, raw_model, hw, procs)
+board = TensorBoardLog(checkpoint_dir, run.step, enabled=procs.is_main and files.writable)
+progress = TrainingProgress(cfg, run, steps_per_epoch, raw_model, hw, procs, board)
 if run.step == 0:  # the untrained model's loss, where the chart starts (about ln 50257 = 10.8)
     run.val_loss = estimate_loss(val_tokens, cfg.eval_iters)
     run.history["val"].append([0, run.val_loss])
-    progress.write(f"step 0: val loss {run.val_loss:.4f}")
+    progress.untrained(run)
 session_steps = 0  # trained in this session: stop_after_steps counts them
 while run.stop_reason is None and not (cfg.stop_after_steps and session_steps >= cfg.stop_after_steps):
     lr = get_lr(run.step)
@@ -438,10 +442,10 @@ while run.stop_reason is None and not (cfg.stop_after_steps and session_steps >=
         progress.logged(run, lr)
     if evaluate:
         new_best = run.log_val(estimate_loss(val_tokens, cfg.eval_iters))
+        progress.evaluated(run)  # at a new best with a sample, kept in run.samples: before keep_best, to be kept
         if new_best:
             files.keep_best()  # in memory; written with the next periodic checkpoint
         chart.update(run.history)
-        progress.evaluated(run)
     run.stop_reason = run.why_stop(cfg)
     if run.stop_reason is None and run.save_clock.due(run.step):  # when training ends, the final pair instead
         files.save()
@@ -480,13 +484,26 @@ procs = leave_unless_main(procs)  # from here on, one process
 # %% [markdown]
 # ## Evaluate
 # The loss on held-out text (the last 10% of the plays) tells how well the model generalises;
-# a training loss far below it means the model is memorising. For the final model:
+# a training loss far below it means the model is memorising. How much it copies is measured
+# too (`helpers/memorization.py`, docs/report.md): the share of 32-token passages of the training
+# text that the model completes word for word from their first 32 tokens, beside the same for
+# the validation text (the baseline), and how much of its free samples is verbatim training
+# text. A finished run writes it all, with the loss chart and the samples it printed as it
+# trained, to `report.md` in its folder, and the figures to `run_summary.json`.
 
 # %%
+from helpers.report_card import evaluate_model, figures_table, write_run_report
+
 # the training text measured on as many windows as the validation text has
 val_batches = len(eval_offsets(len(val_tokens), cfg.block_size, cfg.batch_size, cfg.eval_iters))
 losses = {name: estimate_loss(tokens, val_batches) for name, tokens in (("train", train_tokens), ("val", val_tokens))}
-print(f"the final model: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+with autocast(hw):
+    figures = evaluate_model(
+        raw_model, train_tokens, val_tokens, losses, sample_tokens=cfg.sample_tokens, seed=cfg.seed
+    )
+print(f"the final model: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}\n{figures_table(figures)}")
+if final_ckpt is not None and files.writable:
+    print(f"wrote {write_run_report(checkpoint_dir, figures, summary, run.samples)}")
 
 # %% [markdown]
 # ## Which checkpoint is which
@@ -600,6 +617,21 @@ if cfg.space_repo and (checkpoint_dir / FINAL).exists():
             checkpoint_dir / FINAL, checkpoint_dir / "hf_space", force=True, repo=cfg.space_repo
         )
         print(f"uploaded {space_folder} to {push_space(space_folder, cfg.space_repo)}")
+
+# %% [markdown]
+# ## Runs side by side
+# Every run folder beside this one (other presets, fine-tunes, other texts), finished or not, in
+# one table (steps, epochs, best validation loss, perplexity, extraction, time, hardware) and
+# their validation curves on one chart; then TensorBoard over all of them (inline in Colab;
+# run as a script, the command to start it). `python -m helpers.report --runs FOLDER` prints
+# the same table.
+
+# %%
+from helpers.run_comparison import compare_runs
+from helpers.ui.tensorboard import show_tensorboard
+
+compare_runs(checkpoint_dir.parent)
+show_tensorboard(checkpoint_dir.parent)
 
 # %% [markdown]
 # ## Finish

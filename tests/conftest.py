@@ -166,6 +166,15 @@ def data_dir() -> Path:
     return path
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: for tiny models, two threads on a busy machine wait on each other (ten times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def ci_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """One full ci-preset run of the notebook's .py, shared by the tests that only read its files."""
@@ -193,6 +202,17 @@ def overfit_run(tmp_path_factory) -> tuple[Path, dict]:
     checkpoint_dir = tmp_path_factory.mktemp("overfit")
     run_script(checkpoint_dir, **OVERFIT)
     return checkpoint_dir, json.loads((checkpoint_dir / "run_summary.json").read_text())
+
+
+def tensorboard_events(folder: Path) -> tuple[dict, dict]:
+    """TensorBoard's own reader over a run folder's tensorboard/: {tag: [(step, value)]}, {text tag: [step]}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    texts = {tag: [e.step for e in acc.Tensors(tag)] for tag in acc.Tags()["tensors"]}
+    return scalars, texts
 
 
 class FakeHfApi:

@@ -253,11 +253,11 @@ def test_own_text_trains_in_its_own_folder_and_shakespeare_never_resumes_it(own_
     assert f"{meta['train_tokens']:,} training tokens = " in mine.stdout  # epochs counted on this text
     for path in sorted(checkpoints.glob("model_*full.pt")) + sorted(checkpoints.glob("model_step_*.pt")):
         assert torch.load(path, weights_only=True)["data"] == data_identity(meta), path
-    before = {p.name: p.read_bytes() for p in checkpoints.iterdir()}
+    before = {p: p.read_bytes() for p in checkpoints.rglob("*") if p.is_file()}
     refused = run_script(checkpoints, check=False)  # the tests' tiny Shakespeare
     assert refused.returncode == 1
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         f"error: {checkpoints / 'model_final_full.pt'}: made on other data: text_sha256 {meta['source_sha256'][:16]}"
     )
-    assert {p.name: p.read_bytes() for p in checkpoints.iterdir()} == before
+    assert {p: p.read_bytes() for p in checkpoints.rglob("*") if p.is_file()} == before

@@ -132,6 +132,8 @@ def test_only_rank_0_writes(two_process_run):
         "model_final_fp16.pt",
         "loss.png",
         "run_summary.json",
+        "report.md",
+        "tensorboard",
     }
 
 

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import OVERFIT, REPO, SCRIPT, run_script, script_env, sitecustomize_env
+from conftest import (
+    OVERFIT,
+    REPO,
+    SCRIPT,
+    run_script,
+    script_env,
+    sitecustomize_env,
+    tensorboard_events,
+)
 from helpers.checkpoints.storage import load_checkpoint
 from helpers.fileio import TMP_MARK
 
@@ -60,7 +68,7 @@ def test_rerun_after_finishing_trains_nothing(ci_run, tmp_path):
 
 def test_starting_over_never_overwrites_another_run(ci_run, tmp_path):
     run_script(tmp_path, max_steps=10)
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     refused = run_script(tmp_path, max_steps=10, resume="never", check=False)
     assert refused.returncode != 0
     last = refused.stderr.strip().splitlines()[-1]
@@ -72,7 +80,7 @@ def test_starting_over_never_overwrites_another_run(ci_run, tmp_path):
         f"{tmp_path}: holds 2 full checkpoint(s), none of which fits this model"
         in other.stderr.strip().splitlines()[-1]
     )
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_damaged_newest_checkpoint_is_skipped(ci_run, tmp_path):
@@ -208,6 +216,11 @@ def test_kill_at_random_moments_and_resume(overfit_run, tmp_path):
     reference, resumed = (load_checkpoint(d / "model_final_full.pt") for d in (reference_dir, out))
     for key in ("history", "step", "early_stopping", "stop_reason", "best_step"):
         assert resumed[key] == reference[key], key
+    # TensorBoard's curves are the uninterrupted run's: each step once, though kills left events
+    # after the checkpoints resumed from
+    ours, theirs = (tensorboard_events(d)[0] for d in (out, reference_dir))
+    for tag in ("train/loss", "train/lr", "val/loss"):
+        assert ours[tag] == theirs[tag], tag
 
 
 def test_a_damaged_best_pair_is_found_at_resume(overfit_run, tmp_path):

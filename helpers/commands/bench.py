@@ -7,6 +7,7 @@
     python -m helpers.bench generate                  # GPT-2 124M at batch 1, beside transformers' generate
     python -m helpers.bench space                     # GPT-2 124M's static Space in headless Chromium, beside PyTorch
     python -m helpers.bench prepare                   # a 100 MB text's token files, beside nanoGPT's prepare.py way
+    python -m helpers.bench memorization              # GPT-2 124M: the memorization measure's cost, beside transformers
 
 `train`, `outcome` and `gpu-check` run `notebooks/train_gpt2_124m_colab.py` as a plain script with
 GPT2_* settings and read the `run_summary.json` it writes: what they measure is the code a user
@@ -39,6 +40,7 @@ from helpers.commands.bench_generate import (
     generate_model,
     generate_report,
 )
+from helpers.commands.bench_memorization import bench_memorization
 from helpers.commands.bench_prepare import bench_prepare
 from helpers.commands.bench_space import PROMPT, bench_space, controls_cost, cpu_note, space_report, speedups
 from helpers.commands.cli import fail
@@ -391,6 +393,14 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--repeats", type=int, default=1, help="runs of each way, taking turns; the median counts")
     prep.add_argument("--dir", type=Path, help="where to write the text (default: a temporary folder); removed after")
 
+    memo = sub.add_parser("memorization", help="GPT-2 124M: the memorization measure's cost, beside transformers")
+    memo.add_argument("--windows", type=int, default=64, help="windows from each split (default 64)")
+    memo.add_argument("--samples", type=int, default=4, help="free samples (default 4)")
+    memo.add_argument("--sample-tokens", type=int, default=256, help="tokens per free sample (default 256)")
+    memo.add_argument("--batch", type=int, default=32, help="windows continued at once (default 32)")
+    memo.add_argument("--checkpoint", type=Path, help="a checkpoint's weights (default: GPT-2 124M, random weights)")
+    memo.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+
     args = parser.parse_args(argv)
     if args.command == "prepare" and (args.mb <= 0 or (args.workers is not None and args.workers < 1)):
         parser.error("--mb must be above 0 and --workers at least 1")
@@ -485,6 +495,19 @@ def run(args: argparse.Namespace) -> int:
             args.dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="bench-prepare-", dir=args.dir) as tmp:
             print(table(bench_prepare(Path(tmp), args.mb, args.workers, args.repeats)))
+    elif args.command == "memorization":
+        from helpers.data import SHAKESPEARE_URL, load_splits, prepare_data
+
+        for name in ("windows", "samples", "sample_tokens", "batch"):
+            if getattr(args, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+        model, what = generate_model(args.checkpoint, args.device, "float32")
+        data_dir = Path(os.environ.get("GPT2_DATA_DIR", REPO / "data"))
+        prepare_data(data_dir, os.environ.get("GPT2_DATA_URL", SHAKESPEARE_URL))
+        train, val = load_splits(data_dir, model.config.block_size)
+        rows = bench_memorization(model, train, val, args.windows, args.samples, args.sample_tokens, args.batch)
+        print(f"{what} on {args.device} ({torch.get_num_threads()} threads), float32, tiny Shakespeare")
+        print(table(rows))
     elif args.command == "gpu-check":
         if not torch.cuda.is_available():
             print("gpu-check needs a CUDA GPU; on a CPU try: python -m helpers.bench train --preset cpu")

@@ -22,12 +22,13 @@ from helpers.hf.convert import from_hf_state_dict, gpt_config_from_hf, hf_config
 from helpers.hf.hub import download_model
 from helpers.hf.tokenizer_files import EOT_ID, gpt2_tokenizer_files, tokenizer_config
 from helpers.model import GPT, GPT2_VOCAB_SIZE, GPTConfig
+from helpers.report_card import figures_beside, figures_table
 
 # ----------------------------------------------------------------------------- export
 
 
-def model_card(config: GPTConfig, info: dict) -> str:
-    """A short README.md for the Hub page."""
+def model_card(config: GPTConfig, info: dict, report: str = "") -> str:
+    """A short README.md for the Hub page; report: the run's report table (helpers.report_card), if there is one."""
     trained = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items())
     return "\n".join(
         [
@@ -49,12 +50,18 @@ def model_card(config: GPTConfig, info: dict) -> str:
             'print(generate("ROMEO:", max_new_tokens=50)[0]["generated_text"])',
             "```",
             "",
+            *(["## Report card", "", report, ""] if report else []),
         ]
     )
 
 
 def export_hf_folder(
-    model: GPT, out_dir: str | Path, force: bool = False, dtype: str = "float32", info: dict | None = None
+    model: GPT,
+    out_dir: str | Path,
+    force: bool = False,
+    dtype: str = "float32",
+    info: dict | None = None,
+    report: str = "",
 ) -> Path:
     """Write model as a transformers GPT-2 folder: config, weights, tokenizer files when they can be had (else warn)."""
     from safetensors.torch import save
@@ -87,7 +94,7 @@ def export_hf_folder(
                 atomic_write_bytes(folder / name, source.read_bytes())
             tok = json.dumps(tokenizer_config(config.block_size), indent=2).encode() + b"\n"
             atomic_write_bytes(folder / "tokenizer_config.json", tok)
-        atomic_write_bytes(folder / "README.md", model_card(config, info or {}).encode())
+        atomic_write_bytes(folder / "README.md", model_card(config, info or {}, report).encode())
 
     return write_folder(out_dir, fill, force)
 
@@ -99,7 +106,9 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, force: bool = False, 
     model, ckpt = load_model(checkpoint)
     info = {k: ckpt[k] for k in ("step", "loss", "val_loss") if isinstance(ckpt.get(k), (int, float))}
     try:
-        return export_hf_folder(model, out_dir, force=force, dtype=dtype, info=info)
+        figures = figures_beside(checkpoint, ckpt.get("step"))  # the run's report card, where it wrote one
+        report = figures_table(figures) if figures else ""
+        return export_hf_folder(model, out_dir, force=force, dtype=dtype, info=info, report=report)
     except ValueError as e:  # e.g. a model without biases, which transformers' GPT-2 cannot hold
         raise CheckpointError(checkpoint, str(e)) from None
 

@@ -26,6 +26,7 @@ from helpers.hf.onnx_export import export_onnx
 from helpers.hf.space import card_fields, space_facts
 from helpers.hf.tokenizer_files import gpt2_tokenizer_files, gpt2_tokenizer_json, tokenizer_config
 from helpers.model import GPT, GPT2_VOCAB_SIZE
+from helpers.report_card import FIGURES, figures_beside, figures_table
 
 STATIC = Path(__file__).resolve().parent / "space_template" / "static"
 # Each backend's file: the cache handed over as it suits the backend (helpers.hf.onnx_export.CACHES).
@@ -69,6 +70,7 @@ def static_card(facts: dict) -> str:
         webgpu_file=webgpu["file"],
         webgpu_dtype=webgpu["dtype"],
         webgpu_mb=f"{webgpu['bytes'] / 1e6:,.1f}",
+        report=f"## Report card\n\n{figures_table(facts['report'])}\n" if facts.get("report") else "",
     )
 
 
@@ -118,6 +120,9 @@ def make_static_space(
     tokenizer = gpt2_tokenizer_files()  # FileNotFoundError says why not: the page cannot work without it
     facts = space_facts(model, ckpt, checkpoint.name, dtype, title)
     facts["space_url"] = space_address(repo) if repo.strip() else None
+    figures = figures_beside(checkpoint, ckpt["step"])  # the run's report card, shown on the card and the page
+    if figures:
+        facts["report"] = {k: figures[k] for k in FIGURES if k in figures}
 
     def fill(folder: Path) -> None:
         models = export_models(model, folder, dtype)

@@ -2,8 +2,8 @@
 
 The model, the optimizer, the GradScaler and the data sampler keep their own state dicts, and
 helpers.training.rng the random generators'. RunState holds the rest: the step, the losses, the
-best step and its loss, the history, early stopping and why the run stopped. Each field's
-metadata says what becomes of it:
+best step and its loss, the history and the samples at each new best, early stopping and why the
+run stopped. Each field's metadata says what becomes of it:
 
 - FACT: saved in every full checkpoint, restored on resume, and kept in deployment files: a fact
   of how the model was made;
@@ -63,6 +63,7 @@ class RunState:
     best_step: int | None = field(default=None, metadata=FACT)  # None until an evaluation gives a finite loss
     history: dict = field(default_factory=_empty_history, metadata=FACT)  # {"train"|"val": [[step, loss], ...]}
     stop_reason: str | None = field(default=None, metadata=FACT)  # why training ended, once it has
+    samples: list = field(default_factory=list, metadata=FACT)  # [[step, val_loss, text], ...]: one at each new best
     early_stopping: EarlyStopping = field(default_factory=lambda: EarlyStopping(0), metadata=RESUME)
     save_clock: SaveClock = field(default_factory=lambda: SaveClock(save_every=1))
 
@@ -97,6 +98,7 @@ class RunState:
         """Train on from this step: forget why the run stopped, and the history after the step (made again)."""
         self.stop_reason = None
         self.history = {split: [p for p in points if p[0] <= self.step] for split, points in self.history.items()}
+        self.samples = [s for s in self.samples if s[0] <= self.step]
 
     def log_train(self, loss: float) -> None:
         """Record the training loss of this step."""

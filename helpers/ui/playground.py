@@ -66,7 +66,7 @@ def sample_line(model: GPT, tokens: int, hw: Hardware, seed: int) -> str:
     """
     with autocast(hw):
         text = sample(model, get_encoding(), "\n", tokens, 0.8, hw.device, seed)
-    return "  sample: " + " / ".join(line.strip() for line in text.splitlines() if line.strip())
+    return " / ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def generation_panel(model: GPT, enc: tiktoken.Encoding, device: str, seed: int | None = None) -> object | None:

@@ -18,15 +18,24 @@ from helpers.training.distributed import Processes
 from helpers.training.hardware import Hardware
 from helpers.training.run_state import RunState
 from helpers.ui.playground import sample_line
+from helpers.ui.tensorboard import TensorBoardLog
 
 
 class TrainingProgress:
     """The progress bar and log lines of one session's training loop, and its speed windows."""
 
     def __init__(
-        self, cfg: TrainConfig, run: RunState, steps_per_epoch: float, model: GPT, hw: Hardware, procs: Processes
+        self,
+        cfg: TrainConfig,
+        run: RunState,
+        steps_per_epoch: float,
+        model: GPT,
+        hw: Hardware,
+        procs: Processes,
+        board: TensorBoardLog | None = None,
     ) -> None:
         self.cfg, self.steps_per_epoch, self.model, self.hw, self.procs = cfg, steps_per_epoch, model, hw, procs
+        self.board = board or TensorBoardLog("", run.step, enabled=False)  # the same figures for TensorBoard
         self.flops_per_step = model.flops_per_token(cfg.block_size) * cfg.tokens_per_step
         self.show = procs.is_main
         self.bar = tqdm(
@@ -52,11 +61,13 @@ class TrainingProgress:
         self.speed_windows.append([steps, elapsed])
         peak = self.hw.peak_flops * self.procs.world_size if self.hw.peak_flops else None
         mfu = self.flops_per_step * steps / elapsed / peak if peak else None
+        tokens_per_s = steps * self.cfg.tokens_per_step / elapsed
+        self.board.train(run.step, run.loss, lr, tokens_per_s)
         self.bar.set_postfix(
             epoch=self.epoch(run.step),
             loss=f"{run.loss:.4f}",
             lr=f"{lr:.2e}",
-            tok_s=f"{steps * self.cfg.tokens_per_step / elapsed:,.0f}",
+            tok_s=f"{tokens_per_s:,.0f}",
             mfu=f"{mfu:.1%}" if mfu is not None else "n/a",
             refresh=False,
         )
@@ -68,19 +79,29 @@ class TrainingProgress:
                 f"for the remaining {left} steps"
             )
 
+    def untrained(self, run: RunState) -> None:
+        """The untrained model's validation loss (step 0), where the curves start."""
+        self.write(f"step 0: val loss {run.val_loss:.4f}")
+        self.board.val(0, run.val_loss)
+
     def evaluated(self, run: RunState) -> None:
-        """An evaluation: its line, and at a new best a line of the model's text (best_sample_tokens)."""
+        """An evaluation's line; at a new best a line of the model's text, kept in run.samples."""
         self.write(
             f"step {run.step} (epoch {self.epoch(run.step)}): val loss {run.val_loss:.4f} "
             f"(best {run.best_val_loss:.4f} at step {run.best_step})"
         )
         if self.show and run.best_step == run.step and self.cfg.best_sample_tokens:
-            self.write(sample_line(self.model, self.cfg.best_sample_tokens, self.hw, self.cfg.seed))
+            text = sample_line(self.model, self.cfg.best_sample_tokens, self.hw, self.cfg.seed)
+            self.write(f"  sample: {text}")
+            run.samples.append([run.step, run.val_loss, text])
+            self.board.sample(run.step, text)
+        self.board.val(run.step, run.val_loss)
 
     def close(self, run: RunState) -> None:
         """The bar at the last step, closed."""
         self.bar.update(run.step - self.logged_step)
         self.bar.close()
+        self.board.close()
 
     def ended(self, run: RunState, final_ckpt: dict, compiled: bool, session_steps: int) -> dict:
         """Say how training ended and which step the final pair is; what the run did: run_summary.json's contents."""
@@ -96,6 +117,7 @@ class TrainingProgress:
         last_step = max([run.step] + [s for s, _ in run.history["train"]])  # a finished run resumes at its best step
         return {
             "preset": self.cfg.preset,
+            "data_url": self.cfg.data_url,
             "steps": last_step,
             "epochs": last_step / self.steps_per_epoch,
             "tokens_per_step": self.cfg.tokens_per_step,
