@@ -143,9 +143,9 @@ print0(f"project: {REPO_ROOT}  (Colab: {IN_COLAB})")
 # `GPT2_DETERMINISTIC=1` makes every kernel repeat itself bit for bit (docs/checkpoints.md, "What
 # is exact where"), and says loudly when there is no GPU. Last it chooses the checkpoint folder.
 # `USE_DRIVE` keeps checkpoints on Google Drive: a runtime reset wipes `/content`, and with the
-# files on Drive, running all cells again resumes training instead of starting over. Mounting asks for permission; if Drive says no
-# (declined, a permission left unticked, nobody there to click within two minutes), training goes
-# on with local checkpoints and a warning. Each kind of run (model size, from scratch or
+# files on Drive, running all cells again resumes training instead of starting over. Mounting
+# asks for permission; if Drive says no (declined, a permission left unticked, nobody there to
+# click within two minutes), training goes on with local checkpoints and a warning. Each kind of run (model size, from scratch or
 # fine-tuned, the text) has its own folder, shown in the table.
 
 # %%
@@ -225,9 +225,9 @@ print0(
 # does it ahead of a run; see `docs/data.md`). Made once and reused while their sha256 matches
 # `meta.json`; every full checkpoint records these hashes, so a run never resumes on other text.
 # Batches are drawn by a seeded generator whose state goes into every checkpoint, so a resumed run
-# sees exactly the batches it would have seen. One pass over the training tokens is an *epoch*: a 124M model memorises the
-# plays within a few, so the run is planned in epochs (printed below) and ends once the
-# validation loss stops improving.
+# sees exactly the batches it would have seen. One pass over the training tokens is an *epoch*:
+# a 124M model memorises the plays within a few, so the run is planned in epochs (printed below)
+# and ends once the validation loss stops improving.
 
 # %%
 from helpers.data import data_identity, load_splits, prepare_data
