@@ -145,8 +145,8 @@ print0(f"project: {REPO_ROOT}  (Colab: {IN_COLAB})")
 # `USE_DRIVE` keeps checkpoints on Google Drive: a runtime reset wipes `/content`, and with the
 # files on Drive, running all cells again resumes training instead of starting over. Mounting
 # asks for permission; if Drive says no (declined, a permission left unticked, nobody there to
-# click within two minutes), training goes on with local checkpoints and a warning. Each kind of run (model size, from scratch or
-# fine-tuned, the text) has its own folder, shown in the table.
+# click within two minutes), training goes on with local checkpoints and a warning. Each kind of
+# run (model size, from scratch or fine-tuned, the text) has its own folder, shown in the table.
 
 # %%
 PRESET = "auto"  # @param ["auto", "t4", "a100", "cpu"]
