@@ -16,21 +16,21 @@ from pathlib import Path
 from helpers.checkpoints.policy import FINAL, FINAL_FULL, periodic_checkpoints
 from helpers.checkpoints.storage import read_checkpoint
 from helpers.config import SHAKESPEARE_URL
-from helpers.data_source import data_label
-from helpers.errors import DataError, PathError
+from helpers.data_source import SHAKESPEARE_SHA256
+from helpers.errors import PathError
 from helpers.report_card import SUMMARY, perplexity
 from helpers.ui.display import in_notebook
 
 
-def _text_name(url: str | None) -> str:
-    """A run's text in a few words: tiny Shakespeare, or the file name of its data_url."""
+def _text_name(url: str | None, text_sha256: object) -> str:
+    """A run's text in a few words: tiny Shakespeare (by its address or the sha256 the run recorded), or its name.
+
+    The recorded sha256 decides, not the text's own: a listing never reads a corpus again.
+    """
     if not url:
         return "?"
-    try:
-        if url == SHAKESPEARE_URL or data_label(url) == "":
-            return "tiny Shakespeare"
-    except DataError:  # a local text no longer there: its name still says which
-        pass
+    if url == SHAKESPEARE_URL or text_sha256 == SHAKESPEARE_SHA256:
+        return "tiny Shakespeare"
     return Path(urllib.parse.urlparse(url).path).name or url
 
 
@@ -63,7 +63,9 @@ def read_run(folder: Path) -> dict | None:
         run,
         kind=f"{config.get('preset', '?')}"
         + ("" if config.get("init_from", "scratch") == "scratch" else ", fine-tuned"),
-        text=_text_name(config.get("data_url")),
+        text=_text_name(
+            config.get("data_url"), (ckpt.get("data") if isinstance(ckpt.get("data"), dict) else {}).get("text_sha256")
+        ),
         steps=steps,
         epochs=summary.get("epochs"),
         best_val_loss=best,
