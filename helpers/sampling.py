@@ -13,9 +13,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 UNFINISHED = "\ufffd"  # what a decoder shows for the first bytes of a character whose last byte is to come
 
 
+def unescape_stop(text: str) -> str:
+    """A stop string as typed, `\\n` standing for a newline (a field or a command line has no other way)."""
+    return text.replace("\\n", "\n")
+
+
 def parse_stops(text: str) -> list[str]:
-    """The stop strings of a text field: one per line, `\\n` written for a newline inside one; blank lines ignored."""
-    return [line.replace("\\n", "\n") for line in text.splitlines() if line]
+    """The stop strings of a text field: one per line (see unescape_stop); blank lines ignored."""
+    return [unescape_stop(line) for line in text.splitlines() if line]
 
 
 def check_stops(stop: Sequence[str]) -> list[str]:

@@ -51,13 +51,14 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
 def sampling_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     """The parsed controls as sample_stream's keyword arguments; a usage error (exit 2) for one out of range."""
     from helpers.model import check_sampling
+    from helpers.sampling import unescape_stop
 
     try:
         check_sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty)
     except ValueError as e:  # "top_p must be ...": named as the option is
         name, problem = str(e).split(" ", 1)
         parser.error(f"--{name.replace('_', '-')} {problem}")
-    stop = [s.replace("\\n", "\n") for s in args.stop]
+    stop = [unescape_stop(s) for s in args.stop]
     if not all(stop):
         parser.error("--stop: a stop string must be some text")
     return dict(
