@@ -412,9 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     for n in counts:
         if n < 1:
             parser.error(f"--tokens, --prompt-tokens and --threads must be at least 1, not {n}")
-    for name in ("steps", "warmup", "repeats"):
+    for name in ("steps", "warmup", "repeats", "windows", "samples", "sample_tokens", "batch"):
         if getattr(args, name, 1) < 1:
-            parser.error(f"--{name} {getattr(args, name)}: must be at least 1")
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
     try:
         return run(args)
     except (ValueError, OSError, PathError, RuntimeError) as e:  # bad settings, a failed run: one line
@@ -498,9 +498,6 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "memorization":
         from helpers.data import SHAKESPEARE_URL, load_splits, prepare_data
 
-        for name in ("windows", "samples", "sample_tokens", "batch"):
-            if getattr(args, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
         model, what = generate_model(args.checkpoint, args.device, "float32")
         data_dir = Path(os.environ.get("GPT2_DATA_DIR", REPO / "data"))
         prepare_data(data_dir, os.environ.get("GPT2_DATA_URL", SHAKESPEARE_URL))
