@@ -89,9 +89,7 @@ class TrainConfig:
     seed: int = 1337
     log_every: int = 4
     sample_tokens: int = 200
-    best_sample_tokens: int = (
-        24  # a line of this many generated tokens at each new best validation loss, kept in the run's samples; 0: none
-    )
+    best_sample_tokens: int = 24  # tokens of text at each new best validation loss, kept in run.samples; 0: none
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):  # nan or inf would pass every range check below
